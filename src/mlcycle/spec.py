@@ -1,0 +1,306 @@
+"""The project spec: Pydantic models of ``mlcycle.yaml``.
+
+The spec is validated once when a project is opened and is immutable after
+that. A section exists only for a stage that does something; later stages add
+theirs. Every validation error becomes a :class:`~mlcycle.errors.SpecError`
+whose message names the field path, the bad value and what is allowed::
+
+    data.datasets.cancer.split.test: 1.5 is not < 1
+
+Example:
+    >>> spec = Spec.model_validate({"project": {"name": "demo"}})
+    >>> spec.data.datasets
+    {}
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from mlcycle.errors import SpecError
+
+__all__ = [
+    "ArtifactsSpec",
+    "ColumnRole",
+    "ColumnType",
+    "DataSpec",
+    "DatasetSpec",
+    "ProjectSpec",
+    "Spec",
+    "SplitSpec",
+    "StoreSpec",
+    "Task",
+    "format_validation_error",
+    "load_spec",
+    "parse_spec",
+]
+
+Task = Literal["binary", "multiclass", "regression"]
+ColumnRole = Literal["feature", "target", "sensitive", "id", "timestamp", "ignore"]
+ColumnType = Literal["numeric", "categorical", "boolean", "image"]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ProjectSpec(_Frozen):
+    """Who the project is."""
+
+    name: str = Field(default="mlcycle-project", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class StoreSpec(_Frozen):
+    """Where metadata lives.
+
+    ``url`` is a SQLAlchemy URL; ``None`` means SQLite at ``.mlcycle/mlcycle.db``.
+    The environment variable ``MLCYCLE_STORE_URL`` overrides it.
+    """
+
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        scheme = url.split("://", 1)[0].split("+", 1)[0]
+        if "://" not in url or scheme not in {"sqlite", "postgresql", "postgres"}:
+            raise ValueError("expected a sqlite:/// or postgresql:// URL")
+        return url
+
+
+class ArtifactsSpec(_Frozen):
+    """Where artifact bytes live: a folder or an fsspec URL (``s3://bucket/prefix``).
+
+    ``None`` means ``.mlcycle/artifacts`` inside the project.
+    """
+
+    uri: str | None = None
+
+
+class SplitSpec(_Frozen):
+    """How a dataset version is cut into train, validation and test rows.
+
+    ``random`` shuffles by ``seed`` (stratified by the target for classification);
+    ``time`` sorts by ``time_column`` and tests on the most recent rows.
+    """
+
+    method: Literal["random", "time"] = "random"
+    validation: Fraction = 0.15
+    test: Fraction = 0.15
+    seed: int = Field(default=0, ge=0)
+    stratify: bool = True
+    time_column: str | None = None
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_rows(self) -> SplitSpec:
+        if self.validation + self.test >= 1:
+            raise ValueError(
+                f"validation + test is {self.validation + self.test:g}: "
+                "expected < 1 so that rows are left for training"
+            )
+        return self
+
+    @property
+    def train(self) -> float:
+        """The share of rows left for training."""
+        return 1.0 - self.validation - self.test
+
+
+class DatasetSpec(_Frozen):
+    """Overrides for what mlcycle infers about one dataset.
+
+    Attributes:
+        source: where to read it (``sklearn:iris``, a CSV/Parquet file or folder).
+        target: the column to predict.
+        task: the learning task; inferred from the target when absent.
+        roles: column name → role, overriding inference.
+        types: column name → type, overriding inference.
+        split: how versions of this dataset are split.
+    """
+
+    source: str | None = None
+    target: str | None = None
+    task: Task | None = None
+    roles: dict[str, ColumnRole] = Field(default_factory=dict)
+    types: dict[str, ColumnType] = Field(default_factory=dict)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> DatasetSpec:
+        targets = [c for c, r in self.roles.items() if r == "target"]
+        if len(targets) > 1:
+            raise ValueError(f"roles name {len(targets)} targets {targets}: expected at most one")
+        if targets and self.target is not None and targets[0] != self.target:
+            raise ValueError(
+                f"target is {self.target!r} but roles make {targets[0]!r} the target"
+            )
+        return self
+
+
+class DataSpec(_Frozen):
+    """Datasets the project knows, and data-wide settings."""
+
+    datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
+    imbalance_ratio: float = Field(default=3.0, gt=1)
+
+
+class Spec(_Frozen):
+    """The whole ``mlcycle.yaml``."""
+
+    project: ProjectSpec = Field(default_factory=ProjectSpec)
+    store: StoreSpec = Field(default_factory=StoreSpec)
+    artifacts: ArtifactsSpec = Field(default_factory=ArtifactsSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+
+    def dataset(self, name: str) -> DatasetSpec:
+        """The spec of dataset ``name``, or the defaults when the spec names none."""
+        return self.data.datasets.get(name) or DatasetSpec()
+
+
+_CONSTRAINTS = {
+    "greater_than": ("is not >", "gt"),
+    "greater_than_equal": ("is not >=", "ge"),
+    "less_than": ("is not <", "lt"),
+    "less_than_equal": ("is not <=", "le"),
+}
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(root)"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
+        return str(int(value))
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value) if value is not None else "null"
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel] = BaseModel) -> str:
+    """One line per problem: ``path: value what-is-wrong``.
+
+    Example:
+        >>> try:
+        ...     Spec.model_validate({"data": {"imbalance_ratio": -1}})
+        ... except ValidationError as e:
+        ...     print(format_validation_error(e))
+        data.imbalance_ratio: -1 is not > 1
+    """
+    lines = []
+    for err in exc.errors(include_url=False):
+        where = _location(tuple(err["loc"]))
+        kind = err["type"]
+        ctx = err.get("ctx") or {}
+        value = err.get("input")
+        if kind in _CONSTRAINTS:
+            words, key = _CONSTRAINTS[kind]
+            what = f"{_value(value)} {words} {_value(ctx.get(key))}"
+        elif kind == "literal_error":
+            what = f"{_value(value)} is not one of {ctx.get('expected')}"
+        elif kind == "extra_forbidden":
+            what = "unknown field"
+            parent = _parent_fields(model, tuple(err["loc"])[:-1])
+            if parent:
+                what += f"; allowed: {', '.join(sorted(parent))}"
+        elif kind == "missing":
+            what = "is required"
+        elif kind == "value_error":
+            what = str(ctx.get("error", err["msg"]))
+            if not isinstance(value, dict | list):
+                what = f"{_value(value)}: {what}"
+        elif kind == "string_pattern_mismatch":
+            what = f"{_value(value)} does not match {ctx.get('pattern')}"
+        else:
+            msg = err["msg"][0].lower() + err["msg"][1:]
+            what = f"{_value(value)}: {msg}"
+        lines.append(f"{where}: {what}")
+    return "\n".join(lines)
+
+
+def _parent_fields(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """Field names allowed at ``loc`` inside ``model``, for 'unknown field' hints."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(str(part))
+        if field is None:
+            # inside a dict[str, Model]: the key; keep the value model
+            continue
+        current = _model_of(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _model_of(annotation: Any) -> Any:
+    args = getattr(annotation, "__args__", ())
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in reversed(args):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def parse_spec(data: Any, *, source: str = "mlcycle.yaml") -> Spec:
+    """Validate a mapping (parsed YAML) into a :class:`Spec`.
+
+    Raises:
+        SpecError: with one line per problem, prefixed by ``source``.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc, Spec)) from None
+
+
+def load_spec(path: Path) -> Spec:
+    """Read and validate ``mlcycle.yaml``.
+
+    Raises:
+        SpecError: the file is not valid YAML or not a valid spec.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"{path.name}:{where}: invalid YAML: {problem}") from None
+    return parse_spec(data, source=path.name)
