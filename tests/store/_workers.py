@@ -1,0 +1,56 @@
+"""Code run in child processes by the concurrency tests (importable under spawn)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from mlcycle.store import MetadataStore
+
+RUNS_PER_WORKER = 12
+BATCHES = 5
+POINTS_PER_BATCH = 10
+VERSIONS_PER_WORKER = 6
+
+
+def fake_sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_runs_and_versions(url: str, worker: int, barrier: Any) -> None:
+    store = MetadataStore(url)
+    barrier.wait(timeout=60)
+    for i in range(RUNS_PER_WORKER):
+        run = store.create_run(
+            name=f"w{worker}-r{i}", params={"worker": worker, "i": i}, actor=f"worker{worker}"
+        )
+        for batch in range(BATCHES):
+            store.log_metrics(
+                run.id,
+                [
+                    ("loss", batch * POINTS_PER_BATCH + j, worker * 1000 + i + j / 100)
+                    for j in range(POINTS_PER_BATCH)
+                ],
+            )
+        store.set_tags(run.id, {"worker": str(worker)})
+        store.finish_run(run.id, actor=f"worker{worker}", summary={"done": True})
+        if i < VERSIONS_PER_WORKER:
+            sha = fake_sha(f"{worker}-{i}")
+            store.record_artifact(sha, 1, f"mem://{sha}", "application/octet-stream")
+            store.add_dataset_version(
+                "shared",
+                fingerprint=sha,
+                artifact_sha256=sha,
+                source="test",
+                n_rows=1,
+                schema={},
+                profile={},
+                actor=f"worker{worker}",
+            )
+    store.close()
+
+
+def open_store(url: str, barrier: Any) -> None:
+    """Open (and so migrate) a fresh store at the same moment as another process."""
+    barrier.wait(timeout=60)
+    MetadataStore(url).close()
