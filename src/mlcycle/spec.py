@@ -146,9 +146,7 @@ class DatasetSpec(_Frozen):
         if len(targets) > 1:
             raise ValueError(f"roles name {len(targets)} targets {targets}: expected at most one")
         if targets and self.target is not None and targets[0] != self.target:
-            raise ValueError(
-                f"target is {self.target!r} but roles make {targets[0]!r} the target"
-            )
+            raise ValueError(f"target is {self.target!r} but roles make {targets[0]!r} the target")
         return self
 
 

@@ -48,7 +48,7 @@ def _version(store: MetadataStore, name: str, content: str) -> tuple[int, bool]:
 
 class TestSchema:
     def test_a_new_store_is_migrated_to_the_newest_revision(self, store: MetadataStore) -> None:
-        assert HEAD_REVISION == head_revision()
+        assert head_revision() == HEAD_REVISION
         assert current_revision(store.engine) == HEAD_REVISION
 
     def test_orm_tables_match_the_migrations(self, store: MetadataStore) -> None:
@@ -69,7 +69,7 @@ class TestSchema:
                 text(
                     "INSERT INTO runs (id, name, experiment, status, params, summary, created_by,"
                     " created_at) VALUES ('0123456789abcdef0123456789abcdef', 'old', 'default',"
-                    " 'finished', '{\"lr\": 0.1}', '{\"tags\": {\"team\": \"fraud\"}, \"acc\": 0.9}',"
+                    ' \'finished\', \'{"lr": 0.1}\', \'{"tags": {"team": "fraud"}, "acc": 0.9}\','
                     " 'someone', CURRENT_TIMESTAMP)"
                 )
             )
@@ -94,7 +94,9 @@ class TestSchema:
     def test_two_processes_opening_a_new_store_migrate_it_once(self, store_url: str) -> None:
         ctx = multiprocessing.get_context("spawn")
         barrier = ctx.Barrier(2)
-        procs = [ctx.Process(target=_workers.open_store, args=(store_url, barrier)) for _ in range(2)]
+        procs = [
+            ctx.Process(target=_workers.open_store, args=(store_url, barrier)) for _ in range(2)
+        ]
         for p in procs:
             p.start()
         for p in procs:
@@ -197,7 +199,9 @@ class TestRuns:
 
 class TestEvents:
     def test_events_are_append_only(self, store: MetadataStore) -> None:
-        store.record_event("alias.moved", "model", "m", actor="me", reason="better", details={"to": 2})
+        store.record_event(
+            "alias.moved", "model", "m", actor="me", reason="better", details={"to": 2}
+        )
         event = store.list_events()[0]
         assert (event.action, event.reason, event.details) == ("alias.moved", "better", {"to": 2})
         for statement in ("UPDATE events SET actor = 'mallory'", "DELETE FROM events"):

@@ -12,6 +12,10 @@ lock), so exactly one of them upgrades.
 
 from __future__ import annotations
 
+import itertools
+import random
+import sqlite3
+import time
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -51,10 +55,10 @@ def make_engine(url: str) -> Engine:
         try:
             return create_engine(parsed, pool_pre_ping=True)
         except ModuleNotFoundError:
-            raise StoreError(
-                "PostgreSQL needs psycopg: pip install 'mlcycle[postgres]'"
-            ) from None
-    raise StoreError(f"store url {url!r}: backend {backend!r} is not supported (sqlite, postgresql)")
+            raise StoreError("PostgreSQL needs psycopg: pip install 'mlcycle[postgres]'") from None
+    raise StoreError(
+        f"store url {url!r}: backend {backend!r} is not supported (sqlite, postgresql)"
+    )
 
 
 def _tune_sqlite(engine: Engine) -> None:
@@ -63,10 +67,10 @@ def _tune_sqlite(engine: Engine) -> None:
         # Take transaction control away from pysqlite; "begin" below issues BEGIN itself.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -75,6 +79,24 @@ def _tune_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN")
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch a database to WAL once; retry while another process does the same.
+
+    Two connections converting a new database at the same moment can get
+    SQLITE_BUSY without the busy handler running (SQLite's deadlock avoidance),
+    so the conversion is retried here.
+    """
+    for attempt in itertools.count():
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt >= 200:
+                raise
+            time.sleep(0.01 + random.random() * 0.05)
 
 
 def _alembic_config(connection: Connection) -> Config:
@@ -87,9 +109,7 @@ def _alembic_config(connection: Connection) -> Config:
 def current_revision(engine: Engine) -> str | None:
     """The schema revision the database is at, ``None`` for an empty database."""
     with engine.connect() as connection:
-        context = MigrationContext.configure(
-            connection, opts={"version_table": VERSION_TABLE}
-        )
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
         return context.get_current_revision()
 
 
@@ -116,9 +136,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
                 )
-            context = MigrationContext.configure(
-                connection, opts={"version_table": VERSION_TABLE}
-            )
+            context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
             current = context.get_current_revision()
             if current == revision or (revision == "head" and current == HEAD_REVISION):
                 return

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -410,7 +410,7 @@ class MetadataStore:
             return
         with self._write() as session:
             self._running(session, run_id)
-            session.execute(t.Metric.__table__.insert(), rows)
+            session.execute(insert(t.Metric), rows)
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         """Set (or overwrite) tags on a run."""
@@ -530,7 +530,7 @@ class MetadataStore:
             id=row.id,
             name=row.name,
             experiment=row.experiment,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             params=row.params,
             summary=row.summary,
             tags=tags,

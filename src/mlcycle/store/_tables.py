@@ -40,7 +40,7 @@ UtcDateTime = DateTime(timezone=True)
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSON, datetime: UtcDateTime}
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UtcDateTime}  # noqa: RUF012
 
 
 class Dataset(Base):
@@ -120,9 +120,7 @@ class Run(Base):
 class RunTag(Base):
     __tablename__ = "run_tags"
 
-    run_id: Mapped[str] = mapped_column(
-        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
-    )
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
@@ -142,9 +140,7 @@ class Metric(Base):
 class RunArtifact(Base):
     __tablename__ = "run_artifacts"
 
-    run_id: Mapped[str] = mapped_column(
-        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
-    )
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     path: Mapped[str] = mapped_column(String(500), primary_key=True)
     artifact_sha256: Mapped[str] = mapped_column(ForeignKey("artifacts.sha256"))
 

@@ -113,9 +113,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_runs")),
     )
-    op.create_index(
-        op.f("ix_runs_experiment_created_at"), "runs", ["experiment", "created_at"]
-    )
+    op.create_index(op.f("ix_runs_experiment_created_at"), "runs", ["experiment", "created_at"])
     op.create_table(
         "metrics",
         sa.Column("id", BigId, autoincrement=True, nullable=False),
@@ -157,9 +155,7 @@ def upgrade() -> None:
         sa.Column("details", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
     )
-    op.create_index(
-        op.f("ix_events_entity_type_entity_id"), "events", ["entity_type", "entity_id"]
-    )
+    op.create_index(op.f("ix_events_entity_type_entity_id"), "events", ["entity_type", "entity_id"])
     dialect = op.get_bind().dialect.name
     for statement in SQLITE_TRIGGERS if dialect == "sqlite" else POSTGRES_TRIGGERS:
         op.execute(statement)

@@ -58,9 +58,7 @@ def upgrade() -> None:
     )
 
     # Move tags out of the run summaries written by 0001.
-    runs = sa.table(
-        "runs", sa.column("id", sa.String), sa.column("summary", sa.JSON)
-    )
+    runs = sa.table("runs", sa.column("id", sa.String), sa.column("summary", sa.JSON))
     tags = sa.table(
         "run_tags",
         sa.column("run_id", sa.String),

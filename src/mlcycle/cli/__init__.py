@@ -1,0 +1,16 @@
+"""The ``mlcycle`` command line: a thin layer over :class:`mlcycle.Project`."""
+
+from __future__ import annotations
+
+import sys
+
+from mlcycle.cli import _data, _project, _runs  # noqa: F401  (each registers its commands)
+from mlcycle.cli._app import app
+from mlcycle.cli._app import main as _main
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(_main())

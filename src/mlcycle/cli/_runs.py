@@ -1,0 +1,83 @@
+"""``mlcycle runs``: what was run, with which parameters, and how it went."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mlcycle.cli._app import app, out, print_json, state
+from mlcycle.cli._render import STATUS_STYLE, run_json
+
+runs_app = typer.Typer(help="List and inspect tracked runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@runs_app.command("list")
+def list_(
+    ctx: typer.Context,
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """List runs, newest first."""
+    with state(ctx).open() as project:
+        runs = project.runs.list(experiment=experiment, limit=limit)
+        if as_json:
+            print_json([run_json(r) for r in runs])
+            return
+        if not runs:
+            out.print("no runs yet")
+            return
+        table = Table("id", "name", "status", "experiment", "started", "duration")
+        for r in runs:
+            duration = f"{r.duration_s:.1f}s" if r.duration_s is not None else "-"
+            started = f"{r.started_at:%Y-%m-%d %H:%M:%S}" if r.started_at else "-"
+            style = STATUS_STYLE.get(r.status, "")
+            table.add_row(
+                r.id[:8], r.name, f"[{style}]{r.status}[/]", r.experiment, started, duration
+            )
+        out.print(table)
+
+
+@runs_app.command("show")
+def show(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="Run id, or a unique prefix of 6+ characters.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a run: parameters, tags, summary and its metrics' last values."""
+    with state(ctx).open() as project:
+        run = project.runs.get(run_id)
+        metrics = project.runs.metrics(run.id)
+        last: dict[str, tuple[int, float]] = {}
+        for point in metrics:
+            last[point.key] = (point.step, point.value)
+        if as_json:
+            history: dict[str, list[dict[str, float]]] = {}
+            for point in metrics:
+                history.setdefault(point.key, []).append({"step": point.step, "value": point.value})
+            print_json({**run_json(run), "metrics": history})
+            return
+        style = STATUS_STYLE.get(run.status, "")
+        out.print(
+            f"[bold]{run.name}[/] {run.id}  [{style}]{run.status}[/]  experiment {run.experiment}"
+        )
+        for title, mapping in (
+            ("params", run.params),
+            ("tags", run.tags),
+            ("summary", run.summary),
+        ):
+            if mapping:
+                table = Table(title=title, box=None, show_header=False, title_justify="left")
+                for key, value in mapping.items():
+                    table.add_row(str(key), str(value))
+                out.print(table)
+        if last:
+            table = Table("metric", "last step", "value", title="metrics", title_justify="left")
+            for key, (step, value) in last.items():
+                table.add_row(key, str(step), f"{value:.6g}")
+            out.print(table)

@@ -1,0 +1,168 @@
+"""The project: one folder holding ``mlcycle.yaml`` and ``.mlcycle/``.
+
+:class:`Project` is the façade that the CLI and the Python API share: it
+reads and validates the spec, opens the metadata store (migrating it when it
+was made by an older mlcycle) and the artifact store, and exposes each stage.
+
+Example:
+    >>> import tempfile
+    >>> project = Project.init(tempfile.mkdtemp(), name="demo")
+    >>> version = project.datasets.add("sklearn:iris").version
+    >>> version.ref, version.n_rows
+    ('iris@1', 150)
+    >>> project.close()
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+
+from mlcycle import _settings
+from mlcycle._datasets import Datasets
+from mlcycle._runs import Runs
+from mlcycle.errors import ConflictError, NotFoundError, SpecError
+from mlcycle.spec import Spec, load_spec
+from mlcycle.store import Artifacts, FsspecArtifactStore, MetadataStore
+
+__all__ = ["SPEC_FILE", "STATE_DIR", "Project", "find_project_root"]
+
+SPEC_FILE = "mlcycle.yaml"
+STATE_DIR = ".mlcycle"
+
+SPEC_TEMPLATE = """\
+# mlcycle project spec. Every section is optional; mlcycle infers the rest.
+# Validated when the project is opened: an error names the field, the value
+# and what is allowed.
+
+project:
+  name: {name}
+
+# Metadata store: SQLite at .mlcycle/mlcycle.db by default. For a team, a
+# PostgreSQL URL (or set MLCYCLE_STORE_URL), e.g.
+#   url: postgresql+psycopg://user@db.example.com:5432/mlcycle
+store:
+  url: null
+
+# Artifact bytes: .mlcycle/artifacts by default; any fsspec URL (s3://bucket/prefix).
+artifacts:
+  uri: null
+
+data:
+  # Warn when the largest class has at least this many times the rows of the smallest.
+  imbalance_ratio: 3.0
+  # Per-dataset overrides of what mlcycle infers. The key is the dataset name.
+  datasets: {{}}
+  #   breast_cancer:
+  #     source: sklearn:breast_cancer      # or a CSV/Parquet file or folder
+  #     target: target                    # the column to predict
+  #     task: binary                       # binary | multiclass | regression
+  #     roles: {{patient_id: id, sex: sensitive, notes: ignore}}
+  #     types: {{zip_code: categorical}}     # numeric | categorical | boolean | image
+  #     split:
+  #       method: random                   # random (stratified) | time
+  #       validation: 0.15
+  #       test: 0.15
+  #       seed: 0
+  #       time_column: null                # for method: time
+"""
+
+
+def find_project_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: the current one) with ``mlcycle.yaml``.
+
+    Raises:
+        NotFoundError: no folder up to the file-system root has one.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / SPEC_FILE).is_file():
+            return folder
+    raise NotFoundError(
+        f"no {SPEC_FILE} in {here} or any folder above it: run 'mlcycle init' or pass --project DIR"
+    )
+
+
+class Project:
+    """An opened mlcycle project. Use :meth:`open` or :meth:`init`, then :meth:`close`.
+
+    Attributes:
+        root: the project folder.
+        spec: the validated, immutable spec.
+        store: the metadata store.
+        artifacts: the artifact store, bound to the metadata store.
+        datasets: dataset versions (add, list, load, splits).
+        runs: tracked runs.
+    """
+
+    def __init__(self, root: Path, spec: Spec) -> None:
+        self.root = root
+        self.spec = spec
+        self.actor = _settings.actor()
+        state = root / STATE_DIR
+        url = _settings.store_url() or spec.store.url or f"sqlite:///{state / 'mlcycle.db'}"
+        self.store = MetadataStore(url)
+        uri = _settings.artifacts_uri() or spec.artifacts.uri or str(state / "artifacts")
+        if "://" not in uri and not Path(uri).is_absolute():
+            uri = str(root / uri)
+        self.artifacts = Artifacts(FsspecArtifactStore(uri), self.store)
+        self.datasets = Datasets(self)
+        self.runs = Runs(self)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None) -> Project:
+        """Open the project at ``path`` or the nearest one above it.
+
+        Raises:
+            NotFoundError: there is no project there.
+            SpecError: ``mlcycle.yaml`` is invalid.
+        """
+        root = find_project_root(path)
+        spec = load_spec(root / SPEC_FILE)
+        return cls(root, spec)
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str] = ".", *, name: str | None = None) -> Project:
+        """Create a project in ``path`` (made if needed) and open it.
+
+        Raises:
+            ConflictError: ``path`` already holds a project.
+            SpecError: ``name`` is not a valid project name.
+        """
+        root = Path(path).resolve()
+        spec_file = root / SPEC_FILE
+        if spec_file.exists():
+            raise ConflictError(f"{spec_file} already exists: this folder is already a project")
+        name = name or root.name or "mlcycle-project"
+        if not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise SpecError(f"project.name: {name!r} may hold only letters, digits, '_', '-', '.'")
+        root.mkdir(parents=True, exist_ok=True)
+        (root / STATE_DIR).mkdir(exist_ok=True)
+        (root / STATE_DIR / ".gitignore").write_text("*\n", encoding="utf-8")
+        tmp = spec_file.with_suffix(".yaml.part")
+        tmp.write_text(SPEC_TEMPLATE.format(name=name), encoding="utf-8")
+        tmp.replace(spec_file)
+        project = cls.open(root)
+        project.store.record_event(
+            "project.created", "project", name, actor=project.actor, details={"root": str(root)}
+        )
+        return project
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.store.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Project({str(self.root)!r}, store={self.store.backend})"
