@@ -1,0 +1,326 @@
+"""The evaluation report: one self-contained HTML file a person can open anywhere.
+
+The report is an artifact stored with the run and mailed around, often to
+machines without internet, so everything it needs is inside the file:
+plotly.js is inlined once (about 5 MB) and every figure after the first
+reuses it; there is no CDN link, no external stylesheet. All text that comes
+from the caller (title, class names, run facts) is escaped. Figure ids are
+fixed, so the same inputs give the same bytes. The file is written to a
+temporary name and renamed, so a reader never sees half a report.
+
+Plotly is imported only when a report is rendered: computing metrics must not
+pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mlcycle.errors import DataError
+from mlcycle.evaluate._bootstrap import HEADLINE, headline_with_ci
+from mlcycle.evaluate._classification import check_classification
+from mlcycle.evaluate._figures import (
+    MAX_SCATTER,
+    Figures,
+    confusion_heatmap,
+    learning_curves_plot,
+    predicted_vs_actual,
+    ranking_plot,
+    reliability_plot,
+    residual_histogram,
+)
+from mlcycle.evaluate._regression import check_regression
+from mlcycle.evaluate._task import resolve_task
+
+__all__ = ["render_report"]
+
+_LABELS = {
+    "accuracy": "Accuracy",
+    "balanced_accuracy": "Balanced accuracy",
+    "f1_macro": "F1 (macro)",
+    "precision_macro": "Precision (macro)",
+    "recall_macro": "Recall (macro)",
+    "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC (average precision)",
+    "log_loss": "Log loss",
+    "ece": "Expected calibration error",
+    "threshold": "Decision threshold",
+    "mae": "MAE",
+    "rmse": "RMSE",
+    "r2": "R²",
+    "mape": "MAPE (fraction)",
+    "mape_ignored": "Rows left out of MAPE (target 0)",
+    "n": "Rows",
+}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;
+background:#f5f7fa;color:#1f2933;line-height:1.45}
+main{max-width:1120px;margin:0 auto;padding:24px}
+h1{font-size:1.6rem;margin:0 0 4px}
+h2{font-size:1.15rem;margin:0 0 12px}
+section{background:#fff;border:1px solid #e4e7eb;border-radius:8px;padding:16px 20px;margin:16px 0}
+table{border-collapse:collapse;width:100%;font-size:.92rem}
+th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #eef0f2;vertical-align:top}
+th{color:#52606d;font-weight:600}
+.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.note{color:#616e7c;font-size:.85rem;margin:8px 0 0}
+code{font-size:.85rem;word-break:break-all}
+"""
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool | str):
+        return str(value)
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return "—" if math.isnan(value) else f"{float(value):.4f}"
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """An HTML table; the first column is a label, the others are right-aligned numbers."""
+
+    def cells(tag: str, values: Sequence[str]) -> str:
+        return "".join(
+            f'<{tag} class="num">{_esc(v)}</{tag}>' if i else f"<{tag}>{_esc(v)}</{tag}>"
+            for i, v in enumerate(values)
+        )
+
+    body = "".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
+    return f"<table><thead><tr>{cells('th', header)}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _section(heading: str, body: str) -> str:
+    return f"<section><h2>{_esc(heading)}</h2>{body}</section>"
+
+
+def _classification_sections(
+    figs: Figures,
+    y: npt.NDArray[np.intp],
+    p: npt.NDArray[np.float64],
+    names: list[str],
+    metrics: Mapping[str, Any],
+) -> list[str]:
+    matrix = np.asarray(metrics.get("confusion_matrix"), dtype=np.int64)
+    if matrix.shape != (len(names), len(names)):
+        raise DataError(
+            f"metrics['confusion_matrix']: expected shape {(len(names),) * 2}, got {matrix.shape}"
+        )
+    cm_note = '<p class="note">Counts; the colour is the share of the true class (row).</p>'
+    ece = _esc(_fmt(metrics.get("ece")))
+    ece_note = f'<p class="note">Expected calibration error (15 bins, top-label): {ece}</p>'
+    return [
+        _section("Confusion matrix", confusion_heatmap(figs, matrix, names) + cm_note),
+        _section("ROC and precision-recall", ranking_plot(figs, y, p, names)),
+        _section("Calibration", reliability_plot(figs, y, p, names) + ece_note),
+        _section("Per class", _per_class(metrics.get("per_class", {}))),
+    ]
+
+
+def _regression_sections(
+    figs: Figures, y: npt.NDArray[np.float64], pred: npt.NDArray[np.float64]
+) -> list[str]:
+    shown = (
+        ""
+        if y.size <= MAX_SCATTER
+        else f'<p class="note">{MAX_SCATTER} of {y.size} rows shown.</p>'
+    )
+    return [
+        _section("Predicted vs actual", predicted_vs_actual(figs, y, pred) + shown),
+        _section("Residuals", residual_histogram(figs, y, pred)),
+    ]
+
+
+def _headline(
+    headline: Mapping[str, Mapping[str, float | None]], alpha_pct: int, n_boot: int
+) -> str:
+    rows = [
+        [
+            _LABELS.get(name, name),
+            _fmt(v["value"]),
+            "—" if v["low"] is None else f"[{_fmt(v['low'])}, {_fmt(v['high'])}]",
+        ]
+        for name, v in headline.items()
+    ]
+    note = (
+        f'<p class="note">{alpha_pct} % intervals: percentile bootstrap over the test rows, '
+        f"{n_boot} resamples.</p>"
+    )
+    return _table(["metric", "value", f"{alpha_pct} % CI"], rows) + note
+
+
+def _other_metrics(metrics: Mapping[str, Any], headline: Sequence[str]) -> str:
+    rows = [
+        [
+            _LABELS.get(name, name),
+            "argmax" if name == "threshold" and value is None else _fmt(value),
+        ]
+        for name, value in metrics.items()
+        if name not in headline and (value is None or isinstance(value, int | float | str))
+    ]
+    return _table(["metric", "value"], rows)
+
+
+def _summary(summary: Mapping[str, Any]) -> str:
+    if not summary:
+        return '<p class="note">No run facts were given.</p>'
+    rows = "".join(
+        f"<tr><th>{_esc(key)}</th><td><code>{_esc(_fmt(value))}</code></td></tr>"
+        for key, value in summary.items()
+    )
+    return f"<table><tbody>{rows}</tbody></table>"
+
+
+def _per_class(per_class: Mapping[str, Mapping[str, Any]]) -> str:
+    columns = ["precision", "recall", "f1", "roc_auc", "pr_auc", "support"]
+    rows = [[name] + [_fmt(stats.get(c)) for c in columns] for name, stats in per_class.items()]
+    return _table(["class", *columns], rows)
+
+
+def _slices(slices: Mapping[str, Mapping[str, Any]], columns: Sequence[str]) -> str:
+    rows = [
+        [
+            key,
+            _fmt(stats.get("n")),
+            *(_fmt(stats.get(c)) for c in columns),
+            str(stats.get("note", "")),
+        ]
+        for key, stats in slices.items()
+    ]
+    return _table(["slice", "n", *columns, "note"], rows)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from other readers
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def render_report(
+    path: str | os.PathLike[str],
+    *,
+    title: str,
+    task: str,
+    classes: Sequence[str] | None,
+    metrics: Mapping[str, Any],
+    curves: Mapping[str, Sequence[float | None]],
+    y_true: npt.ArrayLike,
+    proba_or_pred: npt.ArrayLike,
+    summary: Mapping[str, Any],
+    slices: Mapping[str, Mapping[str, Any]] | None = None,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> Path:
+    """Write the evaluation report of one model on one held-out set as a single HTML file.
+
+    Sections: run facts, headline metrics with bootstrap intervals, all other
+    metrics, learning curves (train vs validation per metric), and for
+    classification the confusion matrix, ROC and precision-recall curves
+    (one-vs-rest per class for multiclass), a reliability plot and a
+    per-class table; for regression predicted vs actual and the residual
+    histogram; a per-slice table when ``slices`` is given. The file works
+    offline: plotly.js is inlined once and nothing is fetched.
+
+    Args:
+        path: where to write the report (parent folders are created).
+        title: the page title.
+        task: ``binary``, ``multiclass``, ``classification`` or ``regression``.
+        classes: class names in probability-column order; None for regression.
+        metrics: what :func:`classification_metrics` / :func:`regression_metrics`
+            returned for these rows (its ``threshold``, if any, is reused).
+        curves: per-epoch series, e.g. ``{"train_loss": [...], "val_loss": [...]}``.
+        y_true: class indices or regression targets.
+        proba_or_pred: probabilities, shape (n, K), or regression predictions.
+        summary: run facts shown at the top (run id, dataset, parameters, ...).
+        slices: optional output of :func:`metrics_by_slice`.
+        n_boot: bootstrap resamples for the headline intervals.
+        alpha: 1 - confidence level of the intervals.
+        seed: seed of the bootstrap.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> import tempfile
+        >>> from mlcycle.evaluate import regression_metrics
+        >>> y, pred = [1.0, 2.0, 3.0, 4.0], [1.2, 1.9, 3.1, 3.7]
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     out = render_report(
+        ...         Path(tmp) / "report.html", title="demo", task="regression", classes=None,
+        ...         metrics=regression_metrics(y, pred), curves={"train_loss": [0.9, 0.5]},
+        ...         y_true=y, proba_or_pred=pred, summary={"run": "r1"}, n_boot=100)
+        ...     "plotly.js" in out.read_text(encoding="utf-8")
+        True
+    """
+    family = resolve_task(task, classes)
+    headline = headline_with_ci(
+        task,
+        y_true,
+        proba_or_pred,
+        classes,
+        n_boot=n_boot,
+        alpha=alpha,
+        seed=seed,
+        threshold=metrics.get("threshold"),
+    )
+    figs = Figures()
+    alpha_pct = round((1 - alpha) * 100)
+    parts = [
+        _section("Run", _summary(summary)),
+        _section("Headline metrics", _headline(headline, alpha_pct, n_boot)),
+        _section("All metrics", _other_metrics(metrics, HEADLINE[family])),
+        _section("Learning curves", learning_curves_plot(figs, curves)),
+    ]
+    if family == "classification":
+        assert classes is not None  # resolve_task checked it
+        y, p, names = check_classification(y_true, proba_or_pred, classes)
+        n = y.size
+        parts += _classification_sections(figs, y, p, names, metrics)
+    else:
+        target, pred = check_regression(y_true, proba_or_pred)
+        n = target.size
+        parts += _regression_sections(figs, target, pred)
+    if slices:
+        parts.append(_section("By slice", _slices(slices, HEADLINE[family])))
+    page = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
+        f"<header><h1>{_esc(title)}</h1>"
+        f'<p class="note">{_esc(task)} · {n} test rows</p></header>\n'
+        + "\n".join(parts)
+        + "\n</main>\n</body>\n</html>\n"
+    )
+    out = Path(path)
+    _write_atomic(out, page)
+    return out
