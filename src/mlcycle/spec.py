@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -37,11 +38,16 @@ __all__ = [
     "ColumnType",
     "DataSpec",
     "DatasetSpec",
+    "EarlyStoppingSpec",
+    "EvaluateSpec",
+    "ModelSpec",
     "ProjectSpec",
     "Spec",
     "SplitSpec",
     "StoreSpec",
+    "ScheduleSpec",
     "Task",
+    "TrainSpec",
     "format_validation_error",
     "load_spec",
     "parse_spec",
@@ -157,6 +163,89 @@ class DataSpec(_Frozen):
     imbalance_ratio: float = Field(default=3.0, gt=1)
 
 
+class ModelSpec(_Frozen):
+    """Which network to train.
+
+    ``mlp`` suits tables (and flattened small images); ``cnn`` needs an image
+    column and adds any tabular columns to its head; ``custom`` calls
+    ``factory`` (``package.module:function``) with ``in_features``,
+    ``n_outputs`` and ``options`` and puts the module it returns after
+    mlcycle's preprocessing.
+    """
+
+    kind: Literal["mlp", "cnn", "custom"] = "mlp"
+    hidden: tuple[Annotated[int, Field(gt=0)], ...] = (128, 64)
+    channels: tuple[Annotated[int, Field(gt=0)], ...] = (32, 64)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    categorical: Literal["onehot", "embedding"] = "onehot"
+    embedding_dim: int | None = Field(default=None, gt=0)
+    init: Literal["default", "xavier", "kaiming", "normal"] = "default"
+    init_std: float = Field(default=0.02, gt=0)
+    factory: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _custom_needs_factory(self) -> ModelSpec:
+        if self.kind == "custom" and self.factory is None:
+            raise ValueError("kind 'custom' needs factory: package.module:function")
+        return self
+
+
+class EarlyStoppingSpec(_Frozen):
+    """Stop when the validation metric has not improved by ``min_delta`` for ``patience`` epochs.
+
+    ``metric`` is ``loss`` or a validation metric (``accuracy``,
+    ``balanced_accuracy``, ``f1_macro`` for classification; ``mae``, ``rmse``,
+    ``r2`` for regression). The best epoch's weights are restored at the end.
+    """
+
+    metric: str = "loss"
+    patience: int = Field(default=10, ge=0)
+    min_delta: float = Field(default=0.0, ge=0)
+
+
+class ScheduleSpec(_Frozen):
+    """Learning-rate schedule, stepped once per epoch after ``warmup_epochs`` of linear warm-up."""
+
+    kind: Literal["constant", "cosine", "step", "plateau"] = "constant"
+    warmup_epochs: int = Field(default=0, ge=0)
+    step_size: int = Field(default=10, gt=0)
+    gamma: float = Field(default=0.1, gt=0, le=1)
+    patience: int = Field(default=3, ge=0)
+    min_lr: float = Field(default=0.0, ge=0)
+
+
+class TrainSpec(_Frozen):
+    """How to train: the model, the loss, the optimiser and when to stop."""
+
+    data: str | None = None
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    loss: Literal["auto", "cross_entropy", "bce", "mse", "huber"] = "auto"
+    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
+    lr: float = Field(default=1e-3, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    batch_size: int = Field(default=64, gt=0)
+    max_epochs: int = Field(default=100, gt=0)
+    early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    grad_clip: float | None = Field(default=None, gt=0)
+    class_weight: Literal["none", "balanced"] | dict[str, Annotated[float, Field(gt=0)]] = "none"
+    sampler: Literal["shuffle", "balanced"] = "shuffle"
+    seed: int = Field(default=0, ge=0)
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    mixed_precision: bool = True
+    gap_warning: float = Field(default=0.1, ge=0)
+
+
+class EvaluateSpec(_Frozen):
+    """How to judge a trained model on its held-out test split."""
+
+    bootstrap: int = Field(default=1000, ge=0)
+    threshold_metric: Literal["f1", "balanced_accuracy", "accuracy", "youden"] | None = None
+    slices: tuple[str, ...] = ()
+
+
 class Spec(_Frozen):
     """The whole ``mlcycle.yaml``."""
 
@@ -164,10 +253,46 @@ class Spec(_Frozen):
     store: StoreSpec = Field(default_factory=StoreSpec)
     artifacts: ArtifactsSpec = Field(default_factory=ArtifactsSpec)
     data: DataSpec = Field(default_factory=DataSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Spec:
+        """A copy with dotted keys replaced (``train.lr``, or ``lr`` for ``train.lr``).
+
+        Raises:
+            SpecError: a key names no field, or a value is invalid.
+
+        Example:
+            >>> Spec().with_overrides({"lr": 0.01, "train.model.kind": "cnn"}).train.lr
+            0.01
+        """
+        data = self.model_dump(mode="json")
+        for key, value in overrides.items():
+            path = key.split(".")
+            if path[0] not in data:
+                path = ["train", *path]
+            node = data
+            for part in path[:-1]:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    raise SpecError(f"--set {key}: {'.'.join(path)} names no field of the spec")
+                node = child
+            if path[-1] not in node and not _is_open_mapping(path):
+                raise SpecError(f"--set {key}: {'.'.join(path)} names no field of the spec")
+            node[path[-1]] = value
+        return parse_spec(data, source="--set")
 
     def dataset(self, name: str) -> DatasetSpec:
         """The spec of dataset ``name``, or the defaults when the spec names none."""
         return self.data.datasets.get(name) or DatasetSpec()
+
+
+def _is_open_mapping(path: list[str]) -> bool:
+    # Keys inside these mappings are the user's names, not fields.
+    joined = ".".join(path[:-1])
+    return joined in {"data.datasets", "train.model.options", "train.class_weight"} or (
+        len(path) >= 4 and path[0] == "data" and path[1] == "datasets"
+    )
 
 
 _CONSTRAINTS = {

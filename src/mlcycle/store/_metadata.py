@@ -444,6 +444,20 @@ class MetadataStore:
             self._event(session, f"run.{status}", "run", run_id, actor=actor)
         return self.get_run(run_id)
 
+    def resume_run(self, run_id: str, *, actor: str) -> RunRecord:
+        """Mark a run that was killed or failed (or whose process died) as running again."""
+        with self._write() as session:
+            row = self._get_run_row(session, run_id)
+            if row.status == "finished":
+                raise ConflictError(f"run {row.id} is finished: there is nothing to resume")
+            previous = row.status
+            row.status = "running"
+            row.ended_at = None
+            self._event(
+                session, "run.resumed", "run", row.id, actor=actor, details={"was": previous}
+            )
+        return self.get_run(run_id)
+
     def add_run_artifact(self, run_id: str, path: str, sha256: str) -> None:
         """Attach a recorded artifact to a run under a logical ``path``."""
         with self._write() as session:

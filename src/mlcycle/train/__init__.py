@@ -1,0 +1,40 @@
+"""Training: the model zoo, the loop, checkpoints and runs recorded in the project.
+
+Example:
+    >>> import tempfile, mlcycle
+    >>> from mlcycle.train import train
+    >>> with mlcycle.Project.init(tempfile.mkdtemp(), name="demo") as project:
+    ...     outcome = train(project, data="sklearn:iris", overrides={"max_epochs": 3})
+    ...     sorted(outcome.test)[:2]
+    ['accuracy', 'balanced_accuracy']
+"""
+
+from __future__ import annotations
+
+from mlcycle.train._checkpoint import Checkpoint
+from mlcycle.train._features import Encoded, FeatureLayout, encode, encode_target, fit_layout
+from mlcycle.train._loop import EpochReport, FitResult, TrainData, fit, pick_device, predict
+from mlcycle.train._models import MlcycleNet, build_model, init_weights
+from mlcycle.train._run import TrainOutcome, resolve_data, resume, train
+
+__all__ = [
+    "Checkpoint",
+    "Encoded",
+    "EpochReport",
+    "FeatureLayout",
+    "FitResult",
+    "MlcycleNet",
+    "TrainData",
+    "TrainOutcome",
+    "build_model",
+    "encode",
+    "encode_target",
+    "fit",
+    "fit_layout",
+    "init_weights",
+    "pick_device",
+    "predict",
+    "resolve_data",
+    "resume",
+    "train",
+]

@@ -1,0 +1,169 @@
+"""Evaluate a trained model on its dataset version's held-out test rows.
+
+The test rows were cut when the version was recorded and never reach
+training or early stopping. The decision threshold of a binary classifier,
+when the spec asks for one, is chosen on the validation rows, never on test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from mlcycle.data import Schema
+from mlcycle.evaluate import (
+    choose_threshold,
+    classification_metrics,
+    headline_with_ci,
+    metrics_by_slice,
+    regression_metrics,
+    render_report,
+)
+from mlcycle.errors import SpecError
+from mlcycle.spec import EvaluateSpec
+from mlcycle.train._features import FeatureLayout, encode, encode_target
+from mlcycle.train._loop import predict, val_metrics
+from mlcycle.train._models import MlcycleNet
+
+if TYPE_CHECKING:
+    from mlcycle.project import Project
+
+__all__ = ["Evaluation", "evaluate_model", "report_path"]
+
+HEADLINE = {
+    "classification": ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "pr_auc", "log_loss", "ece"),
+    "regression": ("mae", "rmse", "r2", "mape"),
+}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    test: dict[str, Any]
+    summary: dict[str, Any]
+    report: Path
+
+
+def report_path(project: Project, run_id: str) -> Path:
+    return project.root / ".mlcycle" / "reports" / f"{run_id}.html"
+
+
+def evaluate_model(
+    project: Project,
+    run_id: str,
+    model: MlcycleNet,
+    schema: Schema,
+    layout: FeatureLayout,
+    tables: dict[str, pa.Table],
+    spec: EvaluateSpec,
+    *,
+    device: torch.device,
+    history: list[dict[str, float]],
+    facts: dict[str, Any],
+    gap_warning: float = 0.1,
+) -> Evaluation:
+    """Metrics with confidence intervals, slices, the overfitting check and the HTML report."""
+    task = schema.task or "regression"
+    classes = list(schema.classes or ()) if task != "regression" else None
+    y_test = encode_target(tables["test"], schema)
+    out_test = predict(model, encode(tables["test"], layout), device).numpy()
+    y_val = encode_target(tables["validation"], schema)
+    out_val = predict(model, encode(tables["validation"], layout), device).numpy()
+    out_train = predict(model, encode(tables["train"], layout), device).numpy()
+    y_train = encode_target(tables["train"], schema)
+
+    threshold = None
+    if spec.threshold_metric is not None and task == "binary":
+        threshold, _ = choose_threshold(y_val, out_val[:, 1], spec.threshold_metric)
+    if classes is not None:
+        metrics = classification_metrics(y_test, out_test, classes, threshold=threshold)
+        kind = "classification"
+    else:
+        metrics = regression_metrics(y_test, out_test)
+        kind = "regression"
+    test = {k: metrics.get(k) for k in HEADLINE[kind] if k in metrics}
+    ci = (
+        headline_with_ci(
+            task, y_test, out_test, classes, n_boot=spec.bootstrap, threshold=threshold
+        )
+        if spec.bootstrap > 0
+        else {}
+    )
+
+    slices: dict[str, Any] = {}
+    for column in spec.slices:
+        if column not in tables["test"].column_names:
+            raise SpecError(
+                f"evaluate.slices: column {column!r} is not in the dataset "
+                f"(columns: {', '.join(tables['test'].column_names[:10])})"
+            )
+        values = tables["test"].column(column).cast(pa.string()).fill_null("(missing)")
+        slices[column] = metrics_by_slice(
+            y_test, out_test, values.to_pylist(), task, classes, threshold=threshold
+        )
+
+    # Overfitting: the same metric on training rows (eval mode) against validation rows.
+    train_eval = val_metrics(task, y_train, out_train)
+    val_eval = val_metrics(task, y_val, out_val)
+    key = "r2" if task == "regression" else "accuracy"
+    gap = float(train_eval[key] - val_eval[key])
+    warnings = []
+    if gap > gap_warning:
+        warnings.append(
+            f"train {key} {train_eval[key]:.3f} vs validation {val_eval[key]:.3f} "
+            f"(gap {gap:.3f} > {gap_warning}): the model overfits; try more dropout, "
+            "weight decay or a smaller model"
+        )
+
+    curves: dict[str, list[float | None]] = {}
+    for row in history:
+        for name in row:
+            curves.setdefault(name, [])
+    for row in history:
+        for name, series in curves.items():
+            series.append(row.get(name))
+    path = report_path(project, run_id)
+    render_report(
+        path,
+        title=f"mlcycle run {run_id[:8]} — {facts.get('dataset', '')}",
+        task=task,
+        classes=classes,
+        metrics=metrics,
+        curves=curves,
+        y_true=y_test,
+        proba_or_pred=out_test,
+        summary={"run": run_id, **facts, "threshold": threshold, "warnings": warnings},
+        slices=slices or None,
+        n_boot=spec.bootstrap or 200,
+    )
+    sha = project.artifacts.put_file(path, "text/html").sha256
+    project.store.add_run_artifact(run_id, "report.html", sha)
+    summary = {
+        "test": test,
+        "test_ci": ci,
+        "test_metrics": _jsonable(metrics),
+        "threshold": threshold,
+        "slices": _jsonable(slices),
+        "train_eval": train_eval,
+        "generalisation_gap": gap,
+        "overfitting": gap > gap_warning,
+        "warnings": warnings,
+        "report": str(path),
+    }
+    return Evaluation(test=test, summary=summary, report=path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,368 @@
+"""The training loop: initialise, forward, loss, backward, step, validate, stop.
+
+:func:`fit` reads top to bottom like nanoGPT's ``train.py``, with a typed
+config instead of globals. It knows nothing of the store: whoever calls it
+passes ``on_epoch`` to record metrics and checkpoints, and may pass a
+checkpoint to continue from. On the CPU, the same config, data and seed give
+the same weights, resumed or not.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mlcycle.errors import SpecError
+from mlcycle.spec import TrainSpec
+from mlcycle.train._checkpoint import Checkpoint
+from mlcycle.train._features import Encoded
+from mlcycle.train._models import MlcycleNet
+
+__all__ = ["EpochReport", "FitResult", "TrainData", "fit", "pick_device", "predict"]
+
+MINIMISED = {"loss", "mae", "rmse"}
+CLASSIFICATION_METRICS = {"loss", "accuracy", "balanced_accuracy", "f1_macro"}
+REGRESSION_METRICS = {"loss", "mae", "rmse", "r2"}
+
+
+@dataclass
+class TrainData:
+    """Encoded inputs and targets of the train and validation splits."""
+
+    task: str
+    n_classes: int
+    train_x: Encoded
+    train_y: np.ndarray[Any, Any]
+    val_x: Encoded
+    val_y: np.ndarray[Any, Any]
+    classes: tuple[str, ...] = ()
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    metrics: dict[str, float]
+    improved: bool
+    checkpoint: Checkpoint
+
+
+@dataclass
+class FitResult:
+    model: MlcycleNet
+    best_epoch: int
+    best_value: float
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict[str, float]]
+    train_seconds: float
+    samples_seen: int
+    device: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def pick_device(requested: str) -> torch.device:
+    """``auto`` → CUDA when present, else CPU.
+
+    Raises:
+        SpecError: CUDA was asked for and is not available.
+    """
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise SpecError(f"train.device: {requested!r} but no CUDA device is available")
+    return torch.device(requested)
+
+
+def _tensors(x: Encoded, device: torch.device) -> dict[str, Tensor]:
+    out = {}
+    for name in ("numeric", "categorical", "image"):
+        value = getattr(x, name)
+        if value is not None:
+            out[name] = torch.from_numpy(value).to(device)
+    return out
+
+
+def _take(inputs: dict[str, Tensor], index: Tensor) -> dict[str, Tensor]:
+    return {name: value[index] for name, value in inputs.items()}
+
+
+def _loss_fn(spec: TrainSpec, data: TrainData, device: torch.device) -> tuple[nn.Module, int]:
+    """The loss module and the number of model outputs it needs."""
+    loss = spec.loss
+    if loss == "auto":
+        loss = "mse" if data.task == "regression" else "cross_entropy"
+    classification = data.task != "regression"
+    if classification != (loss in {"cross_entropy", "bce"}):
+        raise SpecError(f"train.loss: {loss!r} does not fit a {data.task} task")
+    if loss == "bce" and data.n_classes != 2:
+        raise SpecError(f"train.loss: 'bce' needs 2 classes, the target has {data.n_classes}")
+    weights = _class_weights(spec, data)
+    if loss == "cross_entropy":
+        w = torch.tensor(weights, dtype=torch.float32, device=device) if weights else None
+        return nn.CrossEntropyLoss(weight=w), data.n_classes
+    if loss == "bce":
+        pos = torch.tensor(weights[1] / weights[0], device=device) if weights else None
+        return nn.BCEWithLogitsLoss(pos_weight=pos), 1
+    return (nn.MSELoss() if loss == "mse" else nn.HuberLoss()), 1
+
+
+def _class_weights(spec: TrainSpec, data: TrainData) -> list[float] | None:
+    if spec.class_weight == "none" or data.task == "regression":
+        return None
+    counts = np.bincount(data.train_y, minlength=data.n_classes).astype(np.float64)
+    if spec.class_weight == "balanced":
+        return [float(len(data.train_y) / (data.n_classes * max(c, 1))) for c in counts]
+    unknown = sorted(set(spec.class_weight) - set(data.classes))
+    if unknown:
+        raise SpecError(
+            f"train.class_weight: {unknown} are not classes of the target "
+            f"(classes: {', '.join(data.classes)})"
+        )
+    return [float(spec.class_weight.get(name, 1.0)) for name in data.classes]
+
+
+def _lr_factor(spec: TrainSpec, epoch: int) -> float:
+    """Learning-rate multiplier for ``epoch`` (0-based): warm-up, then the schedule."""
+    s = spec.schedule
+    if epoch < s.warmup_epochs:
+        return (epoch + 1) / (s.warmup_epochs + 1)
+    after = epoch - s.warmup_epochs
+    if s.kind == "cosine":
+        span = max(1, spec.max_epochs - s.warmup_epochs)
+        floor = s.min_lr / spec.lr
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(after, span) / span))
+    if s.kind == "step":
+        return float(s.gamma ** (after // s.step_size))
+    return 1.0
+
+
+def _optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay
+        )
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+def _target(y: Tensor, loss: nn.Module, model: MlcycleNet) -> Tensor:
+    if isinstance(loss, nn.BCEWithLogitsLoss):
+        return y.to(torch.float32)
+    if model.task == "regression":
+        return (y - model.target_mean) / model.target_std
+    return y
+
+
+def _head(raw: Tensor, loss: nn.Module) -> Tensor:
+    return raw.squeeze(-1) if raw.shape[-1] == 1 and not isinstance(loss, nn.CrossEntropyLoss) else raw
+
+
+@torch.no_grad()
+def predict(model: MlcycleNet, x: Encoded, device: torch.device, batch: int = 4096) -> Tensor:
+    """Probabilities (classification) or values (regression) for every row, on the CPU."""
+    model.eval()
+    inputs = _tensors(x, device)
+    parts = []
+    for start in range(0, len(x), batch):
+        index = torch.arange(start, min(start + batch, len(x)), device=device)
+        parts.append(model.outputs(model(**_take(inputs, index))).float().cpu())
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def val_metrics(task: str, y: np.ndarray[Any, Any], out: np.ndarray[Any, Any]) -> dict[str, float]:
+    """The cheap validation metrics computed every epoch."""
+    if task == "regression":
+        err = out - y
+        total = float(((y - y.mean()) ** 2).sum())
+        return {
+            "mae": float(np.abs(err).mean()),
+            "rmse": float(np.sqrt((err**2).mean())),
+            "r2": 1 - float((err**2).sum()) / total if total > 0 else 0.0,
+        }
+    pred = out.argmax(axis=1)
+    k = out.shape[1]
+    confusion = np.bincount(y * k + pred, minlength=k * k).reshape(k, k).astype(np.float64)
+    tp = np.diag(confusion)
+    support, predicted = confusion.sum(1), confusion.sum(0)
+    present = support > 0
+    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
+    return {
+        "accuracy": float(tp.sum() / max(len(y), 1)),
+        "balanced_accuracy": float(recall[present].mean()),
+        "f1_macro": float(f1[present].mean()),
+    }
+
+
+@torch.no_grad()
+def _validate(
+    model: MlcycleNet, loss_fn: nn.Module, x: dict[str, Tensor], y: Tensor, data: TrainData
+) -> dict[str, float]:
+    model.eval()
+    total, outs = 0.0, []
+    n = len(y)
+    for start in range(0, n, 4096):
+        index = torch.arange(start, min(start + 4096, n), device=y.device)
+        raw = model(**_take(x, index))
+        total += float(loss_fn(_head(raw, loss_fn), _target(y[index], loss_fn, model))) * len(index)
+        outs.append(model.outputs(raw).float().cpu())
+    metrics = val_metrics(data.task, data.val_y, torch.cat(outs).numpy())
+    return {"loss": total / max(n, 1), **metrics}
+
+
+def fit(
+    spec: TrainSpec,
+    model: MlcycleNet,
+    data: TrainData,
+    *,
+    device: torch.device,
+    resume: Checkpoint | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``data.train_*`` and stop on ``data.val_*``; return the best model.
+
+    The model must have been built and initialised (``torch.manual_seed`` first)
+    by the caller; ``fit`` seeds the batch order and dropout from ``spec.seed``.
+    """
+    # -- set up: loss, optimiser, schedule, generators --------------------------------
+    metric = spec.early_stopping.metric
+    allowed = REGRESSION_METRICS if data.task == "regression" else CLASSIFICATION_METRICS
+    if metric not in allowed:
+        raise SpecError(
+            f"train.early_stopping.metric: {metric!r} is not one of {sorted(allowed)} "
+            f"for a {data.task} task"
+        )
+    minimise = metric in MINIMISED
+    model.to(device)
+    loss_fn, _ = _loss_fn(spec, data, device)
+    loss_fn.to(device)
+    optimizer = _optimizer(spec, model)
+    plateau = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="min" if minimise else "max",
+            factor=spec.schedule.gamma,
+            patience=spec.schedule.patience,
+            min_lr=spec.schedule.min_lr,
+        )
+        if spec.schedule.kind == "plateau"
+        else None
+    )
+    shuffle = torch.Generator().manual_seed(spec.seed)
+    torch.manual_seed(spec.seed)
+    amp = spec.mixed_precision and device.type == "cuda"
+    train_x, val_x = _tensors(data.train_x, device), _tensors(data.val_x, device)
+    train_y = torch.from_numpy(data.train_y).to(device)
+    val_y = torch.from_numpy(data.val_y).to(device)
+    n = len(train_y)
+    sample_weights = None
+    if spec.sampler == "balanced" and data.task != "regression":
+        counts = np.bincount(data.train_y, minlength=data.n_classes)
+        sample_weights = torch.from_numpy(1.0 / np.maximum(counts, 1)[data.train_y])
+
+    start_epoch, best_value, best_epoch, bad_epochs = 0, math.inf, -1, 0
+    history: list[dict[str, float]] = []
+    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if resume is not None:
+        model.load_state_dict(resume.weights)
+        optimizer.load_state_dict(resume.optimizer)
+        best_weights = resume.best_weights
+        torch.set_rng_state(resume.rng["torch"])
+        shuffle.set_state(resume.rng["shuffle"])
+        if plateau is not None:
+            plateau.load_state_dict(resume.state["plateau"])
+        start_epoch = resume.epoch + 1
+        best_value, best_epoch = resume.state["best_value"], resume.state["best_epoch"]
+        bad_epochs, history = resume.state["bad_epochs"], resume.state["history"]
+
+    started = time.perf_counter()
+    samples = 0
+    stopped_early = False
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, spec.max_epochs):
+        if plateau is None or epoch < spec.schedule.warmup_epochs:
+            for group in optimizer.param_groups:
+                group["lr"] = spec.lr * _lr_factor(spec, epoch)
+
+        # -- one pass over the training rows --------------------------------------------
+        model.train()
+        if sample_weights is not None:
+            order = torch.multinomial(sample_weights, n, replacement=True, generator=shuffle)
+        else:
+            order = torch.randperm(n, generator=shuffle)
+        order = order.to(device)
+        train_loss, correct = 0.0, 0
+        for start in range(0, n, spec.batch_size):
+            index = order[start : start + spec.batch_size]
+            xb, yb = _take(train_x, index), train_y[index]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                raw = model(**xb)  # forward
+                loss = loss_fn(_head(raw, loss_fn).float(), _target(yb, loss_fn, model))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # backward
+            if spec.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+            optimizer.step()  # step
+            train_loss += float(loss.detach()) * len(index)
+            if data.task != "regression":
+                correct += int((model.outputs(raw.detach().float()).argmax(1) == yb).sum())
+        samples += n
+
+        # -- validate, record, decide whether to stop --------------------------------------
+        val = _validate(model, loss_fn, val_x, val_y, data)
+        row = {"train_loss": train_loss / n, "lr": optimizer.param_groups[0]["lr"]}
+        if data.task != "regression":
+            row["train_accuracy"] = correct / n
+        row |= {f"val_{k}": v for k, v in val.items()}
+        history.append(row)
+        value = val[metric] if minimise else -val[metric]
+        improved = value < best_value - spec.early_stopping.min_delta
+        if improved:
+            best_value, best_epoch, bad_epochs = value, epoch, 0
+            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        if plateau is not None and epoch >= spec.schedule.warmup_epochs:
+            plateau.step(val[metric])
+        stop = bad_epochs > spec.early_stopping.patience
+        if on_epoch is not None:
+            state = {
+                "best_value": best_value,
+                "best_epoch": best_epoch,
+                "bad_epochs": bad_epochs,
+                "history": history,
+                "plateau": plateau.state_dict() if plateau is not None else None,
+            }
+            rng = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
+            checkpoint = Checkpoint(
+                epoch, model.state_dict(), best_weights, optimizer.state_dict(), rng, state
+            )
+            on_epoch(EpochReport(epoch, row, improved, checkpoint))
+        if stop:
+            stopped_early = True
+            break
+
+    # -- the best epoch's weights are the model ----------------------------------------
+    model.load_state_dict(best_weights)
+    return FitResult(
+        model=model,
+        best_epoch=best_epoch,
+        best_value=best_value if minimise else -best_value,
+        epochs_run=epoch + 1,
+        stopped_early=stopped_early,
+        history=history,
+        train_seconds=time.perf_counter() - started,
+        samples_seen=samples,
+        device=str(device),
+    )

@@ -1,0 +1,249 @@
+"""The model zoo: preprocessing inside the network, then an MLP, a CNN or the user's module.
+
+Every model is an :class:`MlcycleNet`: ``forward(numeric, categorical, image)``
+takes raw feature columns (NaN for missing numbers, vocabulary codes for
+categories, raw pixels) and returns logits for classification or the
+standardised value for regression. Imputation, standardisation and the
+categorical encoding are buffers fitted on the training split, so they travel
+with the weights.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mlcycle.errors import SpecError
+from mlcycle.spec import ModelSpec
+from mlcycle.train._features import FeatureLayout
+
+__all__ = ["MlcycleNet", "Preprocess", "build_model", "init_weights"]
+
+
+class Preprocess(nn.Module):
+    """Impute and standardise numbers, encode categories, scale pixels."""
+
+    def __init__(self, layout: FeatureLayout, categorical: str, embedding_dim: int | None) -> None:
+        super().__init__()
+        self.layout = layout
+        self.register_buffer("num_mean", torch.tensor(layout.numeric_mean, dtype=torch.float32))
+        self.register_buffer("num_std", torch.tensor(layout.numeric_std, dtype=torch.float32))
+        self.register_buffer("pixel_mean", torch.tensor(layout.pixel_mean, dtype=torch.float32))
+        self.register_buffer("pixel_std", torch.tensor(layout.pixel_std, dtype=torch.float32))
+        self.cardinalities = layout.cardinalities
+        self.onehot = categorical == "onehot"
+        self.embeddings = nn.ModuleList()
+        if not self.onehot:
+            for card in self.cardinalities:
+                dim = embedding_dim or min(16, max(2, round(1.6 * card**0.56)))
+                self.embeddings.append(nn.Embedding(card, dim))
+        width = len(layout.numeric)
+        width += (
+            sum(self.cardinalities) if self.onehot else sum(e.embedding_dim for e in self.embeddings)
+        )
+        self.tabular_width = width
+        self.image_channels_shape: tuple[int, int, int] | None = None
+        if layout.image_shape is not None:
+            shape = layout.image_shape
+            if len(shape) == 2:
+                self.image_channels_shape = (1, shape[0], shape[1])
+            elif len(shape) == 3:
+                self.image_channels_shape = (shape[0], shape[1], shape[2])
+        self.image_width = math.prod(layout.image_shape) if layout.image_shape else 0
+
+    def tabular(self, numeric: Tensor | None, categorical: Tensor | None, n: int) -> Tensor:
+        parts: list[Tensor] = []
+        if numeric is not None:
+            filled = torch.where(torch.isnan(numeric), self.num_mean, numeric)
+            parts.append((filled - self.num_mean) / self.num_std)
+        if categorical is not None:
+            for j, card in enumerate(self.cardinalities):
+                codes = categorical[:, j].clamp(0, card - 1)
+                if self.onehot:
+                    parts.append(F.one_hot(codes, card).to(torch.float32))
+                else:
+                    parts.append(self.embeddings[j](codes))
+        if not parts:
+            return torch.zeros((n, 0), device=self.num_mean.device)
+        return torch.cat(parts, dim=1)
+
+    def image(self, image: Tensor) -> Tensor:
+        assert self.image_channels_shape is not None
+        scaled = (image - self.pixel_mean) / self.pixel_std
+        return scaled.reshape((image.shape[0], *self.image_channels_shape))
+
+
+def _batch_size(*tensors: Tensor | None) -> int:
+    for t in tensors:
+        if t is not None:
+            return int(t.shape[0])
+    raise ValueError("no inputs")
+
+
+def _mlp(width: int, hidden: tuple[int, ...], dropout: float, n_out: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for size in hidden:
+        layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
+        width = size
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+class MlcycleNet(nn.Module):
+    """Preprocessing + a body; the common face of every model mlcycle trains.
+
+    Attributes:
+        task: ``binary``, ``multiclass`` or ``regression``.
+        n_outputs: logits (or values) per row.
+    """
+
+    def __init__(
+        self,
+        preprocess: Preprocess,
+        task: str,
+        n_outputs: int,
+        *,
+        body: nn.Module,
+        conv: nn.Module | None = None,
+        target_mean: float = 0.0,
+        target_std: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.preprocess = preprocess
+        self.task = task
+        self.n_outputs = n_outputs
+        self.conv = conv
+        self.body = body
+        self.register_buffer("target_mean", torch.tensor(target_mean, dtype=torch.float32))
+        self.register_buffer("target_std", torch.tensor(target_std, dtype=torch.float32))
+
+    def forward(
+        self,
+        numeric: Tensor | None = None,
+        categorical: Tensor | None = None,
+        image: Tensor | None = None,
+    ) -> Tensor:
+        n = _batch_size(numeric, categorical, image)
+        x = self.preprocess.tabular(numeric, categorical, n)
+        if image is not None:
+            pixels = self.preprocess.image(image)
+            seen = self.conv(pixels).flatten(1) if self.conv is not None else pixels.flatten(1)
+            x = torch.cat([seen, x], dim=1)
+        return self.body(x)  # type: ignore[no-any-return]
+
+    def outputs(self, raw: Tensor) -> Tensor:
+        """Class probabilities, or the value in the target's units."""
+        if self.task == "regression":
+            return raw.squeeze(-1) * self.target_std + self.target_mean
+        if self.n_outputs == 1:  # binary trained with BCE: one logit for classes[1]
+            p = torch.sigmoid(raw.squeeze(-1))
+            return torch.stack([1 - p, p], dim=1)
+        return torch.softmax(raw, dim=1)
+
+
+def _conv_stack(
+    shape: tuple[int, int, int], channels: tuple[int, ...]
+) -> tuple[nn.Sequential, int]:
+    layers: list[nn.Module] = []
+    c, h, w = shape
+    for out in channels:
+        layers += [nn.Conv2d(c, out, kernel_size=3, padding=1), nn.ReLU()]
+        if min(h, w) >= 4:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        c = out
+    return nn.Sequential(*layers), c * h * w
+
+
+def _custom(spec: ModelSpec, in_features: int, n_out: int, layout: FeatureLayout) -> nn.Module:
+    assert spec.factory is not None
+    module_name, _, attr = spec.factory.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SpecError(f"train.model.factory: {spec.factory!r} cannot be imported: {exc}") from None
+    module = factory(
+        in_features=in_features, n_outputs=n_out, image_shape=layout.image_shape, **spec.options
+    )
+    if not isinstance(module, nn.Module):
+        raise SpecError(
+            f"train.model.factory: {spec.factory!r} returned {type(module).__name__}, "
+            "expected a torch.nn.Module"
+        )
+    return module
+
+
+def init_weights(model: nn.Module, scheme: str, std: float = 0.02) -> None:
+    """Initialise Linear and Conv weights (biases to zero); ``default`` keeps PyTorch's."""
+    if scheme == "default":
+        return
+    for module in model.modules():
+        if isinstance(module, nn.Linear | nn.Conv2d):
+            if scheme == "xavier":
+                nn.init.xavier_uniform_(module.weight)
+            elif scheme == "kaiming":
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            elif scheme == "normal":
+                nn.init.normal_(module.weight, 0.0, std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def build_model(
+    spec: ModelSpec,
+    layout: FeatureLayout,
+    task: str,
+    n_outputs: int,
+    *,
+    target_mean: float = 0.0,
+    target_std: float = 1.0,
+) -> MlcycleNet:
+    """Build (and initialise, from the current torch seed) the network the spec asks for.
+
+    Raises:
+        SpecError: ``cnn`` without an image column, or a broken custom factory.
+    """
+    preprocess = Preprocess(layout, spec.categorical, spec.embedding_dim)
+    conv = None
+    image_width = preprocess.image_width
+    if spec.kind == "cnn":
+        if preprocess.image_channels_shape is None:
+            raise SpecError(
+                "train.model.kind: 'cnn' needs an image column; this dataset has none "
+                "(use mlp)"
+            )
+        conv, image_width = _conv_stack(preprocess.image_channels_shape, spec.channels)
+    in_features = preprocess.tabular_width + image_width
+    if spec.kind == "custom":
+        body = _custom(spec, in_features, n_outputs, layout)
+    else:
+        hidden = spec.hidden[:1] if spec.kind == "cnn" else spec.hidden
+        body = _mlp(in_features, hidden, spec.dropout, n_outputs)
+        if spec.kind == "cnn":
+            body = nn.Sequential(nn.Dropout(spec.dropout), *body)
+    model = MlcycleNet(
+        preprocess,
+        task,
+        n_outputs,
+        body=body,
+        conv=conv,
+        target_mean=target_mean,
+        target_std=target_std,
+    )
+    init_weights(model, spec.init, spec.init_std)
+    return model
+
+
+def model_config(spec: ModelSpec, layout: FeatureLayout, task: str, n_outputs: int) -> dict[str, Any]:
+    """What :func:`build_model` needs to rebuild the module, as JSON."""
+    return {
+        "model": spec.model_dump(mode="json"),
+        "layout": layout.to_dict(),
+        "task": task,
+        "n_outputs": n_outputs,
+    }

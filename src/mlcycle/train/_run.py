@@ -1,0 +1,398 @@
+"""A training run in a project: data → model → fit → evaluate → record.
+
+:func:`train` is what ``mlcycle train`` and ``project``-level code call. It
+loads a dataset version and its recorded split, fits the preprocessing on the
+training rows, trains with :func:`~mlcycle.train._loop.fit`, checkpoints every
+epoch into the artifact store, evaluates on the test rows that neither
+training nor early stopping saw, writes the HTML report and records it all on
+the run. :func:`resume` continues a run whose process died.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from safetensors.torch import save as save_tensors
+from torch.utils.flop_counter import FlopCounterMode
+
+from mlcycle._runs import ActiveRun
+from mlcycle.data import Schema
+from mlcycle.errors import ConflictError, DataError, NotFoundError, SpecError
+from mlcycle.spec import EvaluateSpec, Spec, TrainSpec
+from mlcycle.store import DatasetVersionRecord
+from mlcycle.train._checkpoint import Checkpoint
+from mlcycle.train._features import FeatureLayout, encode, encode_target, fit_layout
+from mlcycle.train._loop import EpochReport, FitResult, TrainData, fit, pick_device
+from mlcycle.train._models import MlcycleNet, build_model, model_config
+from mlcycle.train._evaluation import evaluate_model
+
+if TYPE_CHECKING:
+    from mlcycle.project import Project
+
+__all__ = ["TrainOutcome", "resolve_data", "resume", "train"]
+
+SAFETENSORS = "application/vnd.safetensors"
+JSON = "application/json"
+CHECKPOINT_TENSORS = "checkpoint/state.safetensors"
+CHECKPOINT_STATE = "checkpoint/state.json"
+MODEL_WEIGHTS = "model/weights.safetensors"
+MODEL_CONFIG = "model/model.json"
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What a finished training run produced."""
+
+    run_id: str
+    dataset: str
+    test: dict[str, Any]
+    summary: dict[str, Any]
+    report: Path
+
+
+def resolve_data(project: Project, ref: str | None) -> str:
+    """The dataset version to train on: ``NAME[@VERSION]``, or a source to version first.
+
+    With no reference, the project's only dataset is used.
+    """
+    if ref is None:
+        known = [d.name for d in project.datasets.list()]
+        if len(known) == 1:
+            return known[0]
+        configured = [n for n, d in project.spec.data.datasets.items() if d.source]
+        if not known and len(configured) == 1:
+            return project.datasets.add(configured[0]).version.ref
+        hint = f"known: {', '.join(known)}" if known else "none is versioned yet"
+        raise NotFoundError(f"which dataset? pass --data NAME[@VERSION] ({hint})")
+    if ":" in ref or Path(project.root / ref).exists():
+        return project.datasets.add(ref).version.ref
+    return project.datasets.get(ref).ref
+
+
+def _environment(root: Path) -> dict[str, Any]:
+    packages = {}
+    for name in ("mlcycle", "torch", "numpy", "pyarrow", "scikit-learn", "onnxruntime"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    git = None
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode == 0:
+            dirty = subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            git = {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.TimeoutExpired):
+        git = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": packages,
+        "torch_threads": torch.get_num_threads(),
+        "git": git,
+    }
+
+
+@dataclass
+class _Prepared:
+    version: DatasetVersionRecord
+    schema: Schema
+    layout: FeatureLayout
+    data: TrainData
+    tables: dict[str, Any]
+    split_counts: dict[str, int]
+
+
+def _prepare(project: Project, version: DatasetVersionRecord) -> _Prepared:
+    schema = project.datasets.schema(version)
+    if schema.target is None or schema.task is None:
+        raise DataError(
+            f"dataset {version.ref} has no target: set data.datasets.{version.dataset}.target "
+            "in mlcycle.yaml and add it again"
+        )
+    tables = project.datasets.load_split(version)
+    if tables["validation"].num_rows == 0:
+        raise DataError(f"dataset {version.ref} has no validation rows: early stopping needs some")
+    layout = fit_layout(schema, tables["train"])
+    classes = schema.classes or ()
+    data = TrainData(
+        task=schema.task,
+        n_classes=len(classes),
+        train_x=encode(tables["train"], layout),
+        train_y=encode_target(tables["train"], schema),
+        val_x=encode(tables["validation"], layout),
+        val_y=encode_target(tables["validation"], schema),
+        classes=tuple(classes),
+    )
+    return _Prepared(
+        version, schema, layout, data, tables, {k: t.num_rows for k, t in tables.items()}
+    )
+
+
+def _build(spec: TrainSpec, prepared: _Prepared) -> MlcycleNet:
+    data = prepared.data
+    n_out = 1 if data.task == "regression" or spec.loss == "bce" else data.n_classes
+    target_mean, target_std = 0.0, 1.0
+    if data.task == "regression":
+        target_mean = float(data.train_y.mean())
+        target_std = float(data.train_y.std()) or 1.0
+    torch.manual_seed(spec.seed)
+    return build_model(
+        spec.model,
+        prepared.layout,
+        data.task,
+        n_out,
+        target_mean=target_mean,
+        target_std=target_std,
+    )
+
+
+def _flops_per_sample(model: MlcycleNet, data: TrainData) -> int:
+    sample = {}
+    for name in ("numeric", "categorical", "image"):
+        value = getattr(data.val_x, name)
+        if value is not None:
+            sample[name] = torch.from_numpy(value[:1])
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.cpu()(**sample)
+    model.to(device)
+    return int(counter.get_total_flops())
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _Progress:
+    """A Rich progress bar with the live loss and validation metric (or nothing)."""
+
+    def __init__(self, quiet: bool, total: int, metric: str, done: int = 0) -> None:
+        self.metric = metric
+        self.bar: Progress | None = None
+        if not quiet:
+            self.bar = Progress(
+                TextColumn("[bold]epoch"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self.task = self.bar.add_task("train", total=total, completed=done, status="")
+
+    def __enter__(self) -> _Progress:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def update(self, report: EpochReport) -> None:
+        if self.bar is None:
+            return
+        m = report.metrics
+        status = f"loss {m['train_loss']:.4f}  val {self.metric} {m[f'val_{self.metric}']:.4f}"
+        self.bar.update(self.task, completed=report.epoch + 1, status=status)
+
+
+def _on_epoch(run: ActiveRun, progress: _Progress) -> Any:
+    def record(report: EpochReport) -> None:
+        tensors, state = report.checkpoint.to_bytes()
+        # Checkpoint first, then the metrics: a resumed run re-logs what it finds missing.
+        run.log_artifact(CHECKPOINT_TENSORS, tensors, SAFETENSORS)
+        run.log_artifact(CHECKPOINT_STATE, state, JSON)
+        run.log_metrics(report.epoch, report.metrics)
+        progress.update(report)
+
+    return record
+
+
+def _finish(
+    project: Project,
+    run: ActiveRun,
+    spec: TrainSpec,
+    evaluate: EvaluateSpec,
+    prepared: _Prepared,
+    result: FitResult,
+) -> TrainOutcome:
+    model = result.model
+    config = model_config(spec.model, prepared.layout, prepared.data.task, model.n_outputs)
+    config |= {
+        "classes": list(prepared.data.classes),
+        "target": prepared.schema.target,
+        "features": list(prepared.schema.features),
+        "dataset": prepared.version.ref,
+    }
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    run.log_artifact(MODEL_WEIGHTS, save_tensors(weights), SAFETENSORS)
+    run.log_artifact(MODEL_CONFIG, json.dumps(config, indent=2).encode(), JSON)
+
+    device = next(model.parameters()).device
+    evaluation = evaluate_model(
+        project,
+        run.id,
+        model,
+        prepared.schema,
+        prepared.layout,
+        prepared.tables,
+        evaluate,
+        device=device,
+        history=result.history,
+        facts={"dataset": prepared.version.ref, "model": spec.model.kind},
+        gap_warning=spec.gap_warning,
+    )
+    best = result.history[result.best_epoch] if result.best_epoch >= 0 else {}
+    summary: dict[str, Any] = {
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "early_stopping_metric": spec.early_stopping.metric,
+        "best_value": result.best_value,
+        "val": {k[4:]: v for k, v in best.items() if k.startswith("val_")},
+        "train_seconds": result.train_seconds,
+        "samples_per_s": result.samples_seen / max(result.train_seconds, 1e-9),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "flops_per_sample": _flops_per_sample(model, prepared.data),
+        "peak_memory_mb": _peak_memory_mb(device),
+        "device": result.device,
+        **evaluation.summary,
+    }
+    run.finish("finished", summary)
+    return TrainOutcome(
+        run_id=run.id,
+        dataset=prepared.version.ref,
+        test=evaluation.test,
+        summary=summary,
+        report=evaluation.report,
+    )
+
+
+def train(
+    project: Project,
+    *,
+    data: str | None = None,
+    model: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    quiet: bool = True,
+    name: str | None = None,
+) -> TrainOutcome:
+    """Train a model on a dataset version of ``project`` and evaluate it on the test split.
+
+    Args:
+        data: ``NAME[@VERSION]`` (or a source to version first); default ``train.data``
+            or the project's only dataset.
+        model: ``mlp``, ``cnn`` or ``custom``, overriding ``train.model.kind``.
+        overrides: dotted spec keys (``lr``, ``train.model.hidden``) for this run only.
+        device: ``auto``, ``cpu``, ``cuda``; overrides ``train.device``.
+        quiet: no progress bar.
+
+    Raises:
+        SpecError: an override or the spec does not fit the data.
+        DataError: the dataset cannot be trained on (no target, no validation rows).
+    """
+    changes: dict[str, Any] = dict(overrides or {})
+    if model is not None:
+        changes["train.model.kind"] = model
+    if device is not None:
+        changes["train.device"] = device
+    spec: Spec = project.spec.with_overrides(changes) if changes else project.spec
+    tspec = spec.train
+    ref = resolve_data(project, data or tspec.data)
+    prepared = _prepare(project, project.datasets.get(ref))
+    torch_device = pick_device(tspec.device)
+    net = _build(tspec, prepared)
+    run = project.runs.start(
+        name or f"{tspec.model.kind}-{prepared.version.dataset}",
+        params={
+            "train": tspec.model_dump(mode="json"),
+            "evaluate": spec.evaluate.model_dump(mode="json"),
+            "dataset": prepared.version.ref,
+            "split": prepared.split_counts,
+            "overrides": {k: v for k, v in changes.items()},
+            "environment": _environment(project.root),
+        },
+        dataset=prepared.version.ref,
+        tags={"model": tspec.model.kind, "task": prepared.data.task},
+    )
+    with run:
+        with _Progress(quiet, tspec.max_epochs, tspec.early_stopping.metric) as progress:
+            result = fit(
+                tspec, net, prepared.data, device=torch_device, on_epoch=_on_epoch(run, progress)
+            )
+        return _finish(project, run, tspec, spec.evaluate, prepared, result)
+
+
+def resume(project: Project, run_id: str, *, quiet: bool = True) -> TrainOutcome:
+    """Continue a run whose process was killed, from its last checkpoint.
+
+    On the CPU the resumed run ends with the same weights as an uninterrupted one.
+
+    Raises:
+        ConflictError: the run already finished.
+        NotFoundError: no such run.
+    """
+    record = project.runs.get(run_id)
+    if record.status == "finished":
+        raise ConflictError(f"run {record.id} is finished: there is nothing to resume")
+    if "train" not in record.params or record.dataset_version_id is None:
+        raise ConflictError(f"run {record.id} is not a training run: it cannot be resumed")
+    try:
+        tspec = TrainSpec.model_validate(record.params["train"])
+        evaluate = EvaluateSpec.model_validate(record.params["evaluate"])
+    except ValueError as exc:
+        raise SpecError(f"run {record.id}: its recorded spec is invalid: {exc}") from None
+    prepared = _prepare(project, project.store.get_dataset_version_by_id(record.dataset_version_id))
+    net = _build(tspec, prepared)
+    checkpoint = None
+    if CHECKPOINT_TENSORS in record.artifacts and CHECKPOINT_STATE in record.artifacts:
+        checkpoint = Checkpoint.from_bytes(
+            project.artifacts.read_bytes(record.artifacts[CHECKPOINT_TENSORS]),
+            project.artifacts.read_bytes(record.artifacts[CHECKPOINT_STATE]),
+        )
+    project.store.resume_run(record.id, actor=project.actor)
+    run = ActiveRun(project, record)
+    if checkpoint is not None:
+        logged = {p.step for p in project.runs.metrics(record.id, "train_loss")}
+        for epoch, row in enumerate(checkpoint.state["history"]):
+            if epoch not in logged:
+                run.log_metrics(epoch, row)
+    done = checkpoint.epoch + 1 if checkpoint else 0
+    with run:
+        with _Progress(quiet, tspec.max_epochs, tspec.early_stopping.metric, done) as progress:
+            result = fit(
+                tspec,
+                net,
+                prepared.data,
+                device=pick_device(tspec.device),
+                resume=checkpoint,
+                on_epoch=_on_epoch(run, progress),
+            )
+        return _finish(project, run, tspec, evaluate, prepared, result)
+
