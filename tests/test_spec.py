@@ -40,7 +40,10 @@ from mlcycle.spec import Spec, load_spec, parse_spec
             {"store": {"url": "mysql://db/x"}},
             "store.url: 'mysql://db/x': expected a sqlite:/// or postgresql:// URL",
         ),
-        ({"stroe": {}}, "stroe: unknown field; allowed: artifacts, data, project, store"),
+        (
+            {"stroe": {}},
+            "stroe: unknown field; allowed: artifacts, data, evaluate, project, store, train",
+        ),
         (
             {"data": {"datasets": {"c": {"spilt": {}}}}},
             "data.datasets.c.spilt: unknown field; allowed: roles, source, split, target, task, types",

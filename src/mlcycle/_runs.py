@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,11 @@ class ActiveRun:
     def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
         """Record the values of several metrics at one step (an epoch, a batch)."""
         self._project.store.log_metrics(self.id, [(k, step, v) for k, v in metrics.items()])
+
+    def log_metrics_rows(self, rows: Iterable[tuple[int, Mapping[str, float]]]) -> None:
+        """Record several steps at once (one transaction)."""
+        points = [(k, step, v) for step, metrics in rows for k, v in metrics.items()]
+        self._project.store.log_metrics(self.id, points)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self._project.store.set_tags(self.id, tags)

@@ -42,10 +42,10 @@ __all__ = [
     "EvaluateSpec",
     "ModelSpec",
     "ProjectSpec",
+    "ScheduleSpec",
     "Spec",
     "SplitSpec",
     "StoreSpec",
-    "ScheduleSpec",
     "Task",
     "TrainSpec",
     "format_validation_error",
@@ -216,7 +216,13 @@ class ScheduleSpec(_Frozen):
 
 
 class TrainSpec(_Frozen):
-    """How to train: the model, the loss, the optimiser and when to stop."""
+    """How to train: the model, the loss, the optimiser and when to stop.
+
+    A checkpoint is taken after every epoch and stored off the training
+    thread; when epochs are shorter than ``checkpoint_interval_s`` only the
+    newest is stored once per interval (0: store every one), so a kill loses
+    at most that much work and fast epochs are not slowed by storage.
+    """
 
     data: str | None = None
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -236,6 +242,7 @@ class TrainSpec(_Frozen):
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     mixed_precision: bool = True
     gap_warning: float = Field(default=0.1, ge=0)
+    checkpoint_interval_s: float = Field(default=1.0, ge=0)
 
 
 class EvaluateSpec(_Frozen):

@@ -30,6 +30,8 @@ def test_exported_names_are_pinned() -> None:
             "prepare",
             "PreparedData",
             "SKLEARN_DATASETS",
+            "FashionMnistSource",
+            "FASHION_MNIST_CLASSES",
         ]
     )
     for name in mlcycle.data.__all__:

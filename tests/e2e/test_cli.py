@@ -137,10 +137,13 @@ def test_runs_list_and_show(project: Path) -> None:
     assert run_id[:8] in table.stdout and "finished" in table.stdout
 
 
-def test_demo_versions_a_bundled_dataset_and_prints_its_profile(tmp_path: Path) -> None:
-    done = mlcycle("demo", cwd=tmp_path)
+def test_demo_versions_trains_evaluates_and_writes_the_report(tmp_path: Path) -> None:
+    done = mlcycle("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "breast_cancer@1" in done.stdout
     assert "the same version" in done.stdout
     assert "569 rows, 30 features" in done.stdout
+    assert "95% CI" in done.stdout and "accuracy" in done.stdout
+    report = next((tmp_path / "demo" / ".mlcycle" / "reports").glob("*.html"))
+    assert f"report: {report}" in done.stdout.replace("\n", "")
     assert "demo finished" in done.stdout

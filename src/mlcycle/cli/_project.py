@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -31,29 +30,40 @@ def init(
 def demo(
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", help="Keep the demo project here instead of a temporary folder."),
+        typer.Option("--dir", help="Make the demo project here (default: a new temporary folder)."),
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Run the lifecycle on a bundled dataset in a throw-away project."""
+    """Run the lifecycle so far on a bundled dataset, in a throw-away project."""
+    from mlcycle.cli._train import headline_table
+    from mlcycle.train import train
+
     root = directory or Path(tempfile.mkdtemp(prefix="mlcycle-demo-"))
-    try:
-        with Project.init(root, name="demo") as project:
-            out.rule("[bold]mlcycle demo")
-            out.print(f"project: {project.root} (store: {project.store.backend})")
-            out.print("1. version a bundled dataset: sklearn:breast_cancer")
-            added = project.datasets.add("sklearn:breast_cancer")
-            again = project.datasets.add("sklearn:breast_cancer")
-            out.print(
-                f"   {added.version.ref}; adding it again gives "
-                f"{again.version.ref} ({'new' if again.created else 'the same version'})"
-            )
-            counts = added.split.counts
-            out.print(
-                f"   split (stratified, seed 0): train {counts['train']}, "
-                f"validation {counts['validation']}, test {counts['test']}"
-            )
-            render_profile(out, added.version)
-    finally:
-        if directory is None:
-            shutil.rmtree(root, ignore_errors=True)
+    with Project.init(root, name="demo") as project:
+        out.rule("[bold]mlcycle demo")
+        out.print(f"project: {project.root} (store: {project.store.backend})")
+        out.print("[bold]1. version a bundled dataset[/]: sklearn:breast_cancer")
+        added = project.datasets.add("sklearn:breast_cancer")
+        again = project.datasets.add("sklearn:breast_cancer")
+        out.print(
+            f"   {added.version.ref}; adding it again gives "
+            f"{again.version.ref} ({'new' if again.created else 'the same version'})"
+        )
+        counts = added.split.counts
+        out.print(
+            f"   split (stratified, seed 0): train {counts['train']}, "
+            f"validation {counts['validation']}, test {counts['test']}"
+        )
+        render_profile(out, added.version)
+        out.print("[bold]2. train an MLP[/] (early stopping on validation loss)")
+        outcome = train(project, data=added.version.ref, quiet=quiet)
+        s = outcome.summary
+        out.print(
+            f"   best epoch {s['best_epoch'] + 1} of {s['epochs_run']}, "
+            f"{s['samples_per_s']:.0f} samples/s, {s['parameters']:,} parameters"
+        )
+        out.print("[bold]3. evaluate on the held-out test split[/]")
+        out.print(headline_table(outcome))
+        out.print(f"   run {outcome.run_id}")
+        out.print(f"   report: [bold]{outcome.report}[/]")
     out.print("[green]demo finished[/]")

@@ -81,3 +81,60 @@ def show(
             for key, (step, value) in last.items():
                 table.add_row(key, str(step), f"{value:.6g}")
             out.print(table)
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+@runs_app.command("compare")
+def compare(
+    ctx: typer.Context,
+    run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids (or prefixes).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Compare runs side by side: data, parameters, training facts and test metrics."""
+    with state(ctx).open() as project:
+        runs = [project.runs.get(r) for r in run_ids]
+        rows: dict[str, list[object]] = {}
+
+        def put(label: str, values: list[object]) -> None:
+            if any(v is not None for v in values):
+                rows[label] = values
+
+        put("name", [r.name for r in runs])
+        put("status", [r.status for r in runs])
+        put("dataset", [r.params.get("dataset") for r in runs])
+        train_keys: list[str] = []
+        for r in runs:
+            for key in r.params.get("train", {}):
+                if key not in train_keys and key not in ("early_stopping", "schedule"):
+                    train_keys.append(key)
+        for key in train_keys:
+            values = [r.params.get("train", {}).get(key) for r in runs]
+            if key == "model":
+                values = [(v or {}).get("kind") if isinstance(v, dict) else v for v in values]
+            put(f"train.{key}", values)
+        for key in ("best_epoch", "epochs_run", "train_seconds", "samples_per_s", "parameters"):
+            put(key, [r.summary.get(key) for r in runs])
+        metric_keys: list[str] = []
+        for r in runs:
+            for key in r.summary.get("test", {}):
+                if key not in metric_keys:
+                    metric_keys.append(key)
+        for key in metric_keys:
+            put(f"test.{key}", [r.summary.get("test", {}).get(key) for r in runs])
+        if as_json:
+            print_json({"runs": [r.id for r in runs], "rows": rows})
+            return
+        table = Table("", *[r.id[:8] for r in runs])
+        for label, values in rows.items():
+            cells = [_fmt(v) for v in values]
+            if len(set(cells)) > 1:
+                cells = [f"[bold]{c}[/]" for c in cells]
+            table.add_row(label, *cells)
+        out.print(table)

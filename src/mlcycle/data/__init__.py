@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from mlcycle.data._base import DataSource
 from mlcycle.data._canonical import canonicalize, fingerprint
+from mlcycle.data._fashion import FASHION_MNIST_CLASSES, FashionMnistSource
 from mlcycle.data._prepare import PreparedData, prepare
 from mlcycle.data._profile import profile_table
 from mlcycle.data._schema import ColumnSchema, Schema, infer_schema
@@ -33,10 +34,12 @@ from mlcycle.data._sources import (
 from mlcycle.data._split import make_split
 
 __all__ = [
+    "FASHION_MNIST_CLASSES",
     "SKLEARN_DATASETS",
     "ColumnSchema",
     "CsvSource",
     "DataSource",
+    "FashionMnistSource",
     "FrameSource",
     "ParquetSource",
     "PreparedData",

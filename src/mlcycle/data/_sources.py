@@ -40,7 +40,7 @@ _CSV = (".csv",)
 _PARQUET = (".parquet", ".pq")
 _ACCEPTED = (
     f"expected sklearn:NAME (NAME one of {', '.join(SKLEARN_DATASETS)}), "
-    "a .csv, .parquet or .pq file, or a folder of such files"
+    "fashion-mnist:[N], a .csv, .parquet or .pq file, or a folder of such files"
 )
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(.*)$", re.DOTALL)
 _PANDAS_INDEX = re.compile(r"^__index_level_\d+__$")
@@ -351,6 +351,14 @@ def resolve_source(obj: object, base_dir: Path | None = None) -> DataSource:
             scheme, rest = match.group(1).lower(), match.group(2)
             if scheme == "sklearn":
                 return SklearnSource(rest)
+            if scheme == "fashion-mnist":
+                from mlcycle.data._fashion import FashionMnistSource
+
+                if rest and not rest.isdigit():
+                    raise DataError(
+                        f"data source {obj!r}: expected fashion-mnist: or fashion-mnist:N (rows)"
+                    )
+                return FashionMnistSource(int(rest) if rest else None)
             if scheme in ("csv", "parquet"):
                 return _path_source(rest, base_dir, obj, scheme)
             raise DataError(f"data source {obj!r}: unknown kind of source; {_ACCEPTED}")

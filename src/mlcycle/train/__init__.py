@@ -15,7 +15,14 @@ from mlcycle.train._checkpoint import Checkpoint
 from mlcycle.train._features import Encoded, FeatureLayout, encode, encode_target, fit_layout
 from mlcycle.train._loop import EpochReport, FitResult, TrainData, fit, pick_device, predict
 from mlcycle.train._models import MlcycleNet, build_model, init_weights
-from mlcycle.train._run import TrainOutcome, resolve_data, resume, train
+from mlcycle.train._run import (
+    TrainOutcome,
+    evaluate_run,
+    load_model,
+    resolve_data,
+    resume,
+    train,
+)
 
 __all__ = [
     "Checkpoint",
@@ -29,9 +36,11 @@ __all__ = [
     "build_model",
     "encode",
     "encode_target",
+    "evaluate_run",
     "fit",
     "fit_layout",
     "init_weights",
+    "load_model",
     "pick_device",
     "predict",
     "resolve_data",

@@ -57,7 +57,9 @@ class Checkpoint:
         """(safetensors bytes, JSON bytes)."""
         optim_tensors, optim_meta = pack_optimizer(self.optimizer)
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.weights.items()}
-        tensors |= {f"best.{k}": v.detach().cpu().contiguous() for k, v in self.best_weights.items()}
+        tensors |= {
+            f"best.{k}": v.detach().cpu().contiguous() for k, v in self.best_weights.items()
+        }
         tensors |= {f"optim.{k}": v for k, v in optim_tensors.items()}
         tensors |= {f"rng.{k}": v.cpu().contiguous() for k, v in self.rng.items()}
         meta = {"epoch": self.epoch, "optimizer": optim_meta, "state": self.state}
@@ -67,7 +69,12 @@ class Checkpoint:
     def from_bytes(cls, tensor_bytes: bytes, json_bytes: bytes) -> Checkpoint:
         tensors = load_tensors(tensor_bytes)
         meta = json.loads(json_bytes)
-        groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "best": {}, "optim": {}, "rng": {}}
+        groups: dict[str, dict[str, torch.Tensor]] = {
+            "model": {},
+            "best": {},
+            "optim": {},
+            "rng": {},
+        }
         for key, value in tensors.items():
             prefix, name = key.split(".", 1)
             groups[prefix][name] = value

@@ -16,6 +16,7 @@ import pyarrow as pa
 import torch
 
 from mlcycle.data import Schema
+from mlcycle.errors import SpecError
 from mlcycle.evaluate import (
     choose_threshold,
     classification_metrics,
@@ -24,7 +25,6 @@ from mlcycle.evaluate import (
     regression_metrics,
     render_report,
 )
-from mlcycle.errors import SpecError
 from mlcycle.spec import EvaluateSpec
 from mlcycle.train._features import FeatureLayout, encode, encode_target
 from mlcycle.train._loop import predict, val_metrics
@@ -36,7 +36,15 @@ if TYPE_CHECKING:
 __all__ = ["Evaluation", "evaluate_model", "report_path"]
 
 HEADLINE = {
-    "classification": ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "pr_auc", "log_loss", "ece"),
+    "classification": (
+        "accuracy",
+        "balanced_accuracy",
+        "f1_macro",
+        "roc_auc",
+        "pr_auc",
+        "log_loss",
+        "ece",
+    ),
     "regression": ("mae", "rmse", "r2", "mape"),
 }
 
@@ -136,7 +144,12 @@ def evaluate_model(
         curves=curves,
         y_true=y_test,
         proba_or_pred=out_test,
-        summary={"run": run_id, **facts, "threshold": threshold, "warnings": warnings},
+        summary={
+            "run": run_id,
+            **facts,
+            "decision threshold": "argmax" if threshold is None else f"{threshold:.4f}",
+            **({"warnings": "; ".join(warnings)} if warnings else {}),
+        },
         slices=slices or None,
         n_boot=spec.bootstrap or 200,
     )

@@ -115,7 +115,7 @@ def _image_array(table: pa.Table, name: str, shape: tuple[int, ...]) -> FloatArr
     if col.null_count:
         raise DataError(f"image column {name!r} is missing in {col.null_count} rows")
     flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32)  # a writable copy
-    return flat.reshape((table.num_rows, *shape))
+    return np.asarray(flat.reshape((table.num_rows, *shape)), dtype=np.float32)
 
 
 def fit_layout(schema: Schema, train: pa.Table) -> FeatureLayout:
@@ -197,7 +197,8 @@ def encode_target(table: pa.Table, schema: Schema) -> np.ndarray[Any, Any]:
         raise DataError("the dataset has no target column: set data.datasets.NAME.target")
     column = table.column(schema.target)
     if schema.task == "regression":
-        return column.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float32)
+        values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        return np.asarray(values, dtype=np.float32)
     classes = pa.array(schema.classes or (), type=pa.string())
     index = pc.index_in(column.cast(pa.string()), value_set=classes)
     if index.null_count:
@@ -205,4 +206,4 @@ def encode_target(table: pa.Table, schema: Schema) -> np.ndarray[Any, Any]:
         raise DataError(
             f"target {schema.target!r}: value {unknown!r} is not one of the dataset's classes"
         )
-    return index.to_numpy(zero_copy_only=False).astype(np.int64)
+    return np.asarray(index.to_numpy(zero_copy_only=False), dtype=np.int64)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,8 +163,18 @@ def _target(y: Tensor, loss: nn.Module, model: MlcycleNet) -> Tensor:
     return y
 
 
+def _predicted(raw: Tensor, out: Tensor) -> None:
+    """Predicted class indices of a batch of logits, written into ``out``."""
+    if raw.shape[-1] == 1:  # one logit (BCE): positive when above 0
+        torch.gt(raw.squeeze(-1), 0, out=out)
+    else:
+        torch.argmax(raw, dim=1, out=out)
+
+
 def _head(raw: Tensor, loss: nn.Module) -> Tensor:
-    return raw.squeeze(-1) if raw.shape[-1] == 1 and not isinstance(loss, nn.CrossEntropyLoss) else raw
+    return (
+        raw.squeeze(-1) if raw.shape[-1] == 1 and not isinstance(loss, nn.CrossEntropyLoss) else raw
+    )
 
 
 @torch.no_grad()
@@ -262,10 +273,18 @@ def fit(
     shuffle = torch.Generator().manual_seed(spec.seed)
     torch.manual_seed(spec.seed)
     amp = spec.mixed_precision and device.type == "cuda"
+
+    def autocast() -> AbstractContextManager[Any]:
+        if amp:
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
     train_x, val_x = _tensors(data.train_x, device), _tensors(data.val_x, device)
     train_y = torch.from_numpy(data.train_y).to(device)
     val_y = torch.from_numpy(data.val_y).to(device)
     n = len(train_y)
+    classify = data.task != "regression"
+    preds = torch.empty(n, dtype=torch.long, device=device)
     sample_weights = None
     if spec.sampler == "balanced" and data.task != "regression":
         counts = np.bincount(data.train_y, minlength=data.n_classes)
@@ -277,7 +296,12 @@ def fit(
     if resume is not None:
         model.load_state_dict(resume.weights)
         optimizer.load_state_dict(resume.optimizer)
-        best_weights = resume.best_weights
+        best_weights = {
+            k: v.clone()
+            for k, v in (
+                resume.weights if resume.state.get("best_is_current") else resume.best_weights
+            ).items()
+        }
         torch.set_rng_state(resume.rng["torch"])
         shuffle.set_state(resume.rng["shuffle"])
         if plateau is not None:
@@ -302,11 +326,12 @@ def fit(
         else:
             order = torch.randperm(n, generator=shuffle)
         order = order.to(device)
-        train_loss, correct = 0.0, 0
+        # Bookkeeping stays on the device until the epoch ends: no per-batch host syncs.
+        loss_sum = torch.zeros((), device=device)
         for start in range(0, n, spec.batch_size):
             index = order[start : start + spec.batch_size]
             xb, yb = _take(train_x, index), train_y[index]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            with autocast():
                 raw = model(**xb)  # forward
                 loss = loss_fn(_head(raw, loss_fn).float(), _target(yb, loss_fn, model))
             optimizer.zero_grad(set_to_none=True)
@@ -314,16 +339,16 @@ def fit(
             if spec.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
             optimizer.step()  # step
-            train_loss += float(loss.detach()) * len(index)
-            if data.task != "regression":
-                correct += int((model.outputs(raw.detach().float()).argmax(1) == yb).sum())
+            loss_sum += loss.detach() * len(index)
+            if classify:
+                _predicted(raw.detach(), preds[start : start + len(index)])
         samples += n
 
         # -- validate, record, decide whether to stop --------------------------------------
         val = _validate(model, loss_fn, val_x, val_y, data)
-        row = {"train_loss": train_loss / n, "lr": optimizer.param_groups[0]["lr"]}
-        if data.task != "regression":
-            row["train_accuracy"] = correct / n
+        row = {"train_loss": float(loss_sum) / n, "lr": optimizer.param_groups[0]["lr"]}
+        if classify:
+            row["train_accuracy"] = int((preds == train_y[order]).sum()) / n
         row |= {f"val_{k}": v for k, v in val.items()}
         history.append(row)
         value = val[metric] if minimise else -val[metric]
@@ -345,8 +370,15 @@ def fit(
                 "plateau": plateau.state_dict() if plateau is not None else None,
             }
             rng = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
+            # When this epoch is the best, its weights are not stored twice.
+            state["best_is_current"] = improved
             checkpoint = Checkpoint(
-                epoch, model.state_dict(), best_weights, optimizer.state_dict(), rng, state
+                epoch,
+                model.state_dict(),
+                {} if improved else best_weights,
+                optimizer.state_dict(),
+                rng,
+                state,
             )
             on_epoch(EpochReport(epoch, row, improved, checkpoint))
         if stop:

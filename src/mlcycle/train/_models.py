@@ -28,6 +28,11 @@ __all__ = ["MlcycleNet", "Preprocess", "build_model", "init_weights"]
 class Preprocess(nn.Module):
     """Impute and standardise numbers, encode categories, scale pixels."""
 
+    num_mean: Tensor
+    num_std: Tensor
+    pixel_mean: Tensor
+    pixel_std: Tensor
+
     def __init__(self, layout: FeatureLayout, categorical: str, embedding_dim: int | None) -> None:
         super().__init__()
         self.layout = layout
@@ -43,9 +48,7 @@ class Preprocess(nn.Module):
                 dim = embedding_dim or min(16, max(2, round(1.6 * card**0.56)))
                 self.embeddings.append(nn.Embedding(card, dim))
         width = len(layout.numeric)
-        width += (
-            sum(self.cardinalities) if self.onehot else sum(e.embedding_dim for e in self.embeddings)
-        )
+        width += sum(self.cardinalities) if self.onehot else sum(self._embedding_dims())
         self.tabular_width = width
         self.image_channels_shape: tuple[int, int, int] | None = None
         if layout.image_shape is not None:
@@ -55,6 +58,9 @@ class Preprocess(nn.Module):
             elif len(shape) == 3:
                 self.image_channels_shape = (shape[0], shape[1], shape[2])
         self.image_width = math.prod(layout.image_shape) if layout.image_shape else 0
+
+    def _embedding_dims(self) -> list[int]:
+        return [e.embedding_dim for e in self.embeddings if isinstance(e, nn.Embedding)]
 
     def tabular(self, numeric: Tensor | None, categorical: Tensor | None, n: int) -> Tensor:
         parts: list[Tensor] = []
@@ -101,6 +107,9 @@ class MlcycleNet(nn.Module):
         task: ``binary``, ``multiclass`` or ``regression``.
         n_outputs: logits (or values) per row.
     """
+
+    target_mean: Tensor
+    target_std: Tensor
 
     def __init__(
         self,
@@ -166,7 +175,9 @@ def _custom(spec: ModelSpec, in_features: int, n_out: int, layout: FeatureLayout
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise SpecError(f"train.model.factory: {spec.factory!r} cannot be imported: {exc}") from None
+        raise SpecError(
+            f"train.model.factory: {spec.factory!r} cannot be imported: {exc}"
+        ) from None
     module = factory(
         in_features=in_features, n_outputs=n_out, image_shape=layout.image_shape, **spec.options
     )
@@ -214,8 +225,7 @@ def build_model(
     if spec.kind == "cnn":
         if preprocess.image_channels_shape is None:
             raise SpecError(
-                "train.model.kind: 'cnn' needs an image column; this dataset has none "
-                "(use mlp)"
+                "train.model.kind: 'cnn' needs an image column; this dataset has none (use mlp)"
             )
         conv, image_width = _conv_stack(preprocess.image_channels_shape, spec.channels)
     in_features = preprocess.tabular_width + image_width
@@ -239,7 +249,9 @@ def build_model(
     return model
 
 
-def model_config(spec: ModelSpec, layout: FeatureLayout, task: str, n_outputs: int) -> dict[str, Any]:
+def model_config(
+    spec: ModelSpec, layout: FeatureLayout, task: str, n_outputs: int
+) -> dict[str, Any]:
     """What :func:`build_model` needs to rebuild the module, as JSON."""
     return {
         "model": spec.model_dump(mode="json"),

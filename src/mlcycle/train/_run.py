@@ -10,12 +10,16 @@ the run. :func:`resume` continues a run whose process died.
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import platform
 import resource
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -24,24 +28,33 @@ from typing import TYPE_CHECKING, Any
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from torch.utils.flop_counter import FlopCounterMode
 
 from mlcycle._runs import ActiveRun
 from mlcycle.data import Schema
 from mlcycle.errors import ConflictError, DataError, NotFoundError, SpecError
-from mlcycle.spec import EvaluateSpec, Spec, TrainSpec
+from mlcycle.spec import EvaluateSpec, ModelSpec, Spec, TrainSpec
 from mlcycle.store import DatasetVersionRecord
 from mlcycle.train._checkpoint import Checkpoint
+from mlcycle.train._evaluation import evaluate_model
 from mlcycle.train._features import FeatureLayout, encode, encode_target, fit_layout
 from mlcycle.train._loop import EpochReport, FitResult, TrainData, fit, pick_device
 from mlcycle.train._models import MlcycleNet, build_model, model_config
-from mlcycle.train._evaluation import evaluate_model
 
 if TYPE_CHECKING:
     from mlcycle.project import Project
 
-__all__ = ["TrainOutcome", "resolve_data", "resume", "train"]
+__all__ = [
+    "EpochRecorder",
+    "TrainOutcome",
+    "evaluate_run",
+    "load_model",
+    "resolve_data",
+    "resume",
+    "train",
+]
 
 SAFETENSORS = "application/vnd.safetensors"
 JSON = "application/json"
@@ -91,7 +104,10 @@ def _environment(root: Path) -> dict[str, Any]:
     git = None
     try:
         commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         if commit.returncode == 0:
             dirty = subprocess.run(
@@ -221,16 +237,76 @@ class _Progress:
         self.bar.update(self.task, completed=report.epoch + 1, status=status)
 
 
-def _on_epoch(run: ActiveRun, progress: _Progress) -> Any:
-    def record(report: EpochReport) -> None:
-        tensors, state = report.checkpoint.to_bytes()
-        # Checkpoint first, then the metrics: a resumed run re-logs what it finds missing.
-        run.log_artifact(CHECKPOINT_TENSORS, tensors, SAFETENSORS)
-        run.log_artifact(CHECKPOINT_STATE, state, JSON)
-        run.log_metrics(report.epoch, report.metrics)
-        progress.update(report)
+class EpochRecorder:
+    """Records every epoch off the training thread: the newest checkpoint, then metrics.
 
-    return record
+    Serialising and storing a checkpoint costs milliseconds, as much as an
+    epoch of a small model, so one worker thread writes while training goes on.
+    When epochs come faster than checkpoints can be stored, the worker writes
+    the newest one and the epochs in between only queue their metrics (which
+    are written with the next checkpoint): training never waits, memory holds
+    at most one snapshot, and the store always has a checkpoint at least as new
+    as the metrics it holds. A resumed run continues from that checkpoint and
+    re-logs the metrics a kill lost. With ``min_interval_s`` 0 every epoch's
+    checkpoint is stored (training waits for the previous write if it must).
+    """
+
+    def __init__(
+        self, run: ActiveRun, progress: _Progress | None = None, min_interval_s: float = 0.0
+    ) -> None:
+        self.run = run
+        self.progress = progress
+        self.min_interval_s = min_interval_s
+        self._last_submit = -math.inf
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlcycle-record")
+        self._pending: Future[None] | None = None
+        self._metrics: list[tuple[int, dict[str, float]]] = []
+        self.checkpoints_written = 0
+
+    def __call__(self, report: EpochReport) -> None:
+        if self.progress is not None:
+            self.progress.update(report)
+        self._metrics.append((report.epoch, report.metrics))
+        if self._pending is not None:
+            if self.min_interval_s > 0 and not self._pending.done():
+                return  # still storing an older checkpoint: this epoch rides with the next
+            self._pending.result()  # re-raise a failed write here, on the training thread
+        now = time.monotonic()
+        if now - self._last_submit < self.min_interval_s:
+            return
+        self._last_submit = now
+        snapshot = copy.deepcopy(report.checkpoint)  # training goes on changing the tensors
+        metrics, self._metrics = self._metrics, []
+        self._pending = self._pool.submit(self._write, snapshot, metrics)
+
+    def _write(
+        self, checkpoint: Checkpoint | None, metrics: list[tuple[int, dict[str, float]]]
+    ) -> None:
+        if checkpoint is not None:
+            tensors, state = checkpoint.to_bytes()
+            self.run.log_artifact(CHECKPOINT_TENSORS, tensors, SAFETENSORS)
+            self.run.log_artifact(CHECKPOINT_STATE, state, JSON)
+            self.checkpoints_written += 1
+        if metrics:
+            self.run.log_metrics_rows(metrics)
+
+    def close(self) -> None:
+        """Wait for the pending write and store the metrics still queued."""
+        try:
+            if self._pending is not None:
+                self._pending.result()
+            if self._metrics:
+                self._write(None, self._metrics)
+                self._metrics = []
+            self.run.update_summary({"checkpoints_written": self.checkpoints_written})
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> EpochRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _finish(
@@ -342,10 +418,11 @@ def train(
         tags={"model": tspec.model.kind, "task": prepared.data.task},
     )
     with run:
-        with _Progress(quiet, tspec.max_epochs, tspec.early_stopping.metric) as progress:
-            result = fit(
-                tspec, net, prepared.data, device=torch_device, on_epoch=_on_epoch(run, progress)
-            )
+        with (
+            _Progress(quiet, tspec.max_epochs, tspec.early_stopping.metric) as progress,
+            EpochRecorder(run, progress, tspec.checkpoint_interval_s) as recorder,
+        ):
+            result = fit(tspec, net, prepared.data, device=torch_device, on_epoch=recorder)
         return _finish(project, run, tspec, spec.evaluate, prepared, result)
 
 
@@ -385,14 +462,74 @@ def resume(project: Project, run_id: str, *, quiet: bool = True) -> TrainOutcome
                 run.log_metrics(epoch, row)
     done = checkpoint.epoch + 1 if checkpoint else 0
     with run:
-        with _Progress(quiet, tspec.max_epochs, tspec.early_stopping.metric, done) as progress:
+        with (
+            _Progress(quiet, tspec.max_epochs, tspec.early_stopping.metric, done) as progress,
+            EpochRecorder(run, progress, tspec.checkpoint_interval_s) as recorder,
+        ):
             result = fit(
                 tspec,
                 net,
                 prepared.data,
                 device=pick_device(tspec.device),
                 resume=checkpoint,
-                on_epoch=_on_epoch(run, progress),
+                on_epoch=recorder,
             )
         return _finish(project, run, tspec, evaluate, prepared, result)
 
+
+def load_model(project: Project, run_id: str) -> tuple[MlcycleNet, dict[str, Any]]:
+    """Rebuild a run's trained PyTorch module from its safetensors weights and JSON config.
+
+    Raises:
+        NotFoundError: the run has no trained model (it did not finish training).
+        IntegrityError: a model file differs from its recorded sha256.
+    """
+    record = project.runs.get(run_id)
+    if MODEL_WEIGHTS not in record.artifacts or MODEL_CONFIG not in record.artifacts:
+        raise NotFoundError(f"run {record.id} has no trained model (status {record.status})")
+    config = json.loads(project.artifacts.read_bytes(record.artifacts[MODEL_CONFIG]))
+    weights = load_tensors(project.artifacts.read_bytes(record.artifacts[MODEL_WEIGHTS]))
+    net = build_model(
+        ModelSpec.model_validate(config["model"]),
+        FeatureLayout.from_dict(config["layout"]),
+        config["task"],
+        int(config["n_outputs"]),
+    )
+    net.load_state_dict(weights)
+    net.eval()
+    return net, config
+
+
+def evaluate_run(project: Project, run_id: str) -> TrainOutcome:
+    """Evaluate a finished run's model again on its test rows and rewrite its report."""
+    record = project.runs.get(run_id)
+    net, config = load_model(project, record.id)
+    if record.dataset_version_id is None:
+        raise NotFoundError(f"run {record.id} records no dataset version")
+    version = project.store.get_dataset_version_by_id(record.dataset_version_id)
+    schema = project.datasets.schema(version)
+    evaluate = EvaluateSpec.model_validate(record.params.get("evaluate", {}))
+    history_points = project.runs.metrics(record.id)
+    history: dict[int, dict[str, float]] = {}
+    for point in history_points:
+        history.setdefault(point.step, {})[point.key] = point.value
+    evaluation = evaluate_model(
+        project,
+        record.id,
+        net,
+        schema,
+        FeatureLayout.from_dict(config["layout"]),
+        project.datasets.load_split(version),
+        evaluate,
+        device=torch.device("cpu"),
+        history=[history[k] for k in sorted(history)],
+        facts={"dataset": version.ref, "model": config["model"]["kind"]},
+        gap_warning=float(record.params.get("train", {}).get("gap_warning", 0.1)),
+    )
+    return TrainOutcome(
+        run_id=record.id,
+        dataset=version.ref,
+        test=evaluation.test,
+        summary={**record.summary, **evaluation.summary},
+        report=evaluation.report,
+    )

@@ -1,0 +1,133 @@
+"""``mlcycle train`` and ``mlcycle evaluate``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+import yaml
+from rich.table import Table
+
+from mlcycle.cli._app import app, out, print_json, state
+from mlcycle.errors import SpecError
+
+if TYPE_CHECKING:
+    from mlcycle.train import TrainOutcome
+
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print the run id and test metrics as JSON.")
+]
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values are YAML (``0.01``, ``[64, 32]``, ``true``)."""
+    out_: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--set {pair!r}: expected key=value, e.g. --set lr=0.01")
+        try:
+            out_[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise SpecError(f"--set {pair!r}: the value is not valid YAML") from None
+    return out_
+
+
+def headline_table(outcome: TrainOutcome) -> Table:
+    """Test metrics with their bootstrap intervals."""
+    ci = outcome.summary.get("test_ci", {})
+    table = Table("metric", "test", "95% CI", title=f"test split of {outcome.dataset}")
+    for name, value in outcome.test.items():
+        if value is None:
+            continue
+        bounds = ci.get(name) or {}
+        low, high = bounds.get("low"), bounds.get("high")
+        interval = f"{low:.4f} to {high:.4f}" if low is not None and high is not None else ""
+        table.add_row(name, f"{value:.4f}", interval)
+    return table
+
+
+def _report(outcome: TrainOutcome, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "run_id": outcome.run_id,
+                "dataset": outcome.dataset,
+                "test": outcome.test,
+                "test_ci": outcome.summary.get("test_ci", {}),
+                "report": str(outcome.report),
+            }
+        )
+        return
+    out.print(headline_table(outcome))
+    s = outcome.summary
+    if "best_epoch" in s:
+        out.print(
+            f"best epoch {s['best_epoch'] + 1} of {s['epochs_run']}"
+            f"{' (stopped early)' if s.get('stopped_early') else ''}; "
+            f"{s['samples_per_s']:.0f} samples/s on {s['device']}, {s['parameters']:,} parameters"
+        )
+    for warning in s.get("warnings", []):
+        out.print(f"[yellow]warning:[/] {warning}")
+    out.print(f"run [bold]{outcome.run_id}[/]; report: {outcome.report}")
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="NAME[@VERSION], or a source such as sklearn:digits."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="mlp | cnn | custom (overrides train.model.kind).")
+    ] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override the spec for this run: key=value (lr=0.01, model.hidden=[64])."
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto | cpu | cuda[:N] (overrides train.device).")
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Continue this run from its last checkpoint.")
+    ] = None,
+    as_json: JsonFlag = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a model, evaluate it on the held-out test split and record the run."""
+    from mlcycle.train import resume as resume_run
+    from mlcycle.train import train as train_run
+
+    with state(ctx).open() as project:
+        if resume is not None:
+            if data or model or sets or device:
+                raise SpecError(
+                    "--resume continues a run as recorded: drop --data/--model/--set/--device"
+                )
+            outcome = resume_run(project, resume, quiet=quiet or as_json)
+        else:
+            outcome = train_run(
+                project,
+                data=data,
+                model=model,
+                overrides=parse_sets(sets or []),
+                device=device,
+                quiet=quiet or as_json,
+            )
+        _report(outcome, as_json)
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Evaluate a run's model on its test split again; write the HTML report."""
+    from mlcycle.train import evaluate_run
+
+    with state(ctx).open() as project:
+        _report(evaluate_run(project, run_id), as_json)

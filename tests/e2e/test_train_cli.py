@@ -1,0 +1,158 @@
+"""``mlcycle train`` / ``evaluate`` / ``runs compare`` as a user runs them, kill and resume included."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from mlcycle.store import MetadataStore
+from tests.e2e.test_cli import MLCYCLE, mlcycle
+
+SLOW_DIGITS = [
+    "--data",
+    "digits",
+    "--set",
+    "max_epochs=15",
+    "--set",
+    "early_stopping.patience=100",
+    "--set",
+    "model.hidden=[512, 512]",
+    "--set",
+    "batch_size=8",
+    "--set",
+    "checkpoint_interval_s=0",
+    "--quiet",
+    "--json",
+]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    assert mlcycle("init", "proj", cwd=tmp_path).returncode == 0
+    root = tmp_path / "proj"
+    assert mlcycle("data", "add", "sklearn:digits", cwd=root).returncode == 0
+    return root
+
+
+def test_train_json_prints_the_run_id_and_test_metrics(project: Path) -> None:
+    done = mlcycle("train", "--data", "digits", "--set", "max_epochs=3", "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result) >= {"run_id", "test", "report"}
+    assert 0.5 < result["test"]["accuracy"] <= 1.0
+    assert Path(result["report"]).is_file()
+
+    again = mlcycle("evaluate", result["run_id"][:8], "--json", cwd=project)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["test"] == result["test"]
+
+    table = mlcycle("evaluate", result["run_id"], cwd=project)
+    assert "accuracy" in table.stdout and "95% CI" in table.stdout
+
+
+def test_train_shows_a_progress_bar_unless_quiet(project: Path) -> None:
+    loud = mlcycle("train", "--set", "max_epochs=2", cwd=project)
+    assert loud.returncode == 0, loud.stderr
+    assert "epoch" in loud.stderr and "val loss" in loud.stderr
+    assert "report:" in loud.stdout
+    quiet = mlcycle("train", "--set", "max_epochs=2", "--quiet", cwd=project)
+    assert quiet.stderr == ""
+
+
+def test_runs_compare_puts_runs_side_by_side(project: Path) -> None:
+    ids = []
+    for lr in ("0.01", "0.001"):
+        done = mlcycle("train", "--set", "max_epochs=2", "--set", f"lr={lr}", "--json", cwd=project)
+        ids.append(json.loads(done.stdout)["run_id"])
+    done = mlcycle("runs", "compare", *ids, "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["rows"]
+    assert rows["train.lr"] == [0.01, 0.001]
+    assert len(rows["test.accuracy"]) == 2
+    table = mlcycle("runs", "compare", *ids, cwd=project)
+    assert "train.lr" in table.stdout and ids[0][:8] in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--set", "lr"), "error: --set 'lr': expected key=value"),
+        (("--set", "lr=-1"), "error: train.lr: -1 is not > 0"),
+        (("--set", "lrr=1"), "error: --set lrr: train.lrr names no field of the spec"),
+        (("--model", "transformer"), "error: train.model.kind: 'transformer' is not one of"),
+        (("--data", "nope"), "error: dataset 'nope' does not exist; known: digits"),
+    ],
+)
+def test_bad_training_flags_are_one_line(
+    project: Path, args: tuple[str, ...], message: str
+) -> None:
+    done = mlcycle("train", *args, cwd=project)
+    assert done.returncode == 1
+    assert done.stderr.startswith(message), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _weights(project: Path, run_id: str) -> tuple[str, str]:
+    store = MetadataStore(f"sqlite:///{project / '.mlcycle' / 'mlcycle.db'}")
+    try:
+        run = store.get_run(run_id)
+        return run.artifacts["model/weights.safetensors"], run.artifacts[
+            "checkpoint/state.safetensors"
+        ]
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_a_killed_training_process_resumes_to_the_same_weights(project: Path) -> None:
+    reference = mlcycle("train", *SLOW_DIGITS, cwd=project)
+    assert reference.returncode == 0, reference.stderr
+    expected = _weights(project, json.loads(reference.stdout)["run_id"])
+
+    store = MetadataStore(f"sqlite:///{project / '.mlcycle' / 'mlcycle.db'}")
+    with subprocess.Popen(
+        [MLCYCLE, "train", *SLOW_DIGITS],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        run_id = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            running = store.list_runs(status="running")
+            if running:
+                run_id = running[0].id
+                if len(store.get_metrics(run_id, "train_loss")) >= 3:
+                    break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    assert run_id is not None
+    killed = store.get_run(run_id)
+    epochs_before = len(store.get_metrics(run_id, "train_loss"))
+    store.close()
+    assert killed.status == "running"  # the process died without a word
+    assert 3 <= epochs_before < 15
+
+    resumed = mlcycle("train", "--resume", run_id[:10], "--quiet", "--json", cwd=project)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["run_id"] == run_id
+    assert _weights(project, run_id) == expected
+
+    store = MetadataStore(f"sqlite:///{project / '.mlcycle' / 'mlcycle.db'}")
+    try:
+        steps = [p.step for p in store.get_metrics(run_id, "train_loss")]
+        assert steps == list(range(15))
+        assert store.get_run(run_id).status == "finished"
+        actions = [e.action for e in store.list_events(entity_type="run", entity_id=run_id)]
+        assert "run.resumed" in actions
+    finally:
+        store.close()
+    again = mlcycle("train", "--resume", run_id, cwd=project)
+    assert again.returncode == 1
+    assert "is finished: there is nothing to resume" in again.stderr
