@@ -132,3 +132,19 @@ def test_runs_record_metrics_and_how_they_ended(project: Project) -> None:
     bad = project.runs.get(failing.id)
     assert bad.status == "failed"
     assert bad.summary["error"] == "RuntimeError: diverged"
+
+
+def test_the_same_rows_with_other_roles_are_another_version(project: Project) -> None:
+    first = project.datasets.add("sklearn:iris").version
+    spec_file = project.root / SPEC_FILE
+    spec_file.write_text(
+        spec_file.read_text().replace(
+            "  datasets: {}", "  datasets:\n    iris:\n      roles: {petal_width_cm: ignore}"
+        )
+    )
+    with Project.open(project.root) as reopened:
+        second = reopened.datasets.add("sklearn:iris")
+        assert second.created and second.version.version == 2
+        assert "petal_width_cm" not in reopened.datasets.schema("iris@2").features
+        assert second.version.profile["content_fingerprint"] == first.profile["content_fingerprint"]
+        assert not reopened.datasets.add("sklearn:iris").created

@@ -1,8 +1,8 @@
 """Dataset versions of a project: add, find, load, and the recorded split.
 
 A version is a canonical Parquet snapshot stored as an artifact and named by
-the fingerprint of its content: adding the same data twice gives the same
-version. Its train/validation/test split is recorded the first time it is
+the fingerprint of its content and schema: adding the same data twice gives
+the same version. Its train/validation/test split is recorded the first time it is
 made and read back from the store ever after, so test rows cannot drift into
 training when the code or the spec changes later.
 """
@@ -58,6 +58,18 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd", row_group_size=64 * 1024)
     return buffer.getvalue()
+
+
+def version_fingerprint(prepared: PreparedData) -> str:
+    """What names a version: the canonical content and what the columns mean.
+
+    The same rows read with other roles (a column made ``sensitive`` or
+    ``ignore``, another target) train different models, so they are another
+    version; the same rows and schema from another file are the same version.
+    """
+    schema = json.dumps(prepared.schema.to_dict(), sort_keys=True, separators=(",", ":"))
+    blob = f"mlcycle-dataset-version-v1\n{prepared.fingerprint}\n{schema}".encode()
+    return hashlib.sha256(blob).hexdigest()
 
 
 def _split_key(split: SplitSpec) -> str:
@@ -126,18 +138,20 @@ class Datasets:
         return DatasetAdded(version=version, created=created, split=split)
 
     def _record(self, prepared: PreparedData) -> tuple[DatasetVersionRecord, bool]:
+        fingerprint = version_fingerprint(prepared)
         for known in self._known_versions(prepared.name):
-            if known.fingerprint == prepared.fingerprint:
+            if known.fingerprint == fingerprint:
                 return known, False
         artifact = self._project.artifacts.put_bytes(_parquet_bytes(prepared.table), PARQUET)
+        profile = {**prepared.profile, "content_fingerprint": prepared.fingerprint}
         return self._store.add_dataset_version(
             prepared.name,
-            fingerprint=prepared.fingerprint,
+            fingerprint=fingerprint,
             artifact_sha256=artifact.sha256,
             source=prepared.source,
             n_rows=prepared.table.num_rows,
             schema=prepared.schema.to_dict(),
-            profile=prepared.profile,
+            profile=profile,
             actor=self._project.actor,
         )
 

@@ -51,7 +51,7 @@ def test_breast_cancer_imbalance_at_a_lower_ratio() -> None:
     profile = prepare("sklearn:breast_cancer", SPEC, imbalance_ratio=1.5).profile
     assert profile["warnings"] == [
         "class imbalance: 'benign' has 1.7x the rows of 'malignant' (357 vs 212); "
-        "consider class weights or a balanced sampler"
+        "consider train.class_weight: balanced or train.sampler: balanced"
     ]
 
 
@@ -78,7 +78,7 @@ def test_imbalance_warning_text() -> None:
     table = pa.table({"x": np.arange(1000.0), "y": ["a"] * 900 + ["b"] * 100})
     assert profile_of(table)["warnings"] == [
         "class imbalance: 'a' has 9.0x the rows of 'b' (900 vs 100); "
-        "consider class weights or a balanced sampler"
+        "consider train.class_weight: balanced or train.sampler: balanced"
     ]
     assert profile_of(table, ratio=10.0)["warnings"] == []
 

@@ -55,6 +55,7 @@ def _report(outcome: TrainOutcome, as_json: bool) -> None:
                 "dataset": outcome.dataset,
                 "test": outcome.test,
                 "test_ci": outcome.summary.get("test_ci", {}),
+                "slices": outcome.summary.get("slices", {}),
                 "report": str(outcome.report),
             }
         )
@@ -124,10 +125,24 @@ def train(
 def evaluate(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    slices: Annotated[
+        list[str] | None,
+        typer.Option("--slice", help="Break the metrics down by this column (repeatable)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Evaluate a run's model on its test split again; write the HTML report."""
     from mlcycle.train import evaluate_run
 
     with state(ctx).open() as project:
-        _report(evaluate_run(project, run_id), as_json)
+        outcome = evaluate_run(project, run_id, slices=tuple(slices) if slices else None)
+        _report(outcome, as_json)
+        if not as_json:
+            for column, groups in outcome.summary.get("slices", {}).items():
+                table = Table(column, "rows", "accuracy" if "accuracy" in str(groups) else "metric")
+                for value, metrics in groups.items():
+                    main = metrics.get("accuracy", metrics.get("mae"))
+                    table.add_row(
+                        str(value), str(metrics.get("n")), "-" if main is None else f"{main:.4f}"
+                    )
+                out.print(table)

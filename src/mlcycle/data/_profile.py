@@ -133,7 +133,8 @@ def _class_balance(
         return balance, []
     return balance, [
         f"class imbalance: {major!r} has {ratio:.1f}x the rows of {minor!r} "
-        f"({present[major]} vs {present[minor]}); consider class weights or a balanced sampler"
+        f"({present[major]} vs {present[minor]}); consider train.class_weight: balanced "
+        "or train.sampler: balanced"
     ]
 
 

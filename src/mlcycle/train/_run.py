@@ -500,8 +500,14 @@ def load_model(project: Project, run_id: str) -> tuple[MlcycleNet, dict[str, Any
     return net, config
 
 
-def evaluate_run(project: Project, run_id: str) -> TrainOutcome:
-    """Evaluate a finished run's model again on its test rows and rewrite its report."""
+def evaluate_run(
+    project: Project, run_id: str, *, slices: tuple[str, ...] | None = None
+) -> TrainOutcome:
+    """Evaluate a finished run's model again on its test rows and rewrite its report.
+
+    ``slices`` names columns to break the metrics down by (default: the recorded
+    ``evaluate.slices``).
+    """
     record = project.runs.get(run_id)
     net, config = load_model(project, record.id)
     if record.dataset_version_id is None:
@@ -509,6 +515,8 @@ def evaluate_run(project: Project, run_id: str) -> TrainOutcome:
     version = project.store.get_dataset_version_by_id(record.dataset_version_id)
     schema = project.datasets.schema(version)
     evaluate = EvaluateSpec.model_validate(record.params.get("evaluate", {}))
+    if slices is not None:
+        evaluate = evaluate.model_copy(update={"slices": slices})
     history_points = project.runs.metrics(record.id)
     history: dict[int, dict[str, float]] = {}
     for point in history_points:
