@@ -79,7 +79,9 @@ def test_metrics_by_slice_of_a_sensitive_column(project: Project) -> None:
         assert slices["a"]["n"] + slices["b"]["n"] == outcome.summary["test_metrics"]["n"]
         # The noisy group is predicted worse: the breakdown shows what the total hides.
         assert slices["a"]["accuracy"] > slices["b"]["accuracy"] + 0.1
-        with pytest.raises(SpecError, match="evaluate.slices: column 'nope' is not in the dataset"):
+        with pytest.raises(
+            SpecError, match=r"evaluate.slices: column 'nope' is not in the dataset"
+        ):
             evaluate_run(reopened, outcome.run_id, slices=("nope",))
 
 
