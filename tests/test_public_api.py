@@ -16,10 +16,12 @@ def test_exported_members() -> None:
         "IntegrityError",
         "MlcycleError",
         "NotFoundError",
+        "ParityError",
         "Project",
         "SpecError",
         "StoreError",
         "__version__",
+        "load",
     ]
     for name in mlcycle.__all__:
         assert getattr(mlcycle, name) is not None
@@ -33,6 +35,7 @@ def test_error_tree() -> None:
         errors.IntegrityError: (errors.StoreError,),
         errors.NotFoundError: (errors.MlcycleError, LookupError),
         errors.ConflictError: (errors.MlcycleError,),
+        errors.ParityError: (errors.MlcycleError,),
     }
     for cls, bases in parents.items():
         for base in bases:
@@ -46,7 +49,8 @@ def test_error_tree() -> None:
 
 def test_importing_mlcycle_and_its_stores_imports_neither_torch_nor_the_data_stack() -> None:
     code = (
-        "import sys, mlcycle, mlcycle.store, mlcycle.errors, mlcycle.spec; "
+        "import sys, mlcycle, mlcycle.store, mlcycle.errors, mlcycle.spec, mlcycle.registry, "
+        "mlcycle.edge; "
         "print(sorted(m for m in ('torch', 'sklearn', 'mlcycle.data') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -18,12 +18,14 @@ from mlcycle.errors import (
     IntegrityError,
     MlcycleError,
     NotFoundError,
+    ParityError,
     SpecError,
     StoreError,
 )
 
 if TYPE_CHECKING:
     from mlcycle.project import Project
+    from mlcycle.registry import Predictor
 
 try:
     __version__ = version("mlcycle")
@@ -36,11 +38,24 @@ __all__ = [
     "IntegrityError",
     "MlcycleError",
     "NotFoundError",
+    "ParityError",
     "Project",
     "SpecError",
     "StoreError",
     "__version__",
+    "load",
 ]
+
+
+def load(ref: str, *, project: Any = None, threads: int | None = None) -> Predictor:
+    """Load a registered model (``NAME@champion``) as an ONNX Runtime predictor.
+
+    Every file's sha256 is checked first; torch is not imported. See
+    :func:`mlcycle.registry.load`.
+    """
+    from mlcycle.registry import load as _load
+
+    return _load(ref, project=project, threads=threads)
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,8 @@ Anything else is a bug and keeps its traceback.
     ├── StoreError                      the metadata or artifact store failed
     │   └── IntegrityError              an artifact's bytes do not match its recorded sha256
     ├── NotFoundError (LookupError)     a project, dataset, version, run or artifact is unknown
-    └── ConflictError                   the request clashes with what is recorded
+    ├── ConflictError                   the request clashes with what is recorded
+    └── ParityError                     an exported graph disagrees with the model it came from
 
 Messages say what, where and what was expected::
 
@@ -28,6 +29,7 @@ __all__ = [
     "IntegrityError",
     "MlcycleError",
     "NotFoundError",
+    "ParityError",
     "SpecError",
     "StoreError",
 ]
@@ -70,3 +72,7 @@ class NotFoundError(MlcycleError, LookupError):
 
 class ConflictError(MlcycleError):
     """The request clashes with what is already recorded."""
+
+
+class ParityError(MlcycleError):
+    """ONNX Runtime and PyTorch disagree on the same rows: the export is not trusted."""

@@ -146,4 +146,7 @@ def test_demo_versions_trains_evaluates_and_writes_the_report(tmp_path: Path) ->
     assert "95% CI" in done.stdout and "accuracy" in done.stdout
     report = next((tmp_path / "demo" / ".mlcycle" / "reports").glob("*.html"))
     assert f"report: {report}" in done.stdout.replace("\n", "")
+    assert "cancer@1 @champion: ONNX Runtime matches PyTorch" in done.stdout
+    assert (tmp_path / "demo" / "edge" / "cancer" / "predict.py").is_file()
+    assert "single-row latency" in done.stdout
     assert "demo finished" in done.stdout

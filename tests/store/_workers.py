@@ -54,3 +54,25 @@ def open_store(url: str, barrier: Any) -> None:
     """Open (and so migrate) a fresh store at the same moment as another process."""
     barrier.wait(timeout=60)
     MetadataStore(url).close()
+
+
+REGISTRATIONS_PER_WORKER = 8
+
+
+def register_versions(url: str, worker: int, barrier: Any) -> None:
+    store = MetadataStore(url)
+    barrier.wait(timeout=60)
+    for i in range(REGISTRATIONS_PER_WORKER):
+        sha = fake_sha(f"model-{worker}-{i}")
+        store.record_artifact(sha, 1, f"mem://{sha}", "application/onnx")
+        store.registry.add_version(
+            "fraud",
+            run_id=None,
+            task="binary",
+            metrics={"worker": worker, "i": i},
+            lineage={},
+            signature={},
+            files={"model.onnx": sha},
+            actor=f"worker{worker}",
+        )
+    store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -36,6 +37,8 @@ def demo(
 ) -> None:
     """Run the lifecycle so far on a bundled dataset, in a throw-away project."""
     from mlcycle.cli._train import headline_table
+    from mlcycle.edge import write_bundle
+    from mlcycle.registry import register
     from mlcycle.train import train
 
     root = directory or Path(tempfile.mkdtemp(prefix="mlcycle-demo-"))
@@ -66,4 +69,26 @@ def demo(
         out.print(headline_table(outcome))
         out.print(f"   run {outcome.run_id}")
         out.print(f"   report: [bold]{outcome.report}[/]")
+
+        out.print("[bold]4. register the model as @champion[/] (ONNX export + parity check)")
+        version = register(project, outcome.run_id, "cancer", alias="champion")
+        parity = version.metrics["parity"]
+        out.print(
+            f"   {version.ref} @champion: ONNX Runtime matches PyTorch on {parity['rows']} "
+            f"test rows (max difference {parity['max_abs_diff']:.1g}); "
+            f"{len(version.files)} files, each with its sha256"
+        )
+        out.print("[bold]5. export an edge bundle[/] (runs with onnxruntime + numpy only)")
+        files = {path: project.artifacts.read_bytes(sha) for path, sha in version.files.items()}
+        bundle = write_bundle(
+            project.root / "edge" / "cancer",
+            onnx_bytes=files["model.onnx"],
+            signature=json.loads(files["signature.json"]),
+            model_ref=version.ref,
+            card_md=files["card.md"].decode(),
+        )
+        out.print(
+            f"   {bundle.path}: {bundle.size_bytes / 1024:.1f} KiB, single-row latency "
+            f"{bundle.latency_ms:.3f} ms on this machine"
+        )
     out.print("[green]demo finished[/]")

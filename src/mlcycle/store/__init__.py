@@ -16,6 +16,7 @@ from mlcycle.store._records import (
     RunStatus,
     SplitRecord,
 )
+from mlcycle.store._registry import ModelRecord, ModelVersionRecord, RegistryStore, parse_model_ref
 
 __all__ = [
     "HEAD_REVISION",
@@ -28,11 +29,15 @@ __all__ = [
     "FsspecArtifactStore",
     "MetadataStore",
     "MetricPoint",
+    "ModelRecord",
+    "ModelVersionRecord",
+    "RegistryStore",
     "RunRecord",
     "RunStatus",
     "SplitRecord",
     "StoredBlob",
     "current_revision",
     "head_revision",
+    "parse_model_ref",
     "upgrade",
 ]

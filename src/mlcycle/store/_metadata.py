@@ -40,6 +40,7 @@ from mlcycle.store._records import (
     SplitRecord,
     utc,
 )
+from mlcycle.store._registry import RegistryStore
 
 __all__ = ["MetadataStore"]
 
@@ -65,6 +66,7 @@ class MetadataStore:
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
+        self.registry = RegistryStore(self)
 
     @property
     def backend(self) -> str:

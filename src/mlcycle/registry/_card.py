@@ -1,0 +1,179 @@
+"""The model card of a version, in Markdown and in HTML, from the same facts.
+
+Sections follow the usual model-card outline (intended use, training data,
+metrics with confidence intervals, limitations); fairness and robustness have
+their sections from the start and say plainly that they are not yet audited
+until the audit stages fill them.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+__all__ = ["Card", "build_card"]
+
+Table = list[list[str]]
+Section = tuple[str, list[str | Table]]
+
+
+class Card:
+    """Sections of text paragraphs and tables, rendered as Markdown or HTML."""
+
+    def __init__(self, title: str, sections: list[Section]) -> None:
+        self.title = title
+        self.sections = sections
+
+    def markdown(self) -> str:
+        out = [f"# {self.title}", ""]
+        for heading, blocks in self.sections:
+            out += [f"## {heading}", ""]
+            for block in blocks:
+                if isinstance(block, str):
+                    out += [block, ""]
+                else:
+                    header, *rows = block
+                    out.append("| " + " | ".join(header) + " |")
+                    out.append("|" + "|".join(" --- " for _ in header) + "|")
+                    out += ["| " + " | ".join(row) + " |" for row in rows]
+                    out.append("")
+        return "\n".join(out)
+
+    def html(self) -> str:
+        e = html.escape
+        body = [f"<h1>{e(self.title)}</h1>"]
+        for heading, blocks in self.sections:
+            body.append(f"<h2>{e(heading)}</h2>")
+            for block in blocks:
+                if isinstance(block, str):
+                    body.append(f"<p>{e(block)}</p>")
+                else:
+                    header, *rows = block
+                    head = "".join(f"<th>{e(c)}</th>" for c in header)
+                    cells = "".join(
+                        "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows
+                    )
+                    body.append(
+                        f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>"
+                    )
+        style = (
+            "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
+            "padding:0 1rem;color:#1f2933}table{border-collapse:collapse;margin:.5rem 0}"
+            "th,td{border-bottom:1px solid #d9e2ec;padding:.3rem .8rem;text-align:left}"
+            "h2{margin-top:2rem;border-bottom:2px solid #d9e2ec}"
+        )
+        return (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>{e(self.title)}</title><style>{style}</style></head><body>"
+            + "".join(body)
+            + "</body></html>"
+        )
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def build_card(
+    *,
+    name: str,
+    run_id: str,
+    task: str,
+    description: str | None,
+    dataset: dict[str, Any],
+    metrics: dict[str, Any],
+    signature: dict[str, Any],
+    lineage: dict[str, Any],
+) -> Card:
+    """A card from what registration knows; nothing in it is invented."""
+    classes = signature.get("classes") or []
+    intended: list[str | Table] = [
+        description
+        or (
+            f"Predicts {signature.get('target') or 'the target'} ({task}"
+            + (f": {', '.join(classes)}" if classes else "")
+            + ") from the input columns listed below. State the intended users and uses "
+            "here when registering (--description)."
+        )
+    ]
+    data_rows: Table = [["fact", "value"]]
+    data_rows += [
+        ["dataset version", str(dataset.get("ref"))],
+        ["source", str(dataset.get("source"))],
+        ["rows", str(dataset.get("rows"))],
+        ["split (train / validation / test)", str(dataset.get("split"))],
+        ["fingerprint", str(dataset.get("fingerprint"))[:16] + "…"],
+    ]
+    headline: Table = [["metric (held-out test rows)", "value", "95% CI"]]
+    ci = metrics.get("test_ci", {})
+    for key, value in (metrics.get("test") or {}).items():
+        bounds = ci.get(key) or {}
+        interval = (
+            f"{bounds['low']:.4f} to {bounds['high']:.4f}"
+            if bounds.get("low") is not None and bounds.get("high") is not None
+            else "-"
+        )
+        headline.append([key, _fmt(value), interval])
+    per_class = (metrics.get("test_metrics") or {}).get("per_class") or {}
+    blocks: list[str | Table] = [headline]
+    if per_class:
+        table: Table = [["class", "precision", "recall", "f1", "support"]]
+        for cls, m in per_class.items():
+            table.append(
+                [
+                    cls,
+                    _fmt(m.get("precision")),
+                    _fmt(m.get("recall")),
+                    _fmt(m.get("f1")),
+                    _fmt(m.get("support")),
+                ]
+            )
+        blocks.append(table)
+    inputs: Table = [["input", "kind", "shape", "training range or categories"]]
+    for spec in signature["inputs"]:
+        if spec.get("range"):
+            seen = f"{spec['range'][0]:.4g} to {spec['range'][1]:.4g}"
+        elif spec.get("categories") is not None:
+            cats = spec["categories"]
+            seen = ", ".join(cats[:8]) + (f" (+{len(cats) - 8})" if len(cats) > 8 else "")
+        else:
+            seen = "-"
+        inputs.append([spec["name"], spec["kind"], str(spec["shape"]), seen])
+    limitations = [
+        "Evaluated on one held-out split of one dataset version; performance on data "
+        "that drifts from it is unknown until monitoring measures it.",
+        "Inputs outside the training ranges above are extrapolation; unseen categories "
+        "are treated as missing.",
+    ]
+    limitations += [str(w) for w in metrics.get("warnings", [])]
+    limitations += [str(w) for w in dataset.get("warnings", [])]
+    lineage_rows: Table = [["what", "value"]]
+    for key in ("run", "dataset", "spec_sha256", "git", "packages"):
+        if key in lineage:
+            lineage_rows.append([key, str(lineage[key])])
+    parity = metrics.get("parity", {})
+    return Card(
+        f"Model card: {name} (run {run_id[:8]})",
+        [
+            ("Intended use", intended),
+            ("Training data", [data_rows]),
+            ("Inputs", [inputs]),
+            ("Metrics", blocks),
+            (
+                "Export",
+                [
+                    f"ONNX graph checked against PyTorch on {parity.get('rows', '?')} test rows: "
+                    f"max difference {parity.get('max_abs_diff', '?')}, labels identical: "
+                    f"{parity.get('labels_identical', '?')}."
+                ],
+            ),
+            ("Limitations", [*limitations]),
+            ("Fairness", ["Not yet audited: no fairness audit has been run for this version."]),
+            ("Robustness", ["Not yet audited: no robustness audit has been run for this version."]),
+            ("Lineage", [lineage_rows]),
+        ],
+    )

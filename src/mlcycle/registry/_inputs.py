@@ -1,0 +1,201 @@
+"""Turn what a caller has (DataFrame, Arrow, numpy, records) into the graph's inputs.
+
+Validation follows the signature and names the column, the row and the value
+that is wrong, so a bad request never reaches ONNX Runtime as a cryptic
+shape error. Needs numpy only (pandas and pyarrow when given their objects).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from mlcycle.errors import DataError
+
+__all__ = ["to_feeds"]
+
+_TRUE = {"true", "1", "yes", "t", "y"}
+_FALSE = {"false", "0", "no", "f", "n"}
+
+
+def _columns_of(data: Any, names: list[str]) -> tuple[dict[str, Any], int]:
+    """A mapping column → sequence, and the row count."""
+    module = type(data).__module__
+    if module.startswith("pandas"):
+        frame = data if hasattr(data, "columns") else data.to_frame()
+        return {str(c): frame[c].to_numpy() for c in frame.columns}, len(frame)
+    if module.startswith("pyarrow"):
+        return {name: _arrow_column(data.column(name)) for name in data.column_names}, data.num_rows
+    if isinstance(data, np.ndarray):
+        return _from_array(data, names)
+    if isinstance(data, Mapping):
+        columns = {str(k): v for k, v in data.items()}
+        lengths = {len(v) for v in columns.values() if hasattr(v, "__len__")}
+        if len(lengths) > 1:
+            raise DataError(f"columns have different lengths: {sorted(lengths)}")
+        return columns, lengths.pop() if lengths else 0
+    if isinstance(data, Sequence) and not isinstance(data, str | bytes):
+        if not data:
+            raise DataError("no rows to predict")
+        if not all(isinstance(r, Mapping) for r in data):
+            bad = next(i for i, r in enumerate(data) if not isinstance(r, Mapping))
+            raise DataError(f"record {bad} is a {type(data[bad]).__name__}: expected a mapping")
+        keys: list[str] = []
+        for record in data:
+            for key in record:
+                if key not in keys:
+                    keys.append(str(key))
+        return {k: [r.get(k) for r in data] for k in keys}, len(data)
+    raise DataError(
+        f"cannot predict on a {type(data).__name__}: expected a DataFrame, an Arrow table, "
+        "a numpy array, a mapping of columns or a list of records"
+    )
+
+
+def _arrow_column(column: Any) -> Any:
+    import pyarrow as pa
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_fixed_size_list(column.type) and column.null_count == 0:
+        flat = column.flatten().to_numpy(zero_copy_only=False)
+        return flat.reshape((len(column), column.type.list_size))
+    return column.to_numpy(zero_copy_only=False)
+
+
+def _from_array(array: np.ndarray[Any, Any], names: list[str]) -> tuple[dict[str, Any], int]:
+    if array.ndim == 0:
+        raise DataError("a scalar is not a batch of rows")
+    if len(names) == 1 and array.ndim >= 2:
+        return {names[0]: array}, int(array.shape[0])
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] != len(names):
+        raise DataError(
+            f"array of shape {list(array.shape)}: expected [rows, {len(names)}] with columns "
+            f"in the order {names}"
+        )
+    return {name: array[:, j] for j, name in enumerate(names)}, int(array.shape[0])
+
+
+def _numeric(name: str, values: Any, n: int, boolean: bool) -> np.ndarray[Any, Any]:
+    arr = np.asarray(values)
+    if arr.dtype.kind in "fiub":
+        out = arr.astype(np.float32)
+    else:
+        out = np.empty(n, dtype=np.float32)
+        for i, value in enumerate(arr.tolist()):
+            out[i] = _number(name, i, value, boolean)
+    if out.shape != (n,):
+        raise DataError(f"column {name!r}: expected one value per row, got shape {list(out.shape)}")
+    if boolean:
+        bad = ~np.isnan(out) & (out != 0) & (out != 1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"column {name!r}: value {out[i]:g} at row {i} is not a boolean")
+    return out
+
+
+def _number(name: str, row: int, value: Any, boolean: bool) -> float:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return math.nan
+    if isinstance(value, bool | int | float | np.number):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("", "nan", "null", "none"):
+            return math.nan
+        if boolean and text in _TRUE:
+            return 1.0
+        if boolean and text in _FALSE:
+            return 0.0
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    kind = "a boolean" if boolean else "a number"
+    raise DataError(f"column {name!r}: value {value!r} at row {row} is not {kind}")
+
+
+def _categorical(name: str, values: Any, n: int) -> np.ndarray[Any, Any]:
+    out = np.empty(n, dtype=object)
+    for i, value in enumerate(np.asarray(values, dtype=object).tolist()):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            out[i] = ""
+        elif isinstance(value, bool):
+            out[i] = str(value).lower()
+        elif isinstance(value, float) and value.is_integer():
+            out[i] = str(int(value))
+        else:
+            out[i] = str(value)
+    return out
+
+
+def _image(name: str, values: Any, n: int, shape: list[int]) -> np.ndarray[Any, Any]:
+    try:
+        if isinstance(values, np.ndarray) and values.dtype != object:
+            arr = values.astype(np.float32)
+        else:
+            arr = np.asarray([np.asarray(v, dtype=np.float32) for v in values], dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"column {name!r}: not an array of numbers ({exc})") from None
+    size = int(np.prod(shape))
+    if arr.shape[1:] != tuple(shape):
+        if arr.ndim >= 2 and int(np.prod(arr.shape[1:])) == size:
+            arr = arr.reshape((arr.shape[0], *shape))
+        else:
+            raise DataError(
+                f"column {name!r}: images of shape {list(arr.shape[1:])}, expected {shape} "
+                f"({size} values per row)"
+            )
+    if not np.isfinite(arr).all():
+        row = int(np.flatnonzero(~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1))[0])
+        raise DataError(f"column {name!r}: image at row {row} holds NaN or infinite values")
+    return np.ascontiguousarray(arr)
+
+
+def to_feeds(
+    data: Any, signature: Mapping[str, Any], *, max_rows: int | None = None
+) -> dict[str, np.ndarray[Any, Any]]:
+    """The ONNX Runtime feeds for ``data``, checked against ``signature``.
+
+    Columns the signature does not take are an error, except the target
+    column (it may ride along in a table of labelled rows).
+
+    Raises:
+        DataError: a column is missing or unexpected, or a value is unusable;
+            the message names the column (and the row and value where one is bad).
+    """
+    inputs = signature["inputs"]
+    names = [spec["name"] for spec in inputs]
+    columns, n = _columns_of(data, names)
+    if n == 0:
+        raise DataError("no rows to predict")
+    if max_rows is not None and n > max_rows:
+        raise DataError(f"{n} rows: at most {max_rows} are taken at once")
+    missing = [name for name in names if name not in columns]
+    if missing:
+        raise DataError(
+            f"missing input column {missing[0]!r}"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            + f"; the model takes: {', '.join(names)}"
+        )
+    allowed = {*names, signature.get("target")}
+    extra = [c for c in columns if c not in allowed]
+    if extra:
+        raise DataError(f"unexpected column {extra[0]!r}: the model takes {', '.join(names)}")
+    feeds: dict[str, np.ndarray[Any, Any]] = {}
+    for spec in inputs:
+        name, kind = spec["name"], spec["kind"]
+        if kind in ("numeric", "boolean"):
+            feeds[name] = _numeric(name, columns[name], n, kind == "boolean")
+        elif kind == "categorical":
+            feeds[name] = _categorical(name, columns[name], n)
+        elif kind == "image":
+            feeds[name] = _image(name, columns[name], n, list(spec["shape"][1:]))
+        else:  # pragma: no cover - signatures are written by mlcycle
+            raise DataError(f"input {name!r} has unknown kind {kind!r}")
+    return feeds

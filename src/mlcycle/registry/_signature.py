@@ -1,0 +1,106 @@
+"""The signature of a model version: what goes in and what comes out.
+
+``signature.json`` is plain JSON, read by the registry predictor, the server
+and the edge bundle's stand-alone ``predict.py`` alike::
+
+    {
+      "format": "mlcycle-signature/1",
+      "task": "binary" | "multiclass" | "regression",
+      "target": "diagnosis",
+      "classes": ["benign", "malignant"] | null,
+      "inputs": [
+        {"name": "age", "kind": "numeric", "dtype": "float32", "shape": [-1],
+         "nullable": true, "range": [18.0, 95.0]},
+        {"name": "member", "kind": "boolean", "dtype": "float32", "shape": [-1],
+         "nullable": true},
+        {"name": "city", "kind": "categorical", "dtype": "string", "shape": [-1],
+         "categories": ["lyon", "nice", "paris"]},
+        {"name": "image", "kind": "image", "dtype": "float32", "shape": [-1, 28, 28],
+         "range": [0.0, 255.0]}
+      ],
+      "outputs": [
+        {"name": "probabilities", "dtype": "float32", "shape": [-1, 2]},
+        {"name": "label", "dtype": "string", "shape": [-1]}
+      ]
+    }
+
+``range`` is the training profile's min and max: values outside it are
+allowed (the graph takes them) but are extrapolation. Unseen categories are
+allowed and map to the "missing or unseen" code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlcycle.train._features import FeatureLayout
+
+__all__ = ["FORMAT", "make_signature"]
+
+FORMAT = "mlcycle-signature/1"
+
+
+def make_signature(
+    layout: FeatureLayout,
+    *,
+    task: str,
+    target: str | None,
+    classes: list[str] | None,
+    profile: dict[str, Any],
+) -> dict[str, Any]:
+    """The signature of a model trained with ``layout`` on data with ``profile``."""
+    columns = profile.get("per_column", {})
+    inputs: list[dict[str, Any]] = []
+    for name in layout.numeric:
+        stats = columns.get(name, {})
+        kind = "boolean" if name in layout.booleans else "numeric"
+        entry: dict[str, Any] = {
+            "name": name,
+            "kind": kind,
+            "dtype": "float32",
+            "shape": [-1],
+            "nullable": True,
+        }
+        if kind == "numeric" and stats.get("min") is not None:
+            entry["range"] = [float(stats["min"]), float(stats["max"])]
+        inputs.append(entry)
+    for name in layout.categorical:
+        inputs.append(
+            {
+                "name": name,
+                "kind": "categorical",
+                "dtype": "string",
+                "shape": [-1],
+                "nullable": True,
+                "categories": list(layout.vocabularies[name]),
+            }
+        )
+    if layout.image is not None:
+        assert layout.image_shape is not None
+        stats = columns.get(layout.image, {})
+        image: dict[str, Any] = {
+            "name": layout.image,
+            "kind": "image",
+            "dtype": "float32",
+            "shape": [-1, *layout.image_shape],
+            "nullable": False,
+        }
+        if stats.get("pixel_min") is not None:
+            image["range"] = [float(stats["pixel_min"]), float(stats["pixel_max"])]
+        inputs.append(image)
+    if task == "regression":
+        outputs = [{"name": "value", "dtype": "float32", "shape": [-1]}]
+    else:
+        outputs = [
+            {"name": "probabilities", "dtype": "float32", "shape": [-1, len(classes or [])]},
+            {"name": "label", "dtype": "string", "shape": [-1]},
+        ]
+    return {
+        "format": FORMAT,
+        "task": task,
+        "target": target,
+        "classes": list(classes) if classes is not None else None,
+        "inputs": inputs,
+        "outputs": outputs,
+    }

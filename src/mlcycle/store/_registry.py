@@ -1,0 +1,379 @@
+"""Registered models in the metadata store: versions, their files, aliases, history.
+
+Version numbers are allocated under a row lock on the model (PostgreSQL) or
+SQLite's write lock, so two processes registering one name at once get
+distinct numbers. Every alias move is an event (who, when, from, to, why) in
+the same transaction as the move, and rollbacks replay that history.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from mlcycle.errors import ConflictError, NotFoundError
+from mlcycle.store import _tables as t
+from mlcycle.store._records import EventRecord, utc
+
+if TYPE_CHECKING:
+    from mlcycle.store._metadata import MetadataStore
+
+__all__ = ["ModelRecord", "ModelVersionRecord", "RegistryStore", "parse_model_ref"]
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+def parse_model_ref(ref: str) -> tuple[str, int | str | None]:
+    """``NAME``, ``NAME@3``, ``NAME@champion`` → (name, version number, alias or None).
+
+    Example:
+        >>> parse_model_ref("fraud@champion"), parse_model_ref("fraud@2")
+        (('fraud', 'champion'), ('fraud', 2))
+    """
+    name, _, selector = ref.partition("@")
+    if not _NAME.match(name):
+        raise NotFoundError(f"model reference {ref!r}: expected NAME, NAME@VERSION or NAME@ALIAS")
+    if selector in ("", "latest"):
+        return name, None
+    if selector.isdigit():
+        return name, int(selector)
+    if not _ALIAS.match(selector):
+        raise NotFoundError(f"model reference {ref!r}: {selector!r} is not a version or an alias")
+    return name, selector
+
+
+@dataclass(frozen=True)
+class ModelVersionRecord:
+    id: int
+    name: str
+    version: int
+    run_id: str | None
+    task: str
+    metrics: dict[str, Any]
+    lineage: dict[str, Any]
+    signature: dict[str, Any]
+    description: str | None
+    files: dict[str, str]
+    aliases: tuple[str, ...]
+    created_at: datetime
+    created_by: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    name: str
+    versions: int
+    latest: int | None
+    aliases: dict[str, int]
+    created_at: datetime
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RegistryStore:
+    """The model-registry part of a :class:`MetadataStore` (``store.registry``)."""
+
+    def __init__(self, store: MetadataStore) -> None:
+        self._store = store
+
+    # -- versions -----------------------------------------------------------------
+
+    def add_version(
+        self,
+        name: str,
+        *,
+        run_id: str | None,
+        task: str,
+        metrics: Mapping[str, Any],
+        lineage: Mapping[str, Any],
+        signature: Mapping[str, Any],
+        files: Mapping[str, str],
+        actor: str,
+        description: str | None = None,
+    ) -> ModelVersionRecord:
+        """Create version N+1 of ``name`` (the model is created with version 1)."""
+        if not _NAME.match(name):
+            raise ConflictError(f"model name {name!r}: expected letters, digits, '_', '.' or '-'")
+        with self._store._write() as session:
+            self._store._insert_ignore(
+                session,
+                t.RegisteredModel,
+                {"name": name, "created_at": _now(), "created_by": actor},
+            )
+            model = session.scalars(
+                select(t.RegisteredModel).where(t.RegisteredModel.name == name).with_for_update()
+            ).one()
+            latest = session.scalar(
+                select(func.max(t.ModelVersion.version)).where(t.ModelVersion.model_id == model.id)
+            )
+            row = t.ModelVersion(
+                model_id=model.id,
+                version=(latest or 0) + 1,
+                run_id=run_id,
+                task=task,
+                metrics=dict(metrics),
+                lineage=dict(lineage),
+                signature=dict(signature),
+                description=description,
+                created_at=_now(),
+                created_by=actor,
+            )
+            session.add(row)
+            session.flush()
+            session.add_all(
+                t.ModelFile(version_id=row.id, path=path, artifact_sha256=sha)
+                for path, sha in files.items()
+            )
+            self._store._event(
+                session,
+                "model.registered",
+                "model",
+                name,
+                actor=actor,
+                details={"version": row.version, "run": run_id, "files": dict(files)},
+            )
+            session.flush()
+            return self._record(session, row, name)
+
+    def get(self, ref: str) -> ModelVersionRecord:
+        """The version a reference names: ``NAME`` (latest), ``NAME@3``, ``NAME@alias``."""
+        name, selector = parse_model_ref(ref)
+        with self._store._read() as session:
+            model = self._model(session, name)
+            query = select(t.ModelVersion).where(t.ModelVersion.model_id == model.id)
+            if selector is None:
+                row = session.scalars(query.order_by(t.ModelVersion.version.desc())).first()
+                if row is None:
+                    raise NotFoundError(f"model {name!r} has no versions")
+            elif isinstance(selector, int):
+                row = session.scalars(query.where(t.ModelVersion.version == selector)).first()
+                if row is None:
+                    raise NotFoundError(f"model {name!r} has no version {selector}")
+            else:
+                alias = session.get(t.ModelAlias, (model.id, selector))
+                if alias is None:
+                    known = self._aliases(session, model.id)
+                    hint = ", ".join(f"@{a}" for a in sorted(known)) or "none"
+                    raise NotFoundError(
+                        f"model {name!r} has no alias @{selector} (aliases: {hint})"
+                    )
+                row = session.get_one(t.ModelVersion, alias.version_id)
+            return self._record(session, row, name)
+
+    def list_versions(self, name: str) -> list[ModelVersionRecord]:
+        with self._store._read() as session:
+            model = self._model(session, name)
+            rows = session.scalars(
+                select(t.ModelVersion)
+                .where(t.ModelVersion.model_id == model.id)
+                .order_by(t.ModelVersion.version)
+            ).all()
+            return [self._record(session, row, name) for row in rows]
+
+    def list_models(self) -> list[ModelRecord]:
+        with self._store._read() as session:
+            out = []
+            for model in session.scalars(
+                select(t.RegisteredModel).order_by(t.RegisteredModel.name)
+            ):
+                count, latest = session.execute(
+                    select(func.count(t.ModelVersion.id), func.max(t.ModelVersion.version)).where(
+                        t.ModelVersion.model_id == model.id
+                    )
+                ).one()
+                out.append(
+                    ModelRecord(
+                        name=model.name,
+                        versions=int(count),
+                        latest=latest,
+                        aliases=self._aliases(session, model.id),
+                        created_at=utc(model.created_at),
+                    )
+                )
+            return out
+
+    def delete_version(self, name: str, version: int, *, actor: str, reason: str | None) -> None:
+        """Delete a version; refused while an alias points to it."""
+        with self._store._write() as session:
+            model = self._model(session, name)
+            row = session.scalars(
+                select(t.ModelVersion).where(
+                    t.ModelVersion.model_id == model.id, t.ModelVersion.version == version
+                )
+            ).first()
+            if row is None:
+                raise NotFoundError(f"model {name!r} has no version {version}")
+            pointing = sorted(
+                a.alias
+                for a in session.scalars(
+                    select(t.ModelAlias).where(t.ModelAlias.version_id == row.id)
+                )
+            )
+            if pointing:
+                aliases = ", ".join(f"@{a}" for a in pointing)
+                raise ConflictError(
+                    f"version {version} of model {name!r} is {aliases}: move the alias to "
+                    "another version before deleting it"
+                )
+            session.execute(delete(t.ModelFile).where(t.ModelFile.version_id == row.id))
+            session.delete(row)
+            self._store._event(
+                session,
+                "model.deleted",
+                "model",
+                name,
+                actor=actor,
+                reason=reason,
+                details={"version": version},
+            )
+
+    # -- aliases ------------------------------------------------------------------
+
+    def set_alias(
+        self,
+        name: str,
+        version: int,
+        alias: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        rollback: bool = False,
+    ) -> int | None:
+        """Point ``alias`` at ``version``; returns the version it pointed to before."""
+        if not _ALIAS.match(alias) or alias == "latest":
+            raise ConflictError(
+                f"alias {alias!r}: expected a name starting with a letter (not 'latest')"
+            )
+        with self._store._write() as session:
+            model = session.scalars(
+                select(t.RegisteredModel).where(t.RegisteredModel.name == name).with_for_update()
+            ).first()
+            if model is None:
+                raise NotFoundError(f"model {name!r} is not registered")
+            row = session.scalars(
+                select(t.ModelVersion).where(
+                    t.ModelVersion.model_id == model.id, t.ModelVersion.version == version
+                )
+            ).first()
+            if row is None:
+                raise NotFoundError(f"model {name!r} has no version {version}")
+            current = session.get(t.ModelAlias, (model.id, alias))
+            previous = None
+            if current is None:
+                session.add(
+                    t.ModelAlias(
+                        model_id=model.id,
+                        alias=alias,
+                        version_id=row.id,
+                        updated_at=_now(),
+                        updated_by=actor,
+                    )
+                )
+            else:
+                previous = session.get_one(t.ModelVersion, current.version_id).version
+                current.version_id = row.id
+                current.updated_at = _now()
+                current.updated_by = actor
+            self._store._event(
+                session,
+                "alias.moved",
+                "model",
+                name,
+                actor=actor,
+                reason=reason,
+                details={"alias": alias, "from": previous, "to": version, "rollback": rollback},
+            )
+            return previous
+
+    def history(self, name: str, alias: str | None = None) -> list[EventRecord]:
+        """Registrations, deletions and alias moves of a model, oldest first."""
+        events = list(
+            reversed(self._store.list_events(entity_type="model", entity_id=name, limit=100_000))
+        )
+        if alias is not None:
+            events = [
+                e for e in events if e.action == "alias.moved" and e.details.get("alias") == alias
+            ]
+        return events
+
+    def rollback_target(self, name: str, alias: str) -> int:
+        """The version ``alias`` pointed to before its current one (rollbacks undo moves)."""
+        stack: list[int] = []
+        for event in self.history(name, alias):
+            if event.details.get("rollback"):
+                if stack:
+                    stack.pop()
+            else:
+                stack.append(int(event.details["to"]))
+        if len(stack) < 2:
+            raise ConflictError(
+                f"@{alias} of model {name!r} has no earlier version to roll back to"
+            )
+        return stack[-2]
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _model(self, session: Session, name: str) -> t.RegisteredModel:
+        model = session.scalars(
+            select(t.RegisteredModel).where(t.RegisteredModel.name == name)
+        ).first()
+        if model is None:
+            known = session.scalars(
+                select(t.RegisteredModel.name).order_by(t.RegisteredModel.name)
+            ).all()
+            hint = f"; registered: {', '.join(known)}" if known else "; none is registered yet"
+            raise NotFoundError(f"model {name!r} is not registered{hint}")
+        return model
+
+    def _aliases(self, session: Session, model_id: int) -> dict[str, int]:
+        rows = session.execute(
+            select(t.ModelAlias.alias, t.ModelVersion.version)
+            .join(t.ModelVersion, t.ModelVersion.id == t.ModelAlias.version_id)
+            .where(t.ModelAlias.model_id == model_id)
+        )
+        return {alias: version for alias, version in rows}
+
+    def _record(self, session: Session, row: t.ModelVersion, name: str) -> ModelVersionRecord:
+        files = {
+            path: sha
+            for path, sha in session.execute(
+                select(t.ModelFile.path, t.ModelFile.artifact_sha256).where(
+                    t.ModelFile.version_id == row.id
+                )
+            )
+        }
+        aliases = tuple(
+            sorted(
+                session.scalars(
+                    select(t.ModelAlias.alias).where(t.ModelAlias.version_id == row.id)
+                ).all()
+            )
+        )
+        return ModelVersionRecord(
+            id=row.id,
+            name=name,
+            version=row.version,
+            run_id=row.run_id,
+            task=row.task,
+            metrics=row.metrics,
+            lineage=row.lineage,
+            signature=row.signature,
+            description=row.description,
+            files=files,
+            aliases=aliases,
+            created_at=utc(row.created_at),
+            created_by=row.created_by,
+        )

@@ -1,0 +1,129 @@
+"""Conformance of the registry tables: every test runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from mlcycle.errors import ConflictError, NotFoundError
+from mlcycle.store import MetadataStore
+from tests.store import _workers
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[MetadataStore]:
+    s = MetadataStore(store_url)
+    yield s
+    s.close()
+
+
+def _register(store: MetadataStore, name: str = "fraud") -> int:
+    sha = _workers.fake_sha(f"{name}-{uuid.uuid4()}")
+    store.record_artifact(sha, 3, f"mem://{sha}", "application/onnx")
+    record = store.registry.add_version(
+        name,
+        run_id=None,
+        task="binary",
+        metrics={"test": {"accuracy": 0.9}},
+        lineage={"dataset": "d@1"},
+        signature={"inputs": []},
+        files={"model.onnx": sha},
+        actor="alice",
+    )
+    return record.version
+
+
+def test_versions_are_numbered_per_model(store: MetadataStore) -> None:
+    assert [_register(store) for _ in range(3)] == [1, 2, 3]
+    assert _register(store, "churn") == 1
+    latest = store.registry.get("fraud")
+    assert latest.ref == "fraud@3" and latest.files["model.onnx"]
+    assert store.registry.get("fraud@2").version == 2
+    listed = {m.name: (m.versions, m.latest) for m in store.registry.list_models()}
+    assert listed == {"churn": (1, 1), "fraud": (3, 3)}
+
+
+def test_unknown_models_versions_and_aliases_are_named(store: MetadataStore) -> None:
+    _register(store)
+    with pytest.raises(NotFoundError, match="model 'frad' is not registered; registered: fraud"):
+        store.registry.get("frad")
+    with pytest.raises(NotFoundError, match="model 'fraud' has no version 9"):
+        store.registry.get("fraud@9")
+    with pytest.raises(
+        NotFoundError, match=r"model 'fraud' has no alias @champion \(aliases: none\)"
+    ):
+        store.registry.get("fraud@champion")
+
+
+def test_alias_moves_are_recorded_with_who_from_to_and_why(store: MetadataStore) -> None:
+    for _ in range(2):
+        _register(store)
+    assert store.registry.set_alias("fraud", 1, "champion", actor="alice", reason="first") is None
+    assert store.registry.set_alias("fraud", 2, "champion", actor="bob", reason="better auc") == 1
+    assert store.registry.get("fraud@champion").version == 2
+    assert store.registry.get("fraud@2").aliases == ("champion",)
+    moves = store.registry.history("fraud", "champion")
+    assert [(e.actor, e.details["from"], e.details["to"], e.reason) for e in moves] == [
+        ("alice", None, 1, "first"),
+        ("bob", 1, 2, "better auc"),
+    ]
+    with pytest.raises(ConflictError, match="alias 'latest'"):
+        store.registry.set_alias("fraud", 1, "latest", actor="x")
+
+
+def test_rollback_walks_back_through_the_alias_history(store: MetadataStore) -> None:
+    for _ in range(3):
+        _register(store)
+    for version in (1, 2, 3):
+        store.registry.set_alias("fraud", version, "champion", actor="ci")
+    target = store.registry.rollback_target("fraud", "champion")
+    assert target == 2
+    store.registry.set_alias("fraud", target, "champion", actor="ops", rollback=True)
+    assert store.registry.rollback_target("fraud", "champion") == 1
+    store.registry.set_alias("fraud", 1, "champion", actor="ops", rollback=True)
+    with pytest.raises(ConflictError, match="no earlier version to roll back to"):
+        store.registry.rollback_target("fraud", "champion")
+
+
+def test_a_version_an_alias_points_to_cannot_be_deleted(store: MetadataStore) -> None:
+    for _ in range(2):
+        _register(store)
+    store.registry.set_alias("fraud", 2, "champion", actor="ci")
+    with pytest.raises(
+        ConflictError, match=r"version 2 of model 'fraud' is @champion: move the alias"
+    ):
+        store.registry.delete_version("fraud", 2, actor="x", reason=None)
+    store.registry.delete_version("fraud", 1, actor="x", reason="bad data")
+    assert [v.version for v in store.registry.list_versions("fraud")] == [2]
+    assert _register(store) == 3  # numbers are never reused
+    actions = [e.action for e in store.registry.history("fraud")]
+    assert actions.count("model.deleted") == 1
+
+
+@pytest.mark.slow
+def test_two_processes_registering_one_name_get_distinct_numbers(store_url: str) -> None:
+    MetadataStore(store_url).close()
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [
+        ctx.Process(target=_workers.register_versions, args=(store_url, w, barrier))
+        for w in range(2)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(240)
+    assert [p.exitcode for p in procs] == [0, 0]
+    store = MetadataStore(store_url)
+    try:
+        versions = store.registry.list_versions("fraud")
+        n = 2 * _workers.REGISTRATIONS_PER_WORKER
+        assert [v.version for v in versions] == list(range(1, n + 1))
+        assert sorted((v.metrics["worker"], v.metrics["i"]) for v in versions) == sorted(
+            (w, i) for w in range(2) for i in range(_workers.REGISTRATIONS_PER_WORKER)
+        )
+    finally:
+        store.close()
