@@ -1,0 +1,226 @@
+"""The prediction log: what each model version was asked and what it answered.
+
+Served requests and batch-scored rows are appended here off the hot path and
+written as Parquet segments by a background thread: on an interval, when a
+segment is full, and on close. A crash loses at most the last interval; the
+buffer is bounded (the oldest rows are dropped, and counted, when it is full)
+so a slow disk never grows memory without limit. Ground-truth labels that
+arrive later are appended to ``feedback/`` segments keyed by request id.
+Monitoring reads both.
+
+Layout under the log's root::
+
+    predictions/MODEL/vVERSION/date=YYYY-MM-DD/HHMMSS-<random>.parquet
+    feedback/date=YYYY-MM-DD/HHMMSS-<random>.parquet
+
+Each segment is written to a temporary name and renamed, so a reader never
+sees half a file. Needs numpy and pyarrow only.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["LoggedBatch", "PredictionLog"]
+
+INPUT_PREFIX = "in."
+
+
+@dataclass
+class LoggedBatch:
+    """One call's rows: a request (or a chunk of a batch job) and its answers."""
+
+    model: str
+    version: int
+    source: str
+    request_ids: Sequence[str]
+    inputs: Mapping[str, np.ndarray[Any, Any]]
+    latency_ms: float
+    labels: np.ndarray[Any, Any] | None = None
+    probabilities: np.ndarray[Any, Any] | None = None
+    values: np.ndarray[Any, Any] | None = None
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __len__(self) -> int:
+        return len(self.request_ids)
+
+    def to_table(self) -> pa.Table:
+        n = len(self)
+        columns: dict[str, pa.Array] = {
+            "time": pa.array([self.at] * n, type=pa.timestamp("us", tz="UTC")),
+            "request_id": pa.array(list(self.request_ids), type=pa.string()),
+            "model": pa.array([self.model] * n, type=pa.string()),
+            "version": pa.array([self.version] * n, type=pa.int32()),
+            "source": pa.array([self.source] * n, type=pa.string()),
+            "latency_ms": pa.array(np.full(n, self.latency_ms, dtype=np.float32)),
+        }
+        if self.labels is not None:
+            columns["label"] = pa.array(np.asarray(self.labels).astype(str).tolist(), pa.string())
+        if self.probabilities is not None:
+            p = np.asarray(self.probabilities, dtype=np.float32)
+            columns["probabilities"] = pa.FixedSizeListArray.from_arrays(
+                pa.array(p.ravel()), p.shape[1]
+            )
+        if self.values is not None:
+            columns["value"] = pa.array(np.asarray(self.values, dtype=np.float64))
+        for name, values in self.inputs.items():
+            arr = np.asarray(values)
+            if arr.ndim > 1:
+                flat = pa.array(arr.reshape(n, -1).astype(np.float32).ravel())
+                columns[INPUT_PREFIX + name] = pa.FixedSizeListArray.from_arrays(
+                    flat, int(np.prod(arr.shape[1:]))
+                )
+            elif arr.dtype == object:
+                columns[INPUT_PREFIX + name] = pa.array(arr.tolist(), type=pa.string())
+            else:
+                columns[INPUT_PREFIX + name] = pa.array(arr)
+        return pa.table(columns)
+
+
+def _write_atomic(table: pa.Table, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    final = folder / f"{now:%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
+    tmp = folder / f".{final.name}.part"
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        tmp.replace(final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+class PredictionLog:
+    """Buffered, bounded, background writer of prediction and feedback segments.
+
+    Args:
+        root: the log's folder (a project uses ``.mlcycle/log``).
+        flush_interval_s: write what is buffered at least this often.
+        segment_rows: write as soon as this many rows are buffered.
+        max_buffer_rows: beyond this, the oldest buffered rows are dropped (counted).
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> log = PredictionLog(tempfile.mkdtemp())
+        >>> log.append(LoggedBatch("m", 1, "serve", ["r1"], {"x": np.array([1.0])}, 0.4,
+        ...                        values=np.array([2.5])))
+        >>> log.close()
+        >>> log.read().column("value").to_pylist()
+        [2.5]
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        flush_interval_s: float = 1.0,
+        segment_rows: int = 50_000,
+        max_buffer_rows: int = 200_000,
+    ) -> None:
+        self.root = Path(root)
+        self.flush_interval_s = flush_interval_s
+        self.segment_rows = segment_rows
+        self.max_buffer_rows = max_buffer_rows
+        self.dropped_rows = 0
+        self.written_rows = 0
+        self._batches: deque[LoggedBatch] = deque()
+        self._feedback: list[tuple[str, str, datetime]] = []
+        self._buffered = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._run, name="mlcycle-prediction-log", daemon=True
+        )
+        self._thread.start()
+
+    def append(self, batch: LoggedBatch) -> None:
+        """Queue a batch; never blocks on disk."""
+        with self._lock:
+            self._batches.append(batch)
+            self._buffered += len(batch)
+            while self._buffered > self.max_buffer_rows and len(self._batches) > 1:
+                old = self._batches.popleft()
+                self._buffered -= len(old)
+                self.dropped_rows += len(old)
+            full = self._buffered >= self.segment_rows
+        if full:
+            self._wake.set()
+
+    def feedback(self, labels: Iterable[tuple[str, Any]]) -> int:
+        """Queue ground-truth labels for request ids; returns how many."""
+        now = datetime.now(UTC)
+        rows = [(str(rid), str(label), now) for rid, label in labels]
+        with self._lock:
+            self._feedback.extend(rows)
+        self._wake.set()
+        return len(rows)
+
+    def flush(self) -> None:
+        """Write everything buffered now (from the caller's thread)."""
+        with self._lock:
+            batches, self._batches = list(self._batches), deque()
+            self._buffered = 0
+            feedback, self._feedback = self._feedback, []
+        groups: dict[tuple[str, int, str], list[pa.Table]] = {}
+        for batch in batches:
+            day = f"{batch.at:%Y-%m-%d}"
+            groups.setdefault((batch.model, batch.version, day), []).append(batch.to_table())
+        for (model, version, day), tables in groups.items():
+            table = pa.concat_tables(tables, promote_options="permissive")
+            _write_atomic(table, self.root / "predictions" / model / f"v{version}" / f"date={day}")
+            self.written_rows += table.num_rows
+        if feedback:
+            table = pa.table(
+                {
+                    "request_id": [f[0] for f in feedback],
+                    "label": [f[1] for f in feedback],
+                    "time": pa.array([f[2] for f in feedback], type=pa.timestamp("us", tz="UTC")),
+                }
+            )
+            _write_atomic(table, self.root / "feedback" / f"date={feedback[0][2]:%Y-%m-%d}")
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            try:
+                self.flush()
+            except OSError:  # a full or vanished disk must not kill serving; retry next tick
+                time.sleep(self.flush_interval_s)
+
+    def close(self) -> None:
+        """Stop the writer and write what is left."""
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=30)
+        self.flush()
+
+    def read(self, model: str | None = None) -> pa.Table:
+        """All logged predictions (of ``model``), oldest segment first."""
+        folder = self.root / "predictions" / (model or "")
+        return _read_segments(folder)
+
+    def read_feedback(self) -> pa.Table:
+        return _read_segments(self.root / "feedback")
+
+
+def _read_segments(folder: Path) -> pa.Table:
+    files = sorted(folder.rglob("*.parquet"), key=lambda p: (p.parent.name, p.name))
+    if not files:
+        return pa.table({})
+    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")

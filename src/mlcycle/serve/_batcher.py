@@ -1,0 +1,145 @@
+"""Dynamic batching: concurrent requests merged into one ONNX Runtime call.
+
+Requests queue up; one task takes what is waiting (up to ``max_batch_rows``),
+runs it as one call on a worker thread, and splits the answers back. It only
+waits for more (up to ``max_delay_ms``) when the previous batch had company,
+so a lone request is never delayed, while a busy server fills its batches.
+The queue is bounded in rows: past ``max_queue_rows`` a request is refused
+at once with :class:`Overloaded` instead of growing memory and latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Batcher", "Overloaded"]
+
+Feeds = dict[str, np.ndarray[Any, Any]]
+Outputs = dict[str, np.ndarray[Any, Any]]
+
+
+class Overloaded(Exception):
+    """The queue is full: the caller should retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"server overloaded: retry after {retry_after:g} s")
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Item:
+    feeds: Feeds
+    rows: int
+    future: asyncio.Future[Outputs]
+
+
+class Batcher:
+    """Merges concurrent calls of ``run`` (feeds → outputs, both by name, rows first)."""
+
+    def __init__(
+        self,
+        run: Callable[[Feeds], Outputs],
+        executor: Executor,
+        *,
+        max_batch_rows: int = 64,
+        max_delay_ms: float = 2.0,
+        max_queue_rows: int = 4096,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.run = run
+        self.executor = executor
+        self.max_batch_rows = max_batch_rows
+        self.max_delay_s = max_delay_ms / 1000
+        self.max_queue_rows = max_queue_rows
+        self.on_batch = on_batch
+        self.queued_rows = 0
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._last_batch = 1
+        self._closing = False
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
+
+    async def submit(self, feeds: Feeds, rows: int) -> Outputs:
+        """Queue one request's rows; resolves with its slice of the batch's outputs.
+
+        Raises:
+            Overloaded: the queue holds too many rows already.
+        """
+        if self._closing:
+            raise Overloaded(1.0)
+        if self.queued_rows + rows > self.max_queue_rows and self.queued_rows > 0:
+            raise Overloaded(max(0.05, self.queued_rows / max(self.max_batch_rows, 1) * 0.01))
+        self.start()
+        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+        self.queued_rows += rows
+        self._queue.put_nowait(_Item(feeds, rows, future))
+        return await future
+
+    async def _collect(self) -> list[_Item]:
+        items = [await self._queue.get()]
+        rows = items[0].rows
+        while rows < self.max_batch_rows and not self._queue.empty():
+            item = self._queue.get_nowait()
+            items.append(item)
+            rows += item.rows
+        if self._last_batch > 1 and rows < self.max_batch_rows and self.max_delay_s > 0:
+            deadline = time.perf_counter() + self.max_delay_s
+            while rows < self.max_batch_rows:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+                items.append(item)
+                rows += item.rows
+        return items
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = await self._collect()
+            rows = sum(i.rows for i in items)
+            self._last_batch = len(items)
+            started = time.perf_counter()
+            try:
+                if len(items) == 1:
+                    feeds = items[0].feeds
+                else:
+                    feeds = {k: np.concatenate([i.feeds[k] for i in items]) for k in items[0].feeds}
+                outputs = await loop.run_in_executor(self.executor, self.run, feeds)
+            except Exception as exc:
+                for item in items:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+            else:
+                offset = 0
+                for item in items:
+                    part = {k: v[offset : offset + item.rows] for k, v in outputs.items()}
+                    offset += item.rows
+                    if not item.future.done():
+                        item.future.set_result(part)
+            finally:
+                self.queued_rows -= rows
+            if self.on_batch is not None:
+                self.on_batch(rows, time.perf_counter() - started)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Refuse new work, finish what is queued, stop."""
+        self._closing = True
+        deadline = time.perf_counter() + timeout
+        while self.queued_rows > 0 and time.perf_counter() < deadline:
+            await asyncio.sleep(0.005)
+        if self._task is not None:
+            self._task.cancel()

@@ -1,0 +1,49 @@
+"""Run the server with uvicorn (uvloop + httptools), one or several worker processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+
+from mlcycle.serve._app import create_app
+from mlcycle.serve._deployment import ServeSettings
+
+__all__ = ["app_from_env", "run"]
+
+_ENV = "MLCYCLE_SERVE_SETTINGS"
+
+
+def app_from_env() -> Starlette:
+    """The app factory uvicorn's worker processes call (settings come through the env)."""
+    raw = json.loads(os.environ[_ENV])
+    raw["project"] = Path(raw["project"])
+    return create_app(ServeSettings(**raw))
+
+
+def run(
+    settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8080, workers: int = 1
+) -> None:
+    """Serve until interrupted; SIGTERM drains in-flight requests first."""
+    import uvicorn
+
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": 30,
+    }
+    if workers > 1:
+        os.environ[_ENV] = json.dumps(
+            {**dataclasses.asdict(settings), "project": str(settings.project)}
+        )
+        uvicorn.run("mlcycle.serve._run:app_from_env", factory=True, workers=workers, **common)
+    else:
+        uvicorn.run(create_app(settings), **common)
