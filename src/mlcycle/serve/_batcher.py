@@ -64,6 +64,7 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._last_batch = 1
         self._closing = False
+        self._held: _Item | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -85,25 +86,43 @@ class Batcher:
         self._queue.put_nowait(_Item(feeds, rows, future))
         return await future
 
+    async def _next(self, timeout: float | None = None) -> _Item:
+        if self._held is not None:
+            item, self._held = self._held, None
+            return item
+        if timeout is None:
+            return await self._queue.get()
+        return await asyncio.wait_for(self._queue.get(), timeout)
+
     async def _collect(self) -> list[_Item]:
-        items = [await self._queue.get()]
+        """The next batch: at least one request, at most ``max_batch_rows`` rows."""
+        items = [await self._next()]
         rows = items[0].rows
-        while rows < self.max_batch_rows and not self._queue.empty():
-            item = self._queue.get_nowait()
+
+        def take(item: _Item) -> bool:
+            nonlocal rows
+            if rows + item.rows > self.max_batch_rows:
+                self._held = item  # it opens the next batch
+                return False
             items.append(item)
             rows += item.rows
-        if self._last_batch > 1 and rows < self.max_batch_rows and self.max_delay_s > 0:
+            return True
+
+        while self._held is None and rows < self.max_batch_rows and not self._queue.empty():
+            if not take(self._queue.get_nowait()):
+                break
+        if self._held is None and self._last_batch > 1 and self.max_delay_s > 0:
             deadline = time.perf_counter() + self.max_delay_s
             while rows < self.max_batch_rows:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     break
                 try:
-                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                    item = await self._next(remaining)
                 except TimeoutError:
                     break
-                items.append(item)
-                rows += item.rows
+                if not take(item):
+                    break
         return items
 
     async def _loop(self) -> None:

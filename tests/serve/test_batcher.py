@@ -1,0 +1,124 @@
+"""Dynamic batching in isolation: merging, splitting, overload, errors, draining."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mlcycle.serve import Batcher, Overloaded
+
+
+def _double(calls: list[int]) -> Any:
+    def run(feeds: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+        calls.append(len(feeds["x"]))
+        return {"y": feeds["x"] * 2}
+
+    return run
+
+
+def test_concurrent_requests_are_merged_and_split_back_in_order() -> None:
+    calls: list[int] = []
+
+    async def main() -> list[Any]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(_double(calls), pool, max_batch_rows=64, max_delay_ms=20)
+            first = await batcher.submit({"x": np.array([0.0])}, 1)  # a lone request: no company
+            results = await asyncio.gather(
+                *(batcher.submit({"x": np.array([float(i), float(i) + 0.5])}, 2) for i in range(10))
+            )
+            await batcher.drain()
+            return [first, *results]
+
+    first, *rest = asyncio.run(main())
+    assert first["y"].tolist() == [0.0]
+    for i, result in enumerate(rest):
+        assert result["y"].tolist() == [2.0 * i, 2.0 * i + 1.0]
+    assert calls[0] == 1 and sum(calls) == 21 and len(calls) < 11
+
+
+def test_a_full_queue_refuses_at_once() -> None:
+    async def main() -> list[Any]:
+        with ThreadPoolExecutor(1) as pool:
+
+            def slow(feeds: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+                import time
+
+                time.sleep(0.05)
+                return {"y": feeds["x"]}
+
+            batcher = Batcher(slow, pool, max_batch_rows=1, max_queue_rows=2, max_delay_ms=0)
+            outcome = await asyncio.gather(
+                *(batcher.submit({"x": np.array([1.0])}, 1) for _ in range(6)),
+                return_exceptions=True,
+            )
+            await batcher.drain()
+            return outcome
+
+    outcome = asyncio.run(main())
+    refused = [o for o in outcome if isinstance(o, Overloaded)]
+    assert refused and all(o.retry_after > 0 for o in refused)
+    assert sum(isinstance(o, dict) for o in outcome) >= 2
+
+
+def test_an_error_reaches_every_request_of_the_batch_and_the_batcher_goes_on() -> None:
+    async def main() -> tuple[list[Any], Any]:
+        with ThreadPoolExecutor(1) as pool:
+            state = {"fail": True}
+
+            def flaky(feeds: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+                if state["fail"]:
+                    state["fail"] = False
+                    raise RuntimeError("onnxruntime exploded")
+                return {"y": feeds["x"]}
+
+            batcher = Batcher(flaky, pool, max_batch_rows=8)
+            failed = await asyncio.gather(
+                batcher.submit({"x": np.array([1.0])}, 1), return_exceptions=True
+            )
+            ok = await batcher.submit({"x": np.array([3.0])}, 1)
+            await batcher.drain()
+            return failed, ok
+
+    failed, ok = asyncio.run(main())
+    assert isinstance(failed[0], RuntimeError) and ok["y"].tolist() == [3.0]
+
+
+def test_draining_finishes_queued_work_and_refuses_new() -> None:
+    async def main() -> tuple[list[Any], BaseException | None]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(_double([]), pool, max_batch_rows=2)
+            pending = [
+                asyncio.ensure_future(batcher.submit({"x": np.array([float(i)])}, 1))
+                for i in range(5)
+            ]
+            await asyncio.sleep(0)
+            await batcher.drain()
+            done = await asyncio.gather(*pending)
+            try:
+                await batcher.submit({"x": np.array([1.0])}, 1)
+            except Overloaded as exc:
+                return done, exc
+            return done, None
+
+    done, refused = asyncio.run(main())
+    assert [d["y"].tolist() for d in done] == [[0.0], [2.0], [4.0], [6.0], [8.0]]
+    assert isinstance(refused, Overloaded)
+
+
+@pytest.mark.parametrize("rows", [1, 5])
+def test_batches_never_exceed_the_row_cap(rows: int) -> None:
+    calls: list[int] = []
+
+    async def main() -> None:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(_double(calls), pool, max_batch_rows=8, max_delay_ms=5)
+            await asyncio.gather(*(batcher.submit({"x": np.ones(rows)}, rows) for _ in range(20)))
+            await batcher.drain()
+
+    asyncio.run(main())
+    assert sum(calls) == 20 * rows
+    assert max(calls) <= max(8, rows)
