@@ -149,4 +149,5 @@ def test_demo_versions_trains_evaluates_and_writes_the_report(tmp_path: Path) ->
     assert "cancer@1 @champion: ONNX Runtime matches PyTorch" in done.stdout
     assert (tmp_path / "demo" / "edge" / "cancer" / "predict.py").is_file()
     assert "single-row latency" in done.stdout
+    assert "85 requests answered by cancer@1" in done.stdout
     assert "demo finished" in done.stdout

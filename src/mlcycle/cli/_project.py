@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -91,4 +91,52 @@ def demo(
             f"   {bundle.path}: {bundle.size_bytes / 1024:.1f} KiB, single-row latency "
             f"{bundle.latency_ms:.3f} ms on this machine"
         )
+
+        out.print("[bold]6. serve @champion on loopback[/] (KServe V2 + /predict) and send traffic")
+        test = project.datasets.load_split(added.version)["test"]
+        served = _serve_and_send(project.root, test)
+        out.print(
+            f"   {served['requests']} requests answered by {served['versions']}; median latency "
+            f"{served['p50_ms']:.2f} ms, p99 {served['p99_ms']:.2f} ms; "
+            f"accuracy on them {served['accuracy']:.3f}; late labels sent back to /feedback"
+        )
     out.print("[green]demo finished[/]")
+
+
+def _serve_and_send(root: Path, rows: Any) -> dict[str, Any]:
+    """Serve the champion in this process and replay ``rows`` one request each."""
+    import time
+    import urllib.request
+
+    from mlcycle.serve import ServeSettings, create_app, serve_in_thread
+
+    records = rows.drop_columns(["target"]).to_pylist()
+    truth = rows.column("target").to_pylist()
+    app = create_app(ServeSettings(project=root, ref="cancer@champion", poll_s=0))
+    latencies, correct, versions, feedback = [], 0, set(), []
+
+    def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(
+            url, json.dumps(body).encode(), {"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
+
+    with serve_in_thread(app) as url:
+        for i, (record, label) in enumerate(zip(records, truth, strict=True)):
+            started = time.perf_counter()
+            answer = post(f"{url}/predict", {"records": [record], "id": f"demo-{i}"})
+            latencies.append((time.perf_counter() - started) * 1000)
+            versions.add(f"{answer['model']}@{answer['version']}")
+            correct += answer["labels"][0] == label
+            feedback.append({"request_id": f"demo-{i}", "label": label})
+        post(f"{url}/feedback", {"labels": feedback})
+    ordered = sorted(latencies)
+    return {
+        "requests": len(records),
+        "versions": ", ".join(sorted(versions)),
+        "p50_ms": ordered[len(ordered) // 2],
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "accuracy": correct / max(len(records), 1),
+    }

@@ -8,6 +8,14 @@ from __future__ import annotations
 from mlcycle.serve._app import create_app
 from mlcycle.serve._batcher import Batcher, Overloaded
 from mlcycle.serve._deployment import Deployment, ServeSettings
-from mlcycle.serve._run import run
+from mlcycle.serve._run import run, serve_in_thread
 
-__all__ = ["Batcher", "Deployment", "Overloaded", "ServeSettings", "create_app", "run"]
+__all__ = [
+    "Batcher",
+    "Deployment",
+    "Overloaded",
+    "ServeSettings",
+    "create_app",
+    "run",
+    "serve_in_thread",
+]

@@ -5,6 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +18,7 @@ from starlette.applications import Starlette
 from mlcycle.serve._app import create_app
 from mlcycle.serve._deployment import ServeSettings
 
-__all__ = ["app_from_env", "run"]
+__all__ = ["app_from_env", "run", "serve_in_thread"]
 
 _ENV = "MLCYCLE_SERVE_SETTINGS"
 
@@ -47,3 +52,37 @@ def run(
         uvicorn.run("mlcycle.serve._run:app_from_env", factory=True, workers=workers, **common)
     else:
         uvicorn.run(create_app(settings), **common)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve_in_thread(
+    app: Starlette, *, host: str = "127.0.0.1", port: int | None = None
+) -> Iterator[str]:
+    """Serve ``app`` on loopback from a background thread; yields its base URL.
+
+    For the demo, notebooks and tests: the same app and uvicorn as ``mlcycle serve``.
+    """
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, host=host, port=port or _free_port(), log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="mlcycle-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"the server did not start on {host}:{config.port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(60)
