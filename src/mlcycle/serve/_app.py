@@ -96,6 +96,7 @@ class Server:
             Path(settings.project) / ".mlcycle" / "log", flush_interval_s=settings.log_flush_s
         )
         self.started = time.time()
+        self._background: set[asyncio.Task[None]] = set()
 
     def _on_batch(self, rows: int, seconds: float) -> None:
         self.metrics.batch_rows.observe(rows)
@@ -151,40 +152,41 @@ class Server:
                 503, str(exc), {"Retry-After": str(max(1, round(exc.retry_after)))}
             ) from None
         self.metrics.rows.labels(str(model.version)).inc(rows)
-        self.log.append(
-            LoggedBatch(
-                model=model.name,
-                version=model.version,
-                source="serve",
-                request_ids=[request_id] * rows
-                if rows == 1
-                else [f"{request_id}:{i}" for i in range(rows)],
-                inputs=feeds,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                labels=outputs.get("label"),
-                probabilities=outputs.get("probabilities"),
-                values=outputs.get("value"),
-            )
-        )
+        self._log(model, "serve", request_id, feeds, outputs, started)
         shadow = self.deployment.shadow()
         if shadow is not None and shadow is not model:
-            asyncio.get_running_loop().create_task(self._shadow(shadow, feeds, rows, request_id))
+            task = asyncio.get_running_loop().create_task(
+                self._shadow(shadow, feeds, rows, request_id)
+            )
+            self._background.add(task)  # keep a reference until it is done
+            task.add_done_callback(self._background.discard)
         return outputs
 
     async def _shadow(self, model: LoadedModel, feeds: Any, rows: int, request_id: str) -> None:
         started = time.perf_counter()
         try:
             outputs = await model.infer(feeds, rows)
-        except Exception:
+        except Exception:  # a shadow's failure never touches the answer
             return
+        self._log(model, "shadow", request_id, feeds, outputs, started)
+
+    def _log(
+        self,
+        model: LoadedModel,
+        source: str,
+        request_id: str,
+        feeds: dict[str, np.ndarray[Any, Any]],
+        outputs: dict[str, np.ndarray[Any, Any]],
+        started: float,
+    ) -> None:
+        rows = len(next(iter(feeds.values())))
+        ids = [request_id] if rows == 1 else [f"{request_id}:{i}" for i in range(rows)]
         self.log.append(
             LoggedBatch(
                 model=model.name,
                 version=model.version,
-                source="shadow",
-                request_ids=[request_id] * rows
-                if rows == 1
-                else [f"{request_id}:{i}" for i in range(rows)],
+                source=source,
+                request_ids=ids,
                 inputs=feeds,
                 latency_ms=(time.perf_counter() - started) * 1000,
                 labels=outputs.get("label"),
