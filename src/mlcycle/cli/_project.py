@@ -36,6 +36,9 @@ def demo(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run the lifecycle so far on a bundled dataset, in a throw-away project."""
+    import pyarrow.parquet as pq
+
+    from mlcycle.batch import score_file
     from mlcycle.cli._train import headline_table
     from mlcycle.edge import write_bundle
     from mlcycle.registry import register
@@ -99,6 +102,17 @@ def demo(
             f"   {served['requests']} requests answered by {served['versions']}; median latency "
             f"{served['p50_ms']:.2f} ms, p99 {served['p99_ms']:.2f} ms; "
             f"accuracy on them {served['accuracy']:.3f}; late labels sent back to /feedback"
+        )
+
+        out.print("[bold]7. batch-score a file[/] (streamed, resumable, logged for monitoring)")
+        incoming = project.root / "incoming.parquet"
+        pq.write_table(project.datasets.load(added.version).drop_columns(["target"]), incoming)
+        summary = score_file(
+            "cancer@champion", incoming, project.root / "scored.parquet", project=project
+        )
+        out.print(
+            f"   {summary.scored} rows scored ({summary.rejected} rejected) at "
+            f"{summary.rows_per_s:,.0f} rows/s into {summary.output}"
         )
     out.print("[green]demo finished[/]")
 

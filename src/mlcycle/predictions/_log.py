@@ -59,12 +59,16 @@ class LoggedBatch:
 
     def to_table(self) -> pa.Table:
         n = len(self)
+
+        def constant(value: Any, kind: pa.DataType) -> pa.Array:
+            return pa.repeat(pa.scalar(value, kind), n)
+
         columns: dict[str, pa.Array] = {
-            "time": pa.array([self.at] * n, type=pa.timestamp("us", tz="UTC")),
+            "time": constant(self.at, pa.timestamp("us", tz="UTC")),
             "request_id": pa.array(list(self.request_ids), type=pa.string()),
-            "model": pa.array([self.model] * n, type=pa.string()),
-            "version": pa.array([self.version] * n, type=pa.int32()),
-            "source": pa.array([self.source] * n, type=pa.string()),
+            "model": constant(self.model, pa.string()),
+            "version": constant(self.version, pa.int32()),
+            "source": constant(self.source, pa.string()),
             "latency_ms": pa.array(np.full(n, self.latency_ms, dtype=np.float32)),
         }
         if self.labels is not None:
@@ -96,7 +100,11 @@ def _write_atomic(table: pa.Table, folder: Path) -> Path:
     final = folder / f"{now:%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
     tmp = folder / f".{final.name}.part"
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        # Dictionary-encode only text (ids, labels, categories): floats do not repeat.
+        text = [f.name for f in table.schema if pa.types.is_string(f.type)]
+        pq.write_table(
+            table, tmp, compression="zstd", compression_level=1, use_dictionary=text or False
+        )
         tmp.replace(final)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -1,0 +1,154 @@
+"""The scoring pipeline: read here, score in a thread pool, write in input order.
+
+The calling thread reads the input chunk by chunk while a small pool of
+worker threads validates, scores (ONNX Runtime releases the GIL), logs and
+commits each chunk as a numbered part. At most ``workers + 1`` chunks are in
+flight, so memory does not grow with the file. Finished chunks are appended
+to the output by the calling thread strictly in chunk order, so the output's
+order is the input's whichever worker finishes first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from mlcycle.batch._convert import check_chunk
+from mlcycle.batch._output import BatchLog, output_table, rejects_text, request_ids
+from mlcycle.batch._parts import OutputWriter, PartCounts, WorkFolder
+from mlcycle.batch._predict import ChunkPredictor
+from mlcycle.batch._source import Source
+from mlcycle.registry import Predictor
+
+__all__ = ["ChunkScorer", "Progress", "Totals", "run_chunks"]
+
+Progress = Callable[[int, int | None], None]
+"""Called with (rows done, total rows or ``None`` when the input does not record it)."""
+
+
+@dataclass(frozen=True)
+class Done:
+    """A committed chunk, handed back to the calling thread to be appended to the output."""
+
+    counts: PartCounts
+    table: pa.Table
+    rejects: str
+
+
+class ChunkScorer:
+    """Scores one chunk in a worker thread: validate, predict, log, commit the part."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        work: WorkFolder,
+        ids: list[str],
+        job_id: str,
+        log: BatchLog | None,
+    ) -> None:
+        self.predictor = predictor
+        self.run = ChunkPredictor(predictor)
+        self.work = work
+        self.ids = ids
+        self.job_id = job_id
+        self.log = log
+
+    def __call__(self, index: int, first_row: int, table: pa.Table) -> Done:
+        started = time.perf_counter()
+        signature = self.predictor.signature
+        checked = check_chunk(table, signature, self.predictor.feeds, first_row=first_row)
+        rows = checked.rows if checked.rows is not None else np.arange(table.num_rows)
+        ids = table.select(self.ids)
+        scored = self.run(checked.feeds, len(rows)) if len(rows) else None
+        if self.log is not None and scored is not None:
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            request = request_ids(ids, rows, self.job_id, first_row)
+            self.log.write(request, checked.feeds, scored.prediction, latency_ms)
+        if checked.rows is not None:
+            ids = ids.take(pa.array(rows))
+        out = output_table(
+            ids,
+            scored.prediction if scored else None,
+            signature,
+            scored.label_index if scored else None,
+        )
+        rejects = rejects_text(table, checked.rejects, first_row)
+        counts = PartCounts(table.num_rows, len(checked.rejects))
+        self.work.write_part(index, out, counts, rejects)
+        return Done(counts, out, rejects)
+
+
+@dataclass
+class Totals:
+    """How many chunks the input has, and how many rows this run scored."""
+
+    chunks: int = 0
+    rows: int = 0
+
+
+def run_chunks(
+    source: Source,
+    columns: list[str],
+    chunk_rows: int,
+    done: dict[int, PartCounts],
+    score: ChunkScorer,
+    writer: OutputWriter,
+    workers: int,
+    progress: Progress | None,
+) -> Totals:
+    """Read chunks here, score them in the pool, append them to the output in input order.
+
+    Reading starts at the first chunk an earlier run did not finish (Parquet
+    skips the row groups before it; CSV is read through); chunks that run
+    finished are appended from their parts, in their place.
+    """
+    first = 0
+    while first in done:
+        first += 1
+    totals = Totals()
+    appended = 0  # chunks appended to the output so far
+    rows_done = sum(c.rows for c in done.values())
+    if progress is not None:
+        progress(rows_done, source.total_rows)
+
+    def append_done_before(index: int) -> None:
+        nonlocal appended
+        while appended < index:
+            writer.append(*score.work.read_part(appended))
+            appended += 1
+
+    def collect(index: int, future: Future[Done]) -> None:
+        nonlocal rows_done, appended
+        result = future.result()
+        append_done_before(index)
+        writer.append(result.table, result.rejects)
+        appended = index + 1
+        totals.rows += result.counts.rows
+        rows_done += result.counts.rows
+        if progress is not None:
+            progress(rows_done, source.total_rows)
+
+    pending: deque[tuple[int, Future[Done]]] = deque()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="mlcycle-score")
+    try:
+        totals.chunks = first
+        for index, table in enumerate(source.chunks(columns, chunk_rows, start=first), first):
+            totals.chunks = index + 1
+            if index in done:
+                continue
+            pending.append((index, pool.submit(score, index, index * chunk_rows, table)))
+            while len(pending) > workers:
+                collect(*pending.popleft())
+        while pending:
+            collect(*pending.popleft())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    totals.chunks = max(totals.chunks, max(done, default=-1) + 1)
+    append_done_before(totals.chunks)
+    return totals

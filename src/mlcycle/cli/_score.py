@@ -1,0 +1,136 @@
+"""``mlcycle score``: batch-score a CSV or Parquet file with a registered model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from mlcycle.cli._app import app, err, out, print_json, state
+
+__all__ = ["score"]
+
+
+class _Bar:
+    """A Rich progress bar on stderr: rows done (of the total, when known) and rows/s."""
+
+    def __init__(self, label: str) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+        self.task: TaskID = self.progress.add_task(label, total=None, rate="")
+        self._start: float | None = None
+        self._first = 0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.progress.live.is_started:
+            self.progress.start()
+        now = self.progress.get_time()
+        if self._start is None:
+            self._start, self._first = now, done
+        elapsed = now - self._start
+        rate = (done - self._first) / elapsed if elapsed > 0 else 0.0
+        self.progress.update(
+            self.task, completed=done, total=total, rate=f"{rate:,.0f} rows/s" if rate else ""
+        )
+
+
+@app.command()
+def score(
+    ctx: typer.Context,
+    model: Annotated[
+        str,
+        typer.Argument(metavar="MODEL", help="NAME@ALIAS or NAME@VERSION of a registered model."),
+    ],
+    input_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT", help="A .csv file, a .parquet/.pq file or a folder of Parquet files."
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Argument(metavar="OUTPUT", help="A .parquet/.pq or .csv file for the predictions."),
+    ],
+    id_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--id-column",
+            help="Copy this column to the output (repeat for several; "
+            "default: 'id' and '*_id' columns).",
+        ),
+    ] = None,
+    chunk_rows: Annotated[
+        int, typer.Option("--chunk-rows", min=1, help="Rows per chunk (and per part file).")
+    ] = 65_536,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Scoring threads (default: the cores, at most 4)."),
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option("--rejects", help="CSV of rejected rows (default: OUTPUT.rejects.csv)."),
+    ] = None,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart", help="Discard an unfinished job's parts made from another model or input."
+        ),
+    ] = False,
+    no_log: Annotated[
+        bool, typer.Option("--no-log", help="Do not write the predictions to the prediction log.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Score every row of INPUT into OUTPUT, streaming; a killed job resumes when rerun."""
+    from mlcycle.batch import score_file
+
+    bar = None if quiet else _Bar(f"scoring {input_path.name}")
+    with state(ctx).open() as project:
+        try:
+            summary = score_file(
+                model,
+                input_path,
+                output,
+                project=project,
+                id_columns=id_column or None,
+                chunk_rows=chunk_rows,
+                workers=workers,
+                rejects=rejects,
+                restart=restart,
+                log=not no_log,
+                progress=bar,
+            )
+        finally:
+            if bar is not None and bar.progress.live.is_started:
+                bar.progress.stop()
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    resumed = f" ({summary.resumed_rows:,} done before, resumed)" if summary.resumed_rows else ""
+    out.print(
+        f"[green]scored[/] {summary.scored:,} of {summary.rows:,} rows with "
+        f"[bold]{summary.model}[/] in {summary.seconds:.1f} s "
+        f"({summary.rows_per_s:,.0f} rows/s){resumed} → {summary.output}"
+    )
+    if summary.rejected:
+        out.print(f"[yellow]rejected[/] {summary.rejected:,} rows → {summary.rejects}")
