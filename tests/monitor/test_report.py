@@ -1,0 +1,151 @@
+"""drift_report and StreamingSummary: defaults, detection power, false alarms, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+import mlcycle.monitor as monitor
+from mlcycle.errors import DataError, SpecError
+from mlcycle.monitor import (
+    DriftOptions,
+    StreamingSummary,
+    TestChoice,
+    adjust_p_values,
+    drift_report,
+)
+
+
+def _gaussian(n: int, k: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {f"x{j}": rng.normal(size=n) for j in range(k)}
+
+
+def test_one_shifted_column_of_twenty_is_the_only_drift() -> None:
+    ref, cur = _gaussian(5000, 20, 0), _gaussian(5000, 20, 1)
+    cur["x7"] = cur["x7"] + 0.5
+    report = drift_report(ref, cur)
+    assert report.drifted_columns == ["x7"]
+    assert {c.test for c in report.columns} == {"wasserstein"}
+    assert not report.drift
+
+
+def test_small_reference_defaults_to_ks_and_chi_squared() -> None:
+    rng = np.random.default_rng(0)
+    ref = {
+        "x": rng.normal(size=500),
+        "few": rng.integers(0, 3, 500),
+        "c": rng.choice(["a", "b"], 500),
+    }
+    report = drift_report(ref, ref)
+    assert [c.test for c in report.columns] == ["ks", "chi2", "chi2"]
+    assert report.drifted_columns == []
+
+
+def test_false_alarms_on_random_splits_of_breast_cancer() -> None:
+    data = load_breast_cancer().data
+    alarms = 0
+    for seed in range(100):
+        idx = np.random.default_rng(seed).permutation(len(data))
+        half = len(data) // 2
+        ref = {f"f{j}": data[idx[:half], j] for j in range(data.shape[1])}
+        cur = {f"f{j}": data[idx[half:], j] for j in range(data.shape[1])}
+        alarms += drift_report(ref, cur).drift
+    assert alarms <= 5
+
+
+@pytest.mark.slow
+def test_large_sample_ignores_tiny_shift_and_finds_real_ones() -> None:
+    ref, cur = _gaussian(100_000, 20, 2), _gaussian(100_000, 20, 3)
+    tiny = {k: v + 0.02 for k, v in cur.items()}
+    assert drift_report(ref, tiny).drifted_columns == []
+    shifted = dict(cur)
+    for j in (1, 4, 9, 13, 18):
+        shifted[f"x{j}"] = cur[f"x{j}"] + 0.25
+    assert drift_report(ref, shifted).drifted_columns == ["x1", "x4", "x9", "x13", "x18"]
+
+
+def test_missing_values_unseen_categories_and_json() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=2000)
+    x[:200] = np.nan
+    c = rng.choice(["a", "b", None], 2000).astype(object)
+    cur_c = np.array(["a"] * 1000 + ["zzz"] * 1000, dtype=object)
+    table = pa.table({"x": x, "c": c})
+    report = drift_report(table, {"x": rng.normal(size=2000), "c": cur_c})
+    x_col, c_col = report.columns
+    assert x_col.missing_reference == pytest.approx(0.1)
+    assert c_col.missing_reference == pytest.approx(np.mean(c == None))  # noqa: E711
+    assert c_col.test == "jensenshannon" and c_col.drift
+    data = json.loads(json.dumps(report.to_dict()))
+    assert set(data["columns"][0]) >= {
+        "column",
+        "type",
+        "test",
+        "statistic",
+        "p_value",
+        "adjusted_p_value",
+        "threshold",
+        "drift",
+    }
+    assert data["dataset"]["n_reference"] == 2000 and data["dataset"]["share_drifted"] == 0.5
+
+
+def test_empty_and_absent_columns_are_data_errors() -> None:
+    with pytest.raises(DataError, match="column 'x' has no non-missing values in the current"):
+        drift_report({"x": np.ones(10)}, {"x": np.full(10, np.nan)})
+    with pytest.raises(DataError, match="column 'y' is missing from the current"):
+        drift_report({"y": np.ones(10)}, {"x": np.ones(10)})
+    with pytest.raises(DataError, match="expected numbers"):
+        drift_report(
+            {"x": np.array(["a"], dtype=object)}, {"x": np.ones(1)}, column_types={"x": "numeric"}
+        )
+    with pytest.raises(SpecError):
+        TestChoice("t-test")
+
+
+def test_overrides_and_multiple_testing() -> None:
+    ref, cur = _gaussian(300, 3, 5), _gaussian(300, 3, 6)
+    options = DriftOptions(
+        tests={"x0": TestChoice("psi", 0.05), "x1": TestChoice("ks", 0.5)},
+        multiple_testing="bonferroni",
+    )
+    report = drift_report(ref, cur, options=options)
+    assert [c.test for c in report.columns] == ["psi", "ks", "ks"]
+    assert report.columns[0].p_value is None and report.columns[0].threshold == 0.05
+    p = np.array([c.p_value for c in report.columns[1:]])
+    assert [c.adjusted_p_value for c in report.columns[1:]] == pytest.approx(np.minimum(2 * p, 1))
+    assert adjust_p_values(np.array([0.01, 0.04, 0.03]), "benjamini-hochberg") == pytest.approx(
+        [0.03, 0.04, 0.04]
+    )
+
+
+def test_streaming_counts_equal_the_whole_window() -> None:
+    rng = np.random.default_rng(7)
+    ref = {"x": rng.normal(size=3000), "c": rng.choice(["a", "b", "c"], 3000)}
+    cur = {"x": rng.normal(0.3, size=4000), "c": rng.choice(["a", "b", "d"], 4000)}
+    summary = StreamingSummary(ref)
+    for start in range(0, 4000, 1000):
+        summary.update(pa.table({k: v[start : start + 1000] for k, v in cur.items()}))
+    streamed = summary.report()
+    whole = drift_report(
+        ref,
+        cur,
+        options=DriftOptions(
+            tests={"x": TestChoice("jensenshannon"), "c": TestChoice("jensenshannon")}
+        ),
+    )
+    for s, w in zip(streamed.columns, whole.columns, strict=True):
+        assert s.statistic == pytest.approx(w.statistic, abs=1e-12)
+    assert streamed.n_current == 4000 and streamed.drifted_columns == ["x", "c"]
+    with pytest.raises(SpecError, match="does not stream"):
+        summary.report(DriftOptions(tests={"x": TestChoice("ks")}))
+
+
+def test_public_surface() -> None:
+    assert "drift_report" in monitor.__all__ and "DriftTest" in monitor.__all__
+    assert all(hasattr(monitor, name) for name in monitor.__all__)
