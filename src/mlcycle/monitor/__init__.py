@@ -28,6 +28,7 @@ from mlcycle.monitor._report import (
     adjust_p_values,
     drift_report,
 )
+from mlcycle.monitor._run import MonitorResult, monitor, parse_since
 from mlcycle.monitor._streaming import StreamingSummary
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "DriftTest",
     "JensenShannonTest",
     "KSTest",
+    "MonitorResult",
     "PSITest",
     "StreamingSummary",
     "TestChoice",
@@ -49,5 +51,7 @@ __all__ = [
     "adjust_p_values",
     "binned_counts",
     "drift_report",
+    "monitor",
+    "parse_since",
     "reference_edges",
 ]

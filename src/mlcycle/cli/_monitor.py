@@ -1,0 +1,60 @@
+"""``mlcycle monitor``: is the model still seeing what it was trained on?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mlcycle.cli._app import app, out, print_json, state
+
+DRIFT_EXIT = 3
+
+
+@app.command()
+def monitor(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@ALIAS (or NAME@VERSION) to check.")],
+    current: Annotated[
+        Path | None, typer.Option("--current", help="A CSV/Parquet file of current rows.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="The prediction log since: 30m, 1h, 2d.")
+    ] = None,
+    last: Annotated[
+        int | None, typer.Option("--last", min=1, help="The last N logged rows.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Test current data for drift; exit code 3 when drift or an alert is found."""
+    from mlcycle.monitor import monitor as run_monitor
+    from mlcycle.monitor import parse_since
+
+    with state(ctx).open() as project:
+        result = run_monitor(
+            project,
+            ref,
+            current=current,
+            since=parse_since(since) if since else None,
+            last=last,
+        )
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        table = Table("column", "test", "statistic", "p-value", "threshold", "drift")
+        for c in result.features.columns:
+            p = "-" if c.p_value is None else f"{c.p_value:.3g}"
+            flag = "[red]yes[/]" if c.drift else "no"
+            table.add_row(c.column, c.test, f"{c.statistic:.4g}", p, f"{c.threshold:g}", flag)
+        out.print(table)
+        verdict = "[red]drift[/]" if result.features.drift else "[green]no dataset drift[/]"
+        out.print(
+            f"{result.model}: {verdict}; {result.features.share_drifted:.0%} of inputs drifted; "
+            f"prediction drift: {'yes' if result.prediction.drift else 'no'}"
+        )
+        for alert in result.alerts:
+            out.print(f"[red]alert:[/] {alert}")
+    if not result.healthy:
+        raise typer.Exit(DRIFT_EXIT)
