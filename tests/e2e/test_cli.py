@@ -151,5 +151,6 @@ def test_demo_versions_trains_evaluates_and_writes_the_report(tmp_path: Path) ->
     assert "single-row latency" in done.stdout
     assert "85 requests answered by cancer@1" in done.stdout
     assert "569 rows scored (0 rejected)" in done.stdout
+    assert "alert:" in done.stdout and "mean_texture" in done.stdout
     assert (tmp_path / "demo" / "scored.parquet").is_file()
     assert "demo finished" in done.stdout

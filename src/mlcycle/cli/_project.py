@@ -36,11 +36,13 @@ def demo(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run the lifecycle so far on a bundled dataset, in a throw-away project."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from mlcycle.batch import score_file
     from mlcycle.cli._train import headline_table
     from mlcycle.edge import write_bundle
+    from mlcycle.monitor import monitor
     from mlcycle.registry import register
     from mlcycle.train import train
 
@@ -96,15 +98,29 @@ def demo(
         )
 
         out.print("[bold]6. serve @champion on loopback[/] (KServe V2 + /predict) and send traffic")
-        test = project.datasets.load_split(added.version)["test"]
-        served = _serve_and_send(project.root, test)
+        parts = project.datasets.load_split(added.version)
+        test = parts["test"]
+        shifted = parts["train"].slice(0, 200)
+        for column in ("mean_texture", "worst_texture", "texture_error"):
+            i = shifted.column_names.index(column)
+            shifted = shifted.set_column(i, column, pc.multiply(shifted.column(column), 1.8))
+        served = _serve_and_send(project.root, test, shifted)
         out.print(
             f"   {served['requests']} requests answered by {served['versions']}; median latency "
             f"{served['p50_ms']:.2f} ms, p99 {served['p99_ms']:.2f} ms; "
             f"accuracy on them {served['accuracy']:.3f}; late labels sent back to /feedback"
         )
+        out.print(
+            f"   then {served['shifted']} requests whose texture measurements drifted upwards"
+        )
+        out.print("[bold]7. monitor the last 200 logged requests[/] against the training rows")
+        found = monitor(project, "cancer@champion", last=200)
+        for alert in found.alerts:
+            out.print(f"   [red]alert:[/] {alert}")
+        if found.healthy:
+            out.print("   no drift found")
 
-        out.print("[bold]7. batch-score a file[/] (streamed, resumable, logged for monitoring)")
+        out.print("[bold]8. batch-score a file[/] (streamed, resumable, logged for monitoring)")
         incoming = project.root / "incoming.parquet"
         pq.write_table(project.datasets.load(added.version).drop_columns(["target"]), incoming)
         summary = score_file(
@@ -117,8 +133,8 @@ def demo(
     out.print("[green]demo finished[/]")
 
 
-def _serve_and_send(root: Path, rows: Any) -> dict[str, Any]:
-    """Serve the champion in this process and replay ``rows`` one request each."""
+def _serve_and_send(root: Path, rows: Any, shifted: Any) -> dict[str, Any]:
+    """Serve the champion in this process; replay ``rows`` then ``shifted``, one request each."""
     import time
     import urllib.request
 
@@ -146,6 +162,8 @@ def _serve_and_send(root: Path, rows: Any) -> dict[str, Any]:
             correct += answer["labels"][0] == label
             feedback.append({"request_id": f"demo-{i}", "label": label})
         post(f"{url}/feedback", {"labels": feedback})
+        for i, record in enumerate(shifted.drop_columns(["target"]).to_pylist()):
+            post(f"{url}/predict", {"records": [record], "id": f"demo-shifted-{i}"})
     ordered = sorted(latencies)
     return {
         "requests": len(records),
@@ -153,4 +171,5 @@ def _serve_and_send(root: Path, rows: Any) -> dict[str, Any]:
         "p50_ms": ordered[len(ordered) // 2],
         "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
         "accuracy": correct / max(len(records), 1),
+        "shifted": shifted.num_rows,
     }
