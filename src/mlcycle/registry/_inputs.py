@@ -81,8 +81,30 @@ def _from_array(array: np.ndarray[Any, Any], names: list[str]) -> tuple[dict[str
     return {name: array[:, j] for j, name in enumerate(names)}, int(array.shape[0])
 
 
+def _objects(values: Any, n: int) -> np.ndarray[Any, Any]:
+    """A 1-D object array of the column's values, whatever they hold (lists stay elements)."""
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        return values.astype(object)
+    out = np.empty(n, dtype=object)
+    items = (
+        list(values)
+        if not isinstance(values, np.ndarray)
+        else list(values.reshape(len(values), -1))
+    )
+    if len(items) != n:
+        raise DataError(f"expected {n} values, got {len(items)}")
+    for i, value in enumerate(items):
+        out[i] = value
+    return out
+
+
 def _numeric(name: str, values: Any, n: int, boolean: bool) -> np.ndarray[Any, Any]:
-    arr = np.asarray(values)
+    try:
+        arr = np.asarray(values)
+    except ValueError:  # ragged: some values are lists
+        arr = _objects(values, n)
+    if arr.ndim != 1:
+        arr = _objects(values, n)
     if arr.dtype.kind in "fiub":
         out = arr.astype(np.float32)
     else:
@@ -103,7 +125,12 @@ def _number(name: str, row: int, value: Any, boolean: bool) -> float:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return math.nan
     if isinstance(value, bool | int | float | np.number):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise DataError(
+                f"column {name!r}: value at row {row} is too large for float32"
+            ) from None
     if isinstance(value, str):
         text = value.strip().lower()
         if text in ("", "nan", "null", "none"):
@@ -122,7 +149,9 @@ def _number(name: str, row: int, value: Any, boolean: bool) -> float:
 
 def _categorical(name: str, values: Any, n: int) -> np.ndarray[Any, Any]:
     out = np.empty(n, dtype=object)
-    for i, value in enumerate(np.asarray(values, dtype=object).tolist()):
+    for i, value in enumerate(_objects(values, n).tolist()):
+        if isinstance(value, list | dict | tuple | np.ndarray):
+            raise DataError(f"column {name!r}: value {value!r} at row {i} is not a category")
         if value is None or (isinstance(value, float) and math.isnan(value)):
             out[i] = ""
         elif isinstance(value, bool):
