@@ -109,6 +109,21 @@ def test_missing_values_and_unseen_categories_are_taken(
             "column 'member': value 'maybe' at row 0 is not a boolean",
         ),
         ([], "no rows to predict"),
+        (
+            [
+                {"income": [], "city": "paris", "member": True},
+                {"income": 1.0, "city": None, "member": None},
+            ],
+            "column 'income': value [] at row 0 is not a number",
+        ),
+        (
+            [{"income": 1.0, "city": ["a"], "member": True}],
+            "column 'city': value ['a'] at row 0 is not a category",
+        ),
+        (
+            [{"income": 10**400, "city": "a", "member": True}],
+            "column 'income': value at row 0 is too large",
+        ),
         ("income,city", "cannot predict on a str"),
     ],
 )
