@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -94,6 +94,149 @@ class LoggedBatch:
         return pa.table(columns)
 
 
+class _Buffered(NamedTuple):
+    """A batch as the log holds it until written.
+
+    Numeric single-value inputs (the common case for tables) are packed into
+    one ``float32 [inputs, rows]`` array at append time, so a flush
+    concatenates one array per request instead of one per input, and the
+    buffer holds no per-request dicts for the garbage collector to scan.
+    """
+
+    model: str
+    version: int
+    source: str
+    request_ids: tuple[str, ...]
+    names: tuple[str, ...]
+    packed: np.ndarray[Any, Any] | None
+    inputs: Mapping[str, np.ndarray[Any, Any]] | None  # when not packed
+    latency_ms: float
+    labels: np.ndarray[Any, Any] | None
+    probabilities: np.ndarray[Any, Any] | None
+    values: np.ndarray[Any, Any] | None
+    at: datetime
+
+    @classmethod
+    def of(cls, b: LoggedBatch) -> _Buffered:
+        n, names, arrays = len(b), tuple(b.inputs), list(b.inputs.values())
+        packed = None
+        try:
+            flat = np.concatenate(arrays) if arrays else None
+        except (ValueError, TypeError):  # images, or mixed dimensions
+            flat = None
+        if flat is not None and flat.dtype == np.float32 and flat.size == n * len(names):
+            packed = flat.reshape(len(names), n)
+        return cls(
+            b.model,
+            b.version,
+            b.source,
+            tuple(b.request_ids),
+            names,
+            packed,
+            None if packed is not None else b.inputs,
+            b.latency_ms,
+            b.labels,
+            b.probabilities,
+            b.values,
+            b.at,
+        )
+
+    def rows(self) -> int:
+        return len(self.request_ids)
+
+    def input(self, i: int) -> np.ndarray[Any, Any]:
+        if self.packed is not None:
+            row: np.ndarray[Any, Any] = self.packed[i]
+            return row
+        assert self.inputs is not None
+        return np.asarray(self.inputs[self.names[i]])
+
+    def batch(self) -> LoggedBatch:
+        inputs = {name: self.input(i) for i, name in enumerate(self.names)}
+        return LoggedBatch(
+            self.model,
+            self.version,
+            self.source,
+            self.request_ids,
+            inputs,
+            self.latency_ms,
+            self.labels,
+            self.probabilities,
+            self.values,
+            self.at,
+        )
+
+
+def _layout(b: _Buffered) -> tuple[Any, ...]:
+    return (b.names, b.labels is None, b.probabilities is None, b.values is None)
+
+
+def _to_table(batches: list[_Buffered]) -> pa.Table:
+    """One table for many batches: each column concatenated once, not a table per batch."""
+    layout = _layout(batches[0])
+    if len(batches) > 1 and all(_layout(b) == layout for b in batches):
+        try:
+            return _columnar(batches)
+        except ValueError:  # inputs whose shapes differ between batches
+            pass
+    return pa.concat_tables([b.batch().to_table() for b in batches], promote_options="permissive")
+
+
+def _columnar(batches: list[_Buffered]) -> pa.Table:
+    lengths = np.fromiter((b.rows() for b in batches), dtype=np.int64, count=len(batches))
+    n = int(lengths.sum())
+
+    def repeat(values: list[Any]) -> list[Any]:
+        return np.repeat(np.array(values, dtype=object), lengths).tolist()
+
+    stamps = np.fromiter(
+        (int(b.at.timestamp() * 1_000_000) for b in batches), dtype=np.int64, count=len(batches)
+    )
+    columns: dict[str, pa.Array] = {
+        "time": pa.array(np.repeat(stamps, lengths), type=pa.timestamp("us", tz="UTC")),
+        "request_id": pa.array([r for b in batches for r in b.request_ids], type=pa.string()),
+        "model": pa.array(repeat([b.model for b in batches]), type=pa.string()),
+        "version": pa.array(np.repeat(np.array([b.version for b in batches], np.int32), lengths)),
+        "source": pa.array(repeat([b.source for b in batches]), type=pa.string()),
+        "latency_ms": pa.array(
+            np.repeat(np.array([b.latency_ms for b in batches], dtype=np.float32), lengths)
+        ),
+    }
+    first = batches[0]
+    if first.labels is not None:
+        labels = np.concatenate([np.asarray(b.labels) for b in batches])
+        columns["label"] = pa.array(labels.astype(str).tolist(), pa.string())
+    if first.probabilities is not None:
+        p = np.concatenate([np.asarray(b.probabilities, dtype=np.float32) for b in batches])
+        columns["probabilities"] = pa.FixedSizeListArray.from_arrays(
+            pa.array(p.ravel()), p.shape[1]
+        )
+    if first.values is not None:
+        columns["value"] = pa.array(
+            np.concatenate([np.asarray(b.values, dtype=np.float64) for b in batches])
+        )
+    matrix = (
+        np.concatenate([b.packed for b in batches], axis=1)
+        if all(b.packed is not None for b in batches)
+        else None
+    )
+    for i, name in enumerate(first.names):
+        if matrix is not None:
+            columns[INPUT_PREFIX + name] = pa.array(matrix[i])
+            continue
+        arr = np.concatenate([b.input(i) for b in batches])
+        if arr.ndim > 1:
+            flat = pa.array(arr.reshape(n, -1).astype(np.float32).ravel())
+            columns[INPUT_PREFIX + name] = pa.FixedSizeListArray.from_arrays(
+                flat, int(np.prod(arr.shape[1:]))
+            )
+        elif arr.dtype == object:
+            columns[INPUT_PREFIX + name] = pa.array(arr.tolist(), type=pa.string())
+        else:
+            columns[INPUT_PREFIX + name] = pa.array(arr)
+    return pa.table(columns)
+
+
 def _write_atomic(table: pa.Table, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
@@ -145,7 +288,7 @@ class PredictionLog:
         self.max_buffer_rows = max_buffer_rows
         self.dropped_rows = 0
         self.written_rows = 0
-        self._batches: deque[LoggedBatch] = deque()
+        self._batches: deque[_Buffered] = deque()
         self._feedback: list[tuple[str, str, datetime]] = []
         self._buffered = 0
         self._lock = threading.Lock()
@@ -158,13 +301,14 @@ class PredictionLog:
 
     def append(self, batch: LoggedBatch) -> None:
         """Queue a batch; never blocks on disk."""
+        buffered = _Buffered.of(batch)
         with self._lock:
-            self._batches.append(batch)
+            self._batches.append(buffered)
             self._buffered += len(batch)
             while self._buffered > self.max_buffer_rows and len(self._batches) > 1:
                 old = self._batches.popleft()
-                self._buffered -= len(old)
-                self.dropped_rows += len(old)
+                self._buffered -= old.rows()
+                self.dropped_rows += old.rows()
             full = self._buffered >= self.segment_rows
         if full:
             self._wake.set()
@@ -184,12 +328,12 @@ class PredictionLog:
             batches, self._batches = list(self._batches), deque()
             self._buffered = 0
             feedback, self._feedback = self._feedback, []
-        groups: dict[tuple[str, int, str], list[pa.Table]] = {}
+        groups: dict[tuple[str, int, str], list[_Buffered]] = {}
         for batch in batches:
             day = f"{batch.at:%Y-%m-%d}"
-            groups.setdefault((batch.model, batch.version, day), []).append(batch.to_table())
-        for (model, version, day), tables in groups.items():
-            table = pa.concat_tables(tables, promote_options="permissive")
+            groups.setdefault((batch.model, batch.version, day), []).append(batch)
+        for (model, version, day), group in groups.items():
+            table = _to_table(group)
             _write_atomic(table, self.root / "predictions" / model / f"v{version}" / f"date={day}")
             self.written_rows += table.num_rows
         if feedback:

@@ -10,6 +10,7 @@ path. Admin routes need the bearer token the server was started with.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import os
 import time
@@ -345,6 +346,8 @@ def create_app(settings: ServeSettings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await server.deployment.start()
+        gc.collect()
+        gc.freeze()  # startup's objects live as long as the server: stop scanning them
         try:
             yield
         finally:
