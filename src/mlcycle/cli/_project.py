@@ -135,8 +135,8 @@ def demo(
 
 def _serve_and_send(root: Path, rows: Any, shifted: Any) -> dict[str, Any]:
     """Serve the champion in this process; replay ``rows`` then ``shifted``, one request each."""
+    import http.client
     import time
-    import urllib.request
 
     from mlcycle.serve import ServeSettings, create_app, serve_in_thread
 
@@ -145,15 +145,21 @@ def _serve_and_send(root: Path, rows: Any, shifted: Any) -> dict[str, Any]:
     app = create_app(ServeSettings(project=root, ref="cancer@champion", poll_s=0))
     latencies, correct, versions, feedback = [], 0, set(), []
 
-    def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
-        request = urllib.request.Request(
-            url, json.dumps(body).encode(), {"content-type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
+    with serve_in_thread(app) as url:
+        # One keep-alive connection to the loopback server, as a client library would use.
+        connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
+
+        def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+            path = "/" + url.split("/", 3)[3]
+            connection.request(
+                "POST", path, json.dumps(body).encode(), {"content-type": "application/json"}
+            )
+            response = connection.getresponse()
             answer: dict[str, Any] = json.loads(response.read())
+            if response.status != 200:
+                raise RuntimeError(f"the demo server answered {response.status}: {answer}")
             return answer
 
-    with serve_in_thread(app) as url:
         for i, (record, label) in enumerate(zip(records, truth, strict=True)):
             started = time.perf_counter()
             answer = post(f"{url}/predict", {"records": [record], "id": f"demo-{i}"})
@@ -164,6 +170,7 @@ def _serve_and_send(root: Path, rows: Any, shifted: Any) -> dict[str, Any]:
         post(f"{url}/feedback", {"labels": feedback})
         for i, record in enumerate(shifted.drop_columns(["target"]).to_pylist()):
             post(f"{url}/predict", {"records": [record], "id": f"demo-shifted-{i}"})
+        connection.close()
     ordered = sorted(latencies)
     return {
         "requests": len(records),
