@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 from typing import Any
 
 from mlcycle.store import MetadataStore
@@ -11,6 +12,18 @@ RUNS_PER_WORKER = 12
 BATCHES = 5
 POINTS_PER_BATCH = 10
 VERSIONS_PER_WORKER = 6
+
+
+def run_at_once(target: Any, url: str, processes: int = 2) -> list[int | None]:
+    """Start ``target(url, worker, barrier)`` in fresh processes released together; exit codes."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(processes)
+    procs = [ctx.Process(target=target, args=(url, w, barrier)) for w in range(processes)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(240)
+    return [p.exitcode for p in procs]
 
 
 def fake_sha(text: str) -> str:
@@ -50,7 +63,7 @@ def write_runs_and_versions(url: str, worker: int, barrier: Any) -> None:
     store.close()
 
 
-def open_store(url: str, barrier: Any) -> None:
+def open_store(url: str, worker: int, barrier: Any) -> None:
     """Open (and so migrate) a fresh store at the same moment as another process."""
     barrier.wait(timeout=60)
     MetadataStore(url).close()

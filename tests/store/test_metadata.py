@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import Counter
 
 import pytest
@@ -92,16 +91,7 @@ class TestSchema:
             upgrade(store.engine)
 
     def test_two_processes_opening_a_new_store_migrate_it_once(self, store_url: str) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        barrier = ctx.Barrier(2)
-        procs = [
-            ctx.Process(target=_workers.open_store, args=(store_url, barrier)) for _ in range(2)
-        ]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(120)
-        assert [p.exitcode for p in procs] == [0, 0]
+        assert _workers.run_at_once(_workers.open_store, store_url) == [0, 0]
         engine = make_engine(store_url)
         assert current_revision(engine) == HEAD_REVISION
         engine.dispose()
@@ -213,17 +203,7 @@ class TestEvents:
 @pytest.mark.slow
 def test_two_processes_writing_at_once_lose_nothing(store_url: str) -> None:
     MetadataStore(store_url).close()  # migrated up front; the race is on the writes
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(2)
-    procs = [
-        ctx.Process(target=_workers.write_runs_and_versions, args=(store_url, w, barrier))
-        for w in range(2)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(240)
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert _workers.run_at_once(_workers.write_runs_and_versions, store_url) == [0, 0]
 
     store = MetadataStore(store_url)
     try:
