@@ -39,7 +39,16 @@ __all__ = [
     "DataSpec",
     "DatasetSpec",
     "EarlyStoppingSpec",
+    "DriftColumnSpec",
     "EvaluateSpec",
+    "FairnessSpec",
+    "GateSpec",
+    "LoopSpec",
+    "MonitorSpec",
+    "OODSpec",
+    "PerformanceSpec",
+    "RolloutSpec",
+    "TriggerSpec",
     "ModelSpec",
     "ProjectSpec",
     "ScheduleSpec",
@@ -253,6 +262,126 @@ class EvaluateSpec(_Frozen):
     slices: tuple[str, ...] = ()
 
 
+DriftTestName = Literal["ks", "chi2", "wasserstein", "jensenshannon", "psi"]
+
+
+class DriftColumnSpec(_Frozen):
+    """The drift test of one column, instead of the default chosen by type and size."""
+
+    test: DriftTestName
+    threshold: float | None = Field(default=None, gt=0)
+
+
+class PerformanceSpec(_Frozen):
+    """Performance of a window once labels arrive: alert on a drop past ``max_drop``.
+
+    ``metric`` defaults to accuracy for classifiers and RMSE for regression. A
+    drop alerts only when the bootstrap confidence interval of the window's metric
+    lies wholly on the worse side of the reference, so a small window cannot
+    raise it by chance.
+    """
+
+    metric: str | None = None
+    max_drop: float = Field(default=0.05, ge=0)
+    bootstrap: int = Field(default=500, ge=0)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    min_labels: int = Field(default=30, gt=0)
+
+
+class FairnessSpec(_Frozen):
+    """Bias over time for the sensitive columns (Fairlearn's metrics)."""
+
+    sensitive: tuple[str, ...] = ()
+    positive_label: str | None = None
+    max_difference: float = Field(default=0.1, gt=0, le=1)
+    margin: float = Field(default=0.05, ge=0, le=1)
+    min_group_rows: int = Field(default=20, gt=0)
+
+
+class OODSpec(_Frozen):
+    """Out-of-distribution inputs: the score quantile that flags a row, and the share that alerts."""
+
+    quantile: float = Field(default=0.995, gt=0.5, lt=1)
+    max_share: float = Field(default=0.05, gt=0, le=1)
+
+
+class MonitorSpec(_Frozen):
+    """How ``mlcycle monitor`` decides that a deployed model is in trouble."""
+
+    multiple_testing: Literal["none", "bonferroni", "benjamini-hochberg"] = "benjamini-hochberg"
+    drift_share: float = Field(default=0.5, gt=0, le=1)
+    columns: dict[str, DriftColumnSpec] = Field(default_factory=dict)
+    timeline_windows: int = Field(default=6, ge=1, le=100)
+    performance: PerformanceSpec = Field(default_factory=PerformanceSpec)
+    fairness: FairnessSpec = Field(default_factory=FairnessSpec)
+    ood: OODSpec = Field(default_factory=OODSpec)
+    webhook: str | None = Field(default=None, pattern=r"^https?://")
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class TriggerSpec(_Frozen):
+    """What starts a retraining. ``None`` turns a trigger off."""
+
+    drift: bool = True
+    performance_drop: bool = True
+    ood_share: float | None = Field(default=0.1, gt=0, le=1)
+    interval: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?\s*[smhd]$")
+    new_labels: int | None = Field(default=None, gt=0)
+
+
+class GateSpec(_Frozen):
+    """When a challenger may replace the champion.
+
+    Both are scored on the same fresh held-out rows that neither trained on; the
+    challenger wins when ``metric`` improves by at least ``min_delta`` and, with
+    ``require_ci``, the bootstrap confidence interval of the paired difference
+    excludes zero. ``guards`` maps a guard metric to the most it may get worse
+    (``demographic_parity_difference``, ``equalized_odds_difference``,
+    ``latency_ms`` or any evaluation metric).
+    """
+
+    metric: str | None = None
+    min_delta: float = Field(default=0.0, ge=0)
+    require_ci: bool = True
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    bootstrap: int = Field(default=1000, ge=100)
+    guards: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+
+
+class RolloutSpec(_Frozen):
+    """How a winning challenger reaches all traffic.
+
+    ``canary`` sends ``steps`` shares of traffic to ``@challenger``, each for at
+    least ``bake_s`` seconds and ``min_requests`` requests, comparing live error
+    rate, latency and (with labels) accuracy with the champion's; ``shadow``
+    mirrors traffic first; ``direct`` promotes at once.
+    """
+
+    mode: Literal["canary", "shadow", "direct"] = "canary"
+    steps: tuple[Annotated[float, Field(gt=0, le=1)], ...] = (0.1, 0.5)
+    bake_s: float = Field(default=30.0, ge=0)
+    min_requests: int = Field(default=50, ge=0)
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    max_latency_ratio: float = Field(default=2.0, ge=1)
+    max_accuracy_drop: float = Field(default=0.02, ge=0)
+    timeout_s: float = Field(default=3600.0, gt=0)
+
+
+class LoopSpec(_Frozen):
+    """The closed loop: triggers, retraining data, the gate and the rollout."""
+
+    model: str | None = None
+    interval_s: float = Field(default=300.0, gt=0)
+    triggers: TriggerSpec = Field(default_factory=TriggerSpec)
+    data: Literal["reference+window", "window", "all"] = "reference+window"
+    window_rows: int = Field(default=5000, gt=0)
+    min_labels: int = Field(default=200, gt=0)
+    holdout: float = Field(default=0.3, gt=0, lt=1)
+    warm_start: bool = False
+    gate: GateSpec = Field(default_factory=GateSpec)
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+
+
 class Spec(_Frozen):
     """The whole ``mlcycle.yaml``."""
 
@@ -262,6 +391,8 @@ class Spec(_Frozen):
     data: DataSpec = Field(default_factory=DataSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
+    monitor: MonitorSpec = Field(default_factory=MonitorSpec)
+    loop: LoopSpec = Field(default_factory=LoopSpec)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Spec:
         """A copy with dotted keys replaced (``train.lr``, or ``lr`` for ``train.lr``).
@@ -297,7 +428,13 @@ class Spec(_Frozen):
 def _is_open_mapping(path: list[str]) -> bool:
     # Keys inside these mappings are the user's names, not fields.
     joined = ".".join(path[:-1])
-    return joined in {"data.datasets", "train.model.options", "train.class_weight"} or (
+    return joined in {
+        "data.datasets",
+        "train.model.options",
+        "train.class_weight",
+        "monitor.columns",
+        "loop.gate.guards",
+    } or (
         len(path) >= 4 and path[0] == "data" and path[1] == "datasets"
     )
 
