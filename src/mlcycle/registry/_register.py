@@ -38,6 +38,8 @@ FILES_MEDIA = {
     "lineage.json": "application/json",
     "card.md": "text/markdown",
     "card.html": "text/html",
+    "reference.parquet": "application/vnd.apache.parquet",
+    "ood.json": "application/json",
 }
 
 
@@ -144,7 +146,10 @@ def register(
         layout, task=task, target=config["target"], classes=classes, profile=dataset.profile
     )
     reference = predict(model, encode(test, layout), model.target_mean.device).numpy()
-    parity = check_parity(reference, Predictor(onnx_bytes, signature, name=name), test)
+    predictor = Predictor(onnx_bytes, signature, name=name)
+    parity = check_parity(reference, predictor, test)
+    splits = project.datasets.load_split(dataset)
+    reference_outputs = _reference_outputs(predictor, splits["validation"], config["target"])
 
     summary = run.summary
     metrics = {
@@ -189,7 +194,37 @@ def register(
         description=description,
         alias=alias,
         reason=reason,
+        extra_files={"reference.parquet": reference_outputs},
     )
+
+
+def _reference_outputs(predictor: Predictor, validation: pa.Table, target: str) -> bytes:
+    """The model's answers on the validation split, with the truth: monitoring's reference.
+
+    Row ``i`` is row ``i`` of the dataset version's validation split, so the
+    monitor can join other columns (sensitive attributes) by position.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if validation.num_rows == 0:
+        raise DataError("the dataset has no validation rows: monitoring needs a reference")
+    result = predictor.predict(validation.select(predictor.input_names))
+    columns: dict[str, pa.Array] = {}
+    if result.values is not None:
+        columns["value"] = pa.array(result.values.astype(np.float64))
+        columns["actual"] = validation.column(target).cast(pa.float64()).combine_chunks()
+    else:
+        assert result.labels is not None and result.probabilities is not None
+        p = result.probabilities.astype(np.float32)
+        columns["label"] = pa.array(result.labels.astype(str).tolist(), pa.string())
+        columns["probabilities"] = pa.FixedSizeListArray.from_arrays(
+            pa.array(p.ravel()), p.shape[1]
+        )
+        columns["actual"] = validation.column(target).cast(pa.string()).combine_chunks()
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(columns), sink)
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def _store_version(
@@ -208,6 +243,7 @@ def _store_version(
     description: str | None,
     alias: str | None,
     reason: str | None,
+    extra_files: dict[str, bytes] | None = None,
 ) -> ModelVersionRecord:
     registry = project.store.registry
     card = build_card(
@@ -237,6 +273,8 @@ def _store_version(
         "card.md": put("card.md", card.markdown().encode()),
         "card.html": put("card.html", card.html().encode()),
     }
+    for path, data in (extra_files or {}).items():
+        files[path] = put(path, data)
     record = registry.add_version(
         name,
         run_id=run_id,
