@@ -38,25 +38,25 @@ __all__ = [
     "ColumnType",
     "DataSpec",
     "DatasetSpec",
-    "EarlyStoppingSpec",
     "DriftColumnSpec",
+    "EarlyStoppingSpec",
     "EvaluateSpec",
     "FairnessSpec",
     "GateSpec",
     "LoopSpec",
+    "ModelSpec",
     "MonitorSpec",
     "OODSpec",
     "PerformanceSpec",
-    "RolloutSpec",
-    "TriggerSpec",
-    "ModelSpec",
     "ProjectSpec",
+    "RolloutSpec",
     "ScheduleSpec",
     "Spec",
     "SplitSpec",
     "StoreSpec",
     "Task",
     "TrainSpec",
+    "TriggerSpec",
     "format_validation_error",
     "load_spec",
     "parse_spec",
@@ -353,7 +353,8 @@ class RolloutSpec(_Frozen):
 
     ``canary`` sends ``steps`` shares of traffic to ``@challenger``, each for at
     least ``bake_s`` seconds and ``min_requests`` requests, comparing live error
-    rate, latency and (with labels) accuracy with the champion's; ``shadow``
+    rate, median latency (``max_latency_ratio`` times the champion's, plus 1 ms)
+    and (with labels) accuracy with the champion's; ``shadow``
     mirrors traffic first; ``direct`` promotes at once.
     """
 
@@ -377,7 +378,6 @@ class LoopSpec(_Frozen):
     window_rows: int = Field(default=5000, gt=0)
     min_labels: int = Field(default=200, gt=0)
     holdout: float = Field(default=0.3, gt=0, lt=1)
-    warm_start: bool = False
     gate: GateSpec = Field(default_factory=GateSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
 
@@ -434,9 +434,7 @@ def _is_open_mapping(path: list[str]) -> bool:
         "train.class_weight",
         "monitor.columns",
         "loop.gate.guards",
-    } or (
-        len(path) >= 4 and path[0] == "data" and path[1] == "datasets"
-    )
+    } or (len(path) >= 4 and path[0] == "data" and path[1] == "datasets")
 
 
 _CONSTRAINTS = {

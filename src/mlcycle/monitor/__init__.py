@@ -17,7 +17,22 @@ from mlcycle.monitor._counts import (
     binned_counts,
     reference_edges,
 )
+from mlcycle.monitor._fairness import (
+    FairnessResult,
+    FairnessWindow,
+    GroupMetrics,
+    fairness_report,
+    fairness_timeline,
+)
 from mlcycle.monitor._numeric import KSTest, WassersteinTest
+from mlcycle.monitor._ood import OODDetector, OODScores
+from mlcycle.monitor._performance import (
+    CBPE,
+    Estimate,
+    PerformanceResult,
+    join_feedback,
+    window_performance,
+)
 from mlcycle.monitor._report import (
     TESTS,
     ColumnDrift,
@@ -32,6 +47,7 @@ from mlcycle.monitor._run import MonitorResult, monitor, parse_since
 from mlcycle.monitor._streaming import StreamingSummary
 
 __all__ = [
+    "CBPE",
     "TESTS",
     "ChiSquaredTest",
     "ColumnDrift",
@@ -40,10 +56,17 @@ __all__ = [
     "DriftOptions",
     "DriftReport",
     "DriftTest",
+    "Estimate",
+    "FairnessResult",
+    "FairnessWindow",
+    "GroupMetrics",
     "JensenShannonTest",
     "KSTest",
     "MonitorResult",
+    "OODDetector",
+    "OODScores",
     "PSITest",
+    "PerformanceResult",
     "StreamingSummary",
     "TestChoice",
     "TestKind",
@@ -51,7 +74,11 @@ __all__ = [
     "adjust_p_values",
     "binned_counts",
     "drift_report",
+    "fairness_report",
+    "fairness_timeline",
+    "join_feedback",
     "monitor",
     "parse_since",
     "reference_edges",
+    "window_performance",
 ]
