@@ -26,6 +26,9 @@ def monitor(
     last: Annotated[
         int | None, typer.Option("--last", min=1, help="The last N logged rows.")
     ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write the HTML report to this file.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Test current data for drift; exit code 3 when drift or an alert is found."""
@@ -39,6 +42,7 @@ def monitor(
             current=current,
             since=parse_since(since) if since else None,
             last=last,
+            html=html,
         )
     if as_json:
         print_json(result.to_dict())
@@ -54,7 +58,17 @@ def monitor(
             f"{result.model}: {verdict}; {result.features.share_drifted:.0%} of inputs drifted; "
             f"prediction drift: {'yes' if result.prediction.drift else 'no'}"
         )
+        perf = result.performance
+        if perf is not None and perf.value is not None:
+            out.print(f"performance: {perf.metric} {perf.value:.4f} on {perf.n} labelled rows")
+        if result.estimated and "accuracy" in result.estimated:
+            e = result.estimated["accuracy"]
+            out.print(f"estimated accuracy (CBPE, no labels): {e['value']:.4f}")
+        if result.ood is not None:
+            out.print(f"out-of-distribution rows: {result.ood['share']:.1%}")
         for alert in result.alerts:
             out.print(f"[red]alert:[/] {alert}")
+        if result.html is not None:
+            out.print(f"report: {result.html}")
     if not result.healthy:
         raise typer.Exit(DRIFT_EXIT)

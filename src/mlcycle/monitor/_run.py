@@ -1,38 +1,59 @@
 """A monitoring run: a window of current data against the model's reference.
 
-The reference is the training rows of the dataset version a model version
-was trained on (from its lineage) and the model's own answers on them; the
-current window is a file, or the prediction log of the served model (the
-last N rows, or the rows since a moment). Feature drift and prediction drift
-are tested with :func:`drift_report`; a finding is an alert, recorded as an
-event, and the report is stored as an artifact. ONNX Runtime only.
+The reference is what was recorded when the version was registered: the
+training rows of its dataset version, its answers on the validation split
+with the truth, and its out-of-distribution detector. The current window is a
+file, or the prediction log of the served model (the last N rows, or the rows
+since a moment) with the labels that came back later as feedback.
+
+One run checks, in order: feature drift, prediction drift, target drift (with
+labels), realised performance with a bootstrap interval (with labels),
+estimated performance without labels (CBPE), bias per sensitive column
+(Fairlearn), the share of out-of-distribution inputs, and the same figures
+over ``timeline_windows`` consecutive slices of the window. Findings become
+alerts: events in the store, and a POST to the spec's webhook. The whole
+result is stored as a JSON report, from which :func:`render_monitor_report`
+draws the HTML page. ONNX Runtime only; torch is never imported.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from mlcycle.errors import DataError, NotFoundError, SpecError
-from mlcycle.monitor._report import ColumnType, DriftOptions, DriftReport, drift_report
-from mlcycle.predictions import INPUT_PREFIX, PredictionLog
+from mlcycle.errors import SpecError
+from mlcycle.monitor._alerts import Alert, Delivery, dispatch
+from mlcycle.monitor._fairness import FairnessResult, fairness_report
+from mlcycle.monitor._performance import CBPE, PerformanceResult, window_performance
+from mlcycle.monitor._report import ColumnType, DriftOptions, DriftReport, TestChoice, drift_report
+from mlcycle.monitor._window import Reference, Window, load_reference, read_window
 from mlcycle.registry import load
 
 if TYPE_CHECKING:
     from mlcycle.project import Project
+    from mlcycle.spec import MonitorSpec
+    from mlcycle.store import ModelVersionRecord
 
-__all__ = ["MonitorResult", "monitor", "parse_since"]
+__all__ = ["MonitorResult", "drift_options", "monitor", "parse_since"]
 
+Array = np.ndarray[Any, Any]
 _SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_HIST_BINS = 30
+_HIST_COLUMNS = 100
+_TOP_CATEGORIES = 20
+CBPE_ASSUMPTIONS = (
+    "Estimated performance assumes no concept shift (P(label | inputs) is what it was on "
+    "the reference) and that the model's scores, calibrated on the validation split, stay "
+    "calibrated. A change in the meaning of the data is invisible to it: compare with the "
+    "realised performance once labels arrive."
+)
 
 
 def parse_since(text: str) -> timedelta:
@@ -48,58 +69,366 @@ def parse_since(text: str) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
+def drift_options(spec: MonitorSpec) -> DriftOptions:
+    """The drift settings of the spec's ``monitor:`` section."""
+    return DriftOptions(
+        tests={c: TestChoice(s.test, s.threshold) for c, s in spec.columns.items()},
+        multiple_testing=spec.multiple_testing,
+        drift_share=spec.drift_share,
+    )
+
+
 @dataclass(frozen=True)
 class MonitorResult:
-    """What one monitoring run found."""
+    """What one monitoring run found; :meth:`to_dict` is the stored JSON report."""
 
     model: str
     features: DriftReport
     prediction: DriftReport
-    alerts: list[str]
-    report_sha256: str
+    target: DriftReport | None
+    performance: PerformanceResult | None
+    estimated: dict[str, Any] | None
+    fairness: dict[str, FairnessResult]
+    ood: dict[str, Any] | None
+    timeline: list[dict[str, Any]]
+    alerts: list[Alert]
+    report: dict[str, Any] = field(repr=False)
+    report_sha256: str = ""
+    webhook: Delivery | None = None
+    html: Path | None = None
 
     @property
     def healthy(self) -> bool:
         return not self.alerts
 
     def to_dict(self) -> dict[str, Any]:
+        """The CLI's ``--json``: every column with its test, statistic and ``drift``."""
         features = self.features.to_dict()
         return {
             "model": self.model,
             "healthy": self.healthy,
-            "alerts": self.alerts,
+            "alerts": [a.to_dict() for a in self.alerts],
             "columns": features["columns"],
             "dataset": features["dataset"],
             "prediction": self.prediction.to_dict()["columns"][0],
+            "target": None if self.target is None else self.target.to_dict()["columns"][0],
+            "performance": None if self.performance is None else self.performance.to_dict(),
+            "estimated": self.estimated,
+            "fairness": {k: v.to_dict() for k, v in self.fairness.items()},
+            "ood": self.ood,
+            "timeline": self.timeline,
             "report_sha256": self.report_sha256,
+            "webhook": None if self.webhook is None else self.webhook.__dict__,
+            "html": None if self.html is None else str(self.html),
         }
 
 
-def _read_file(path: Path) -> pa.Table:
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
-
-    if not path.exists():
-        raise DataError(f"current data {str(path)!r}: no such file")
-    if path.suffix.lower() == ".csv":
-        return pcsv.read_csv(path)
-    if path.suffix.lower() in (".parquet", ".pq") or path.is_dir():
-        return pq.read_table(path)
-    raise DataError(f"current data {str(path)!r}: expected a .csv or .parquet file")
+# -- the pieces of a run ----------------------------------------------------------------------
 
 
-def _window(log: pa.Table, since: timedelta | None, last: int | None) -> pa.Table:
-    if log.num_rows == 0:
-        return log
-    log = (
-        log.filter(pc.equal(log.column("source"), "serve")) if "source" in log.column_names else log
+def _column_types(reference: Reference, window: Window) -> dict[str, ColumnType]:
+    return {
+        n: ("categorical" if a.dtype == object else "numeric") for n, a in reference.inputs.items()
+    }
+
+
+def _prediction_drift(
+    version: ModelVersionRecord, reference: Reference, window: Window, options: DriftOptions
+) -> DriftReport:
+    regression = version.task == "regression"
+    ref = reference.values if regression else reference.labels
+    cur = window.values if regression else window.labels
+    kind: ColumnType = "numeric" if regression else "categorical"
+    assert ref is not None and cur is not None
+    return drift_report(
+        {"prediction": ref}, {"prediction": cur}, column_types={"prediction": kind}, options=options
     )
-    if since is not None:
-        cutoff = pa.scalar(datetime.now(UTC) - since, type=pa.timestamp("us", tz="UTC"))
-        log = log.filter(pc.greater_equal(log.column("time"), cutoff))
-    if last is not None:
-        log = log.slice(max(0, log.num_rows - last))
-    return log
+
+
+def _target_drift(
+    version: ModelVersionRecord, reference: Reference, window: Window, options: DriftOptions
+) -> DriftReport | None:
+    if window.actual is None or window.has_actual is None or not window.has_actual.any():
+        return None
+    kind: ColumnType = "numeric" if version.task == "regression" else "categorical"
+    return drift_report(
+        {"target": reference.actual},
+        {"target": window.actual[window.has_actual]},
+        column_types={"target": kind},
+        options=options,
+    )
+
+
+def _reference_metrics(version: ModelVersionRecord, reference: Reference) -> dict[str, float]:
+    return {k: float(v) for k, v in reference.test_metrics.items() if isinstance(v, int | float)}
+
+
+def _performance(
+    version: ModelVersionRecord, reference: Reference, window: Window, spec: MonitorSpec
+) -> PerformanceResult | None:
+    if window.has_actual is None or not window.has_actual.any():
+        return None
+    has = window.has_actual
+    return window_performance(
+        task=version.task,
+        classes=version.signature.get("classes"),
+        y_true=window.actual[has] if window.actual is not None else np.empty(0),
+        probabilities=None if window.probabilities is None else window.probabilities[has],
+        values=None if window.values is None else window.values[has],
+        reference=_reference_metrics(version, reference),
+        spec=spec.performance,
+    )
+
+
+def _fit_cbpe(version: ModelVersionRecord, reference: Reference) -> CBPE | None:
+    if version.task == "regression" or reference.probabilities is None:
+        return None
+    classes = list(version.signature.get("classes") or [])
+    return CBPE.fit(reference.probabilities, reference.actual, classes)
+
+
+def _estimate(cbpe: CBPE | None, window: Window, n_boot: int) -> dict[str, Any] | None:
+    if cbpe is None or window.probabilities is None or window.n == 0:
+        return None
+    estimates = cbpe.estimate(window.probabilities, n_boot=n_boot)
+    return {name: {"value": e.value, "low": e.low, "high": e.high} for name, e in estimates.items()}
+
+
+def _sensitive_columns(
+    project: Project, version: ModelVersionRecord, spec: MonitorSpec
+) -> list[str]:
+    if spec.fairness.sensitive:
+        return list(spec.fairness.sensitive)
+    dataset = project.datasets.get(str(version.lineage["dataset"]))
+    columns = dataset.schema.get("columns", []) if isinstance(dataset.schema, dict) else []
+    return [c["name"] for c in columns if isinstance(c, dict) and c.get("role") == "sensitive"]
+
+
+def _positive_label(version: ModelVersionRecord, spec: MonitorSpec) -> str | None:
+    classes = list(version.signature.get("classes") or [])
+    if spec.fairness.positive_label is not None:
+        return spec.fairness.positive_label
+    return classes[-1] if len(classes) == 2 else None
+
+
+def _fairness(
+    version: ModelVersionRecord,
+    reference: Reference,
+    window: Window,
+    spec: MonitorSpec,
+    columns: list[str],
+    notes: list[str],
+) -> dict[str, FairnessResult]:
+    positive = _positive_label(version, spec)
+    if version.task == "regression" or not columns or window.labels is None:
+        return {}
+    if positive is None:
+        notes.append("fairness: set monitor.fairness.positive_label for a multiclass model")
+        return {}
+    results: dict[str, FairnessResult] = {}
+    for column in columns:
+        current = window.extra.get(column, window.inputs.get(column))
+        if current is None:
+            notes.append(f"fairness: the sensitive column {column!r} is not in the current data")
+            continue
+        if column not in reference.validation.column_names:
+            notes.append(f"fairness: the sensitive column {column!r} is not in the dataset")
+            continue
+        ref_values = np.asarray(
+            reference.validation.column(column).cast("string").to_pylist(), dtype=object
+        )
+        assert reference.labels is not None
+        baseline = fairness_report(
+            reference.labels,
+            {column: ref_values},
+            y_true=reference.actual,
+            positive_label=positive,
+            spec=spec.fairness,
+        )
+        labelled = window.has_actual is not None and bool(window.has_actual.all())
+        results.update(
+            fairness_report(
+                window.labels,
+                {column: np.asarray(current, dtype=object).astype(str)},
+                y_true=window.actual if labelled else None,
+                positive_label=positive,
+                spec=spec.fairness,
+                reference=baseline,
+            )
+        )
+    return results
+
+
+def _ood(reference: Reference, window: Window, spec: MonitorSpec) -> dict[str, Any] | None:
+    if window.ood_flags is not None:
+        flags, out_of_range = window.ood_flags, None
+    elif reference.ood is not None:
+        scores = reference.ood.score(window.feeds if window.feeds is not None else window.inputs)
+        flags, out_of_range = scores.flagged, scores.out_of_range
+    else:
+        return None
+    share = float(flags.mean()) if len(flags) else 0.0
+    return {
+        "rows": len(flags),
+        "flagged": int(flags.sum()),
+        "share": share,
+        "out_of_range_share": None if out_of_range is None else float(out_of_range.mean()),
+        "max_share": spec.ood.max_share,
+        "alert": share > spec.ood.max_share,
+        "source": "served" if window.ood_flags is not None else "scored now",
+    }
+
+
+def _histograms(reference: Reference, window: Window, report: DriftReport) -> dict[str, Any]:
+    """Binned reference and current distributions per column, drifted columns first."""
+    order = sorted(report.columns, key=lambda c: (not c.drift, c.column))[:_HIST_COLUMNS]
+    out: dict[str, Any] = {}
+    for c in order:
+        ref, cur = reference.inputs[c.column], window.inputs[c.column]
+        if c.type == "numeric":
+            ref_f, cur_f = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
+            both = np.concatenate([ref_f, cur_f])
+            if both.size == 0:
+                continue
+            lo, hi = np.quantile(both, [0.005, 0.995])
+            if hi <= lo:
+                lo, hi = float(both.min()) - 0.5, float(both.max()) + 0.5
+            edges = np.linspace(lo, hi, _HIST_BINS + 1)
+            out[c.column] = {
+                "type": "numeric",
+                "edges": edges.tolist(),
+                "reference": np.histogram(np.clip(ref_f, lo, hi), edges)[0].tolist(),
+                "current": np.histogram(np.clip(cur_f, lo, hi), edges)[0].tolist(),
+            }
+        else:
+            ref_s = np.asarray(ref, dtype=object).astype(str)
+            cur_s = np.asarray(cur, dtype=object).astype(str)
+            values, counts = np.unique(np.concatenate([ref_s, cur_s]), return_counts=True)
+            top = values[np.argsort(-counts, kind="stable")][:_TOP_CATEGORIES]
+            out[c.column] = {
+                "type": "categorical",
+                "categories": top.tolist(),
+                "reference": [int((ref_s == v).sum()) for v in top],
+                "current": [int((cur_s == v).sum()) for v in top],
+            }
+    return out
+
+
+def _timeline(
+    version: ModelVersionRecord,
+    reference: Reference,
+    window: Window,
+    spec: MonitorSpec,
+    options: DriftOptions,
+    cbpe: CBPE | None,
+    sensitive: list[str],
+) -> list[dict[str, Any]]:
+    """The window cut into ``timeline_windows`` consecutive equal-count slices, in time order."""
+    k = min(spec.timeline_windows, max(1, window.n // 20))
+    order = (
+        np.argsort(window.times, kind="stable") if window.times is not None else np.arange(window.n)
+    )
+    types = _column_types(reference, window)
+    metric = "rmse" if version.task == "regression" else "accuracy"
+    rows: list[dict[str, Any]] = []
+    for i, index in enumerate(np.array_split(order, k)):
+        part = window.take(index)
+        drift = drift_report(reference.inputs, part.inputs, column_types=types, options=options)
+        row: dict[str, Any] = {
+            "window": i,
+            "rows": part.n,
+            "start": None if part.times is None else str(part.times.min()),
+            "end": None if part.times is None else str(part.times.max()),
+            "share_drifted": drift.share_drifted,
+            "drift": drift.drift,
+            "labelled": part.n_labelled,
+            "metric": metric,
+            "realised": None,
+            "estimated": None,
+            "ood_share": None,
+        }
+        if part.n_labelled >= spec.performance.min_labels:
+            realised = _performance(version, reference, part, spec)
+            row["realised"] = None if realised is None else realised.value
+        estimate = _estimate(cbpe, part, n_boot=0)
+        if estimate is not None and "accuracy" in estimate:
+            row["estimated"] = estimate["accuracy"]["value"]
+        ood = _ood(reference, part, spec)
+        if ood is not None:
+            row["ood_share"] = ood["share"]
+        for name, fair in _fairness(version, reference, part, spec, sensitive, []).items():
+            row[f"dpd:{name}"] = fair.demographic_parity_difference
+        rows.append(row)
+    return rows
+
+
+def _alerts(
+    features: DriftReport,
+    prediction: DriftReport,
+    target: DriftReport | None,
+    performance: PerformanceResult | None,
+    estimated: dict[str, Any] | None,
+    reference_metrics: dict[str, float],
+    fairness: dict[str, FairnessResult],
+    ood: dict[str, Any] | None,
+    spec: MonitorSpec,
+) -> list[Alert]:
+    alerts = []
+    drifted = features.drifted_columns
+    if features.drift:
+        alerts.append(
+            Alert(
+                "dataset_drift",
+                f"dataset drift: {len(drifted)} of {len(features.columns)} inputs drifted "
+                f"({', '.join(drifted[:5])})",
+                {"columns": drifted, "share": features.share_drifted},
+            )
+        )
+    elif drifted:
+        alerts.append(
+            Alert(
+                "feature_drift", f"feature drift in {', '.join(drifted[:5])}", {"columns": drifted}
+            )
+        )
+    if prediction.drift:
+        alerts.append(
+            Alert(
+                "prediction_drift",
+                "prediction drift: the distribution of the model's answers moved",
+            )
+        )
+    if target is not None and target.drift:
+        alerts.append(
+            Alert("target_drift", "target drift: the distribution of the true labels moved")
+        )
+    if performance is not None and performance.alert:
+        alerts.append(
+            Alert("performance", f"performance: {performance.reason}", performance.to_dict())
+        )
+    if estimated is not None and "accuracy" in estimated and "accuracy" in reference_metrics:
+        e, ref = estimated["accuracy"], reference_metrics["accuracy"]
+        if ref - e["value"] > spec.performance.max_drop and e["high"] < ref:
+            alerts.append(
+                Alert(
+                    "estimated_performance",
+                    f"estimated accuracy {e['value']:.3f} (CBPE, {e['low']:.3f}-{e['high']:.3f}) "
+                    f"is more than {spec.performance.max_drop} below the reference {ref:.3f}",
+                    {"estimate": e, "reference": ref},
+                )
+            )
+    for result in fairness.values():
+        for message in result.alerts:
+            alerts.append(Alert("fairness", f"fairness: {message}", {"column": result.column}))
+    if ood is not None and ood["alert"]:
+        alerts.append(
+            Alert(
+                "ood",
+                f"out-of-distribution inputs: {ood['share']:.1%} of rows flagged "
+                f"(limit {ood['max_share']:.1%})",
+                {"share": ood["share"]},
+            )
+        )
+    return alerts
 
 
 def monitor(
@@ -110,118 +439,125 @@ def monitor(
     since: timedelta | None = None,
     last: int | None = None,
     options: DriftOptions | None = None,
+    spec: MonitorSpec | None = None,
+    html: str | Path | None = None,
 ) -> MonitorResult:
-    """Test a window of current data for feature and prediction drift.
+    """Check a window of current data against ``ref``'s reference; see the module doc.
+
+    Args:
+        current: a CSV/Parquet file of current rows (default: the prediction log).
+        since, last: the log window: rows since a moment before now, or the last N.
+        options: drift settings (default: from ``spec``).
+        spec: the ``monitor:`` settings (default: the project's).
+        html: also write the HTML report there (and store it as an artifact).
 
     Raises:
         NotFoundError: the model is unknown, or the window holds no rows.
         DataError: the current data lacks a model input.
     """
+    spec = spec or project.spec.monitor
+    options = options or drift_options(spec)
     version = project.store.registry.get(ref)
     predictor = load(version.ref, project=project)
-    inputs = [s for s in version.signature["inputs"] if s["kind"] != "image"]
-    names = [s["name"] for s in inputs]
-    types: dict[str, ColumnType] = {
-        s["name"]: ("categorical" if s["kind"] == "categorical" else "numeric") for s in inputs
-    }
-    dataset = project.datasets.get(str(version.lineage["dataset"]))
-    reference_table = project.datasets.load_split(dataset)["train"]
-
-    if current is not None:
-        table = _read_file(Path(current))
-        missing = [n for n in names if n not in table.column_names]
-        if missing:
-            raise DataError(f"current data lacks the model input {missing[0]!r}")
-        current_columns = {n: table.column(n) for n in names}
-        predictions = predictor.predict(table.select(names))
-    else:
-        log = PredictionLog(project.root / ".mlcycle" / "log")
-        try:
-            table = _window(log.read(version.name), since, last)
-        finally:
-            log.close()
-        if table.num_rows == 0:
-            raise NotFoundError(
-                f"the prediction log of {version.name!r} has no rows in this window"
-            )
-        current_columns = {n: table.column(INPUT_PREFIX + n) for n in names}
-        predictions = None
-
-    def as_array(column: Any, kind: str) -> np.ndarray[Any, Any]:
-        if kind == "categorical":
-            return np.asarray(column.cast(pa.string()).to_pylist(), dtype=object)
-        return np.asarray(
-            column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
-        )
-
-    reference = {n: as_array(reference_table.column(n), types[n]) for n in names}
-    now = {n: as_array(current_columns[n], types[n]) for n in names}
-    features = drift_report(reference, now, column_types=types, options=options)
-
-    reference_out = predictor.predict(reference_table.select(names))
-    if version.task == "regression":
-        ref_pred = np.asarray(reference_out.values, dtype=np.float64)
-        if predictions is not None:
-            cur_pred = np.asarray(predictions.values, dtype=np.float64)
-        else:
-            cur_pred = np.asarray(
-                table.column("value").to_numpy(zero_copy_only=False), dtype=np.float64
-            )
-        kind: ColumnType = "numeric"
-    else:
-        ref_pred = np.asarray(reference_out.labels, dtype=object)
-        cur_pred = (
-            np.asarray(predictions.labels, dtype=object)
-            if predictions is not None
-            else np.asarray(table.column("label").to_pylist(), dtype=object)
-        )
-        kind = "categorical"
-    prediction = drift_report(
-        {"prediction": ref_pred},
-        {"prediction": cur_pred},
-        column_types={"prediction": kind},
-        options=options,
+    sensitive = _sensitive_columns(project, version, spec)
+    reference = load_reference(project, version, predictor)
+    window = read_window(
+        project,
+        version,
+        predictor,
+        current=current,
+        since=since,
+        last=last,
+        extra_columns=sensitive,
     )
-
-    alerts = []
-    if features.drift:
-        alerts.append(
-            f"dataset drift: {len(features.drifted_columns)} of {len(features.columns)} "
-            f"inputs drifted ({', '.join(features.drifted_columns[:5])})"
-        )
-    elif features.drifted_columns:
-        alerts.append(f"feature drift in {', '.join(features.drifted_columns[:5])}")
-    if prediction.drift:
-        alerts.append("prediction drift: the distribution of the model's answers moved")
-    result_data = {
+    notes: list[str] = []
+    types = _column_types(reference, window)
+    features = drift_report(reference.inputs, window.inputs, column_types=types, options=options)
+    prediction = _prediction_drift(version, reference, window, options)
+    target = _target_drift(version, reference, window, options)
+    performance = _performance(version, reference, window, spec)
+    cbpe = _fit_cbpe(version, reference)
+    estimated = _estimate(cbpe, window, n_boot=spec.performance.bootstrap)
+    fairness = _fairness(version, reference, window, spec, sensitive, notes)
+    ood = _ood(reference, window, spec)
+    timeline = _timeline(version, reference, window, spec, options, cbpe, sensitive)
+    reference_metrics = _reference_metrics(version, reference)
+    alerts = _alerts(
+        features, prediction, target, performance, estimated, reference_metrics, fairness, ood, spec
+    )
+    report = {
+        "format": "mlcycle-monitor/1",
         "model": version.ref,
+        "task": version.task,
         "at": datetime.now(UTC).isoformat(),
         "window": {
-            "current": str(current) if current else None,
+            "source": window.source,
+            "rows": window.n,
+            "labelled": window.n_labelled,
             "last": last,
             "since_s": since.total_seconds() if since else None,
         },
+        "healthy": not alerts,
+        "alerts": [a.to_dict() for a in alerts],
         "features": features.to_dict(),
         "prediction": prediction.to_dict(),
-        "alerts": alerts,
+        "target": None if target is None else target.to_dict(),
+        "reference_metrics": reference_metrics,
+        "performance": None if performance is None else performance.to_dict(),
+        "estimated": estimated,
+        "estimated_assumptions": CBPE_ASSUMPTIONS if estimated is not None else None,
+        "fairness": {k: v.to_dict() for k, v in fairness.items()},
+        "ood": ood,
+        "timeline": timeline,
+        "histograms": _histograms(reference, window, features),
+        "notes": notes,
     }
-    sha = project.artifacts.put_bytes(
-        json.dumps(result_data, default=str).encode(), "application/json"
-    ).sha256
+    blob = json.dumps(report, default=str).encode()
+    sha = project.artifacts.put_bytes(blob, "application/json").sha256
+    html_path = None
+    html_sha = None
+    if html is not None:
+        from mlcycle.monitor._html import render_monitor_report
+
+        html_path = render_monitor_report(report, html)
+        html_sha = project.artifacts.put_file(html_path, "text/html").sha256
     project.store.record_event(
         "monitor.report",
         "model",
         version.name,
         actor=project.actor,
-        details={"version": version.version, "report": sha, "alerts": alerts},
+        details={
+            "version": version.version,
+            "report": sha,
+            "html": html_sha,
+            "alerts": [a.message for a in alerts],
+            "rows": window.n,
+        },
     )
-    for alert in alerts:
-        project.store.record_event(
-            "monitor.alert",
-            "model",
-            version.name,
-            actor=project.actor,
-            reason=alert,
-            details={"version": version.version, "report": sha},
-        )
-    return MonitorResult(version.ref, features, prediction, alerts, sha)
+    delivery = dispatch(
+        project.store,
+        model=version.name,
+        version=version.version,
+        alerts=alerts,
+        report_sha256=sha,
+        actor=project.actor,
+        webhook=spec.webhook,
+        timeout=spec.webhook_timeout_s,
+        extra={"at": report["at"], "window": report["window"]},
+    )
+    return MonitorResult(
+        version.ref,
+        features,
+        prediction,
+        target,
+        performance,
+        estimated,
+        fairness,
+        ood,
+        timeline,
+        alerts,
+        report,
+        sha,
+        delivery,
+        html_path,
+    )

@@ -1,0 +1,266 @@
+"""The monitoring report as one self-contained HTML page, drawn from the stored JSON report.
+
+Sections: the verdict and alerts; the timeline of drift, performance
+(realised and estimated), out-of-distribution share and fairness across the
+window's slices; performance with its interval beside the CBPE estimate and
+its assumptions; the drift table of every column; reference and current
+distributions per feature (drifted first); prediction and target drift;
+fairness per group; out-of-distribution inputs. The page is a pure function
+of the JSON (:func:`render_monitor_report`), so any stored report can be
+drawn again. plotly.js is inlined once; nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mlcycle._html import esc, fmt, html_page, section, table, write_atomic
+from mlcycle.evaluate._figures import Figures
+
+__all__ = ["render_monitor_report"]
+
+_MAX_DISTRIBUTIONS = 30
+_REFERENCE = "#1f77b4"
+_CURRENT = "#d62728"
+
+
+def _verdict(report: Mapping[str, Any]) -> str:
+    alerts = report.get("alerts", [])
+    if not alerts:
+        return '<p><strong style="color:#2f855a">Healthy</strong>: no alert.</p>'
+    items = "".join(f"<li>{esc(a['message'])}</li>" for a in alerts)
+    return f'<p><strong style="color:#c53030">{len(alerts)} alert(s)</strong></p><ul>{items}</ul>'
+
+
+def _timeline(figs: Figures, rows: Sequence[Mapping[str, Any]], reference: float | None) -> str:
+    if len(rows) < 2:
+        return '<p class="note">The window is too small to cut into slices.</p>'
+    x = [r.get("end") or f"slice {r['window'] + 1}" for r in rows]
+    dpd = sorted({k for r in rows for k in r if k.startswith("dpd:")})
+    panels = ["share of inputs drifted", f"{rows[0]['metric']}: realised and estimated"]
+    panels += ["out-of-distribution share"] + [
+        f"demographic parity difference ({d[4:]})" for d in dpd
+    ]
+    fig = figs.make_subplots(rows=len(panels), cols=1, subplot_titles=panels, shared_xaxes=True)
+    go = figs.go
+    fig.add_trace(go.Scatter(x=x, y=[r["share_drifted"] for r in rows], name="drifted share"), 1, 1)
+    fig.add_trace(go.Scatter(x=x, y=[r["realised"] for r in rows], name="realised"), 2, 1)
+    fig.add_trace(
+        go.Scatter(
+            x=x, y=[r["estimated"] for r in rows], name="estimated (CBPE)", line={"dash": "dot"}
+        ),
+        2,
+        1,
+    )
+    if reference is not None:
+        fig.add_trace(
+            go.Scatter(x=x, y=[reference] * len(x), name="reference", line={"color": "#9aa5b1"}),
+            2,
+            1,
+        )
+    fig.add_trace(go.Scatter(x=x, y=[r["ood_share"] for r in rows], name="OOD share"), 3, 1)
+    for i, key in enumerate(dpd):
+        fig.add_trace(go.Scatter(x=x, y=[r.get(key) for r in rows], name=esc(key[4:])), 4 + i, 1)
+    return figs.html(fig, height=230 * len(panels) + 80)
+
+
+def _performance(report: Mapping[str, Any]) -> str:
+    parts = []
+    perf = report.get("performance")
+    reference = report.get("reference_metrics", {})
+    if perf:
+        low, high = perf.get("low"), perf.get("high")
+        interval = "—" if low is None else f"[{fmt(low)}, {fmt(high)}]"
+        parts.append(
+            table(
+                ["metric", "window", "95 % CI", "reference", "drop", "labelled rows", "verdict"],
+                [
+                    [
+                        str(perf.get("metric")),
+                        fmt(perf.get("value")),
+                        interval,
+                        fmt(perf.get("reference")),
+                        fmt(perf.get("drop")),
+                        fmt(perf.get("n")),
+                        "alert" if perf.get("alert") else (perf.get("reason") or "ok"),
+                    ]
+                ],
+            )
+        )
+    else:
+        parts.append('<p class="note">No labels have arrived for this window yet.</p>')
+    estimated = report.get("estimated")
+    if estimated:
+        realised = (perf or {}).get("metrics", {})
+        rows = [
+            [
+                name,
+                fmt(e["value"]),
+                f"[{fmt(e['low'])}, {fmt(e['high'])}]",
+                fmt(realised.get(name)),
+                fmt(reference.get(name)),
+            ]
+            for name, e in estimated.items()
+        ]
+        parts.append("<h3>Estimated without labels (CBPE) beside realised</h3>")
+        parts.append(table(["metric", "estimated", "interval", "realised", "reference"], rows))
+        parts.append(f'<p class="note">{esc(report.get("estimated_assumptions") or "")}</p>')
+    return "".join(parts)
+
+
+def _drift_table(columns: Sequence[Mapping[str, Any]]) -> str:
+    rows = [
+        [
+            c["column"],
+            c["type"],
+            c["test"],
+            fmt(c["statistic"]),
+            fmt(c.get("p_value")),
+            fmt(c.get("adjusted_p_value")),
+            fmt(c["threshold"]),
+            "DRIFT" if c["drift"] else "no",
+        ]
+        for c in sorted(columns, key=lambda c: (not c["drift"], c["column"]))
+    ]
+    return table(
+        ["column", "type", "test", "statistic", "p-value", "adjusted p", "threshold", "drift"], rows
+    )
+
+
+def _distributions(figs: Figures, histograms: Mapping[str, Mapping[str, Any]]) -> str:
+    names = list(histograms)[:_MAX_DISTRIBUTIONS]
+    if not names:
+        return '<p class="note">No tabular inputs to draw.</p>'
+    cols = 3
+    rows = math.ceil(len(names) / cols)
+    fig = figs.make_subplots(rows=rows, cols=cols, subplot_titles=[esc(n) for n in names])
+    go = figs.go
+    for i, name in enumerate(names):
+        h = histograms[name]
+        ref_total = max(sum(h["reference"]), 1)
+        cur_total = max(sum(h["current"]), 1)
+        if h["type"] == "numeric":
+            edges = h["edges"]
+            x = [(a + b) / 2 for a, b in itertools.pairwise(edges)]
+        else:
+            x = [esc(c) for c in h["categories"]]
+        for side, colour, total in (
+            ("reference", _REFERENCE, ref_total),
+            ("current", _CURRENT, cur_total),
+        ):
+            fig.add_trace(
+                go.Bar(
+                    x=x,
+                    y=[v / total for v in h[side]],
+                    name=side,
+                    legendgroup=side,
+                    showlegend=i == 0,
+                    marker={"color": colour},
+                    opacity=0.55,
+                ),
+                row=i // cols + 1,
+                col=i % cols + 1,
+            )
+    fig.update_layout(barmode="overlay", bargap=0.02)
+    note = (
+        f'<p class="note">Showing {len(names)} of {len(histograms)} columns, drifted first; '
+        "bars are shares of each side's rows.</p>"
+    )
+    return figs.html(fig, height=230 * rows + 60) + note
+
+
+def _fairness(fairness: Mapping[str, Mapping[str, Any]]) -> str:
+    parts = []
+    for column, result in fairness.items():
+        rows = [
+            [
+                str(g.get("group")),
+                fmt(g.get("rows")),
+                fmt(g.get("selection_rate")),
+                fmt(g.get("tpr")),
+                fmt(g.get("fpr")),
+                fmt(g.get("accuracy")),
+            ]
+            for g in result.get("groups", [])
+        ]
+        parts.append(f"<h3>{esc(column)}</h3>")
+        parts.append(table(["group", "rows", "selection rate", "TPR", "FPR", "accuracy"], rows))
+        parts.append(
+            f'<p class="note">demographic parity difference '
+            f"{esc(fmt(result.get('demographic_parity_difference')))}; equalised odds difference "
+            f"{esc(fmt(result.get('equalized_odds_difference')))}</p>"
+        )
+    return "".join(parts) or '<p class="note">No sensitive column is configured.</p>'
+
+
+def render_monitor_report(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write the HTML page of a stored monitoring report (what :func:`monitor` returns as ``report``).
+
+    Returns:
+        The path written (atomically).
+    """
+    figs = Figures()
+    window = report.get("window", {})
+    reference_metrics = report.get("reference_metrics", {})
+    timeline = report.get("timeline", [])
+    metric = timeline[0]["metric"] if timeline else "accuracy"
+    prediction = report["prediction"]["columns"]
+    target = report.get("target")
+    parts = [
+        section("Verdict", _verdict(report)),
+        section(
+            "Across the window",
+            _timeline(figs, timeline, reference_metrics.get(metric)),
+        ),
+        section("Performance", _performance(report)),
+        section(
+            f"Feature drift: {report['features']['dataset']['share_drifted']:.0%} of inputs drifted",
+            _drift_table(report["features"]["columns"]),
+        ),
+        section(
+            "Distributions: reference vs current",
+            _distributions(figs, report.get("histograms", {})),
+        ),
+        section(
+            "Prediction and target drift",
+            _drift_table(prediction + ([] if not target else target["columns"])),
+        ),
+        section("Fairness", _fairness(report.get("fairness", {}))),
+    ]
+    ood = report.get("ood")
+    if ood:
+        parts.append(
+            section(
+                "Out-of-distribution inputs",
+                table(
+                    ["rows", "flagged", "share", "outside training ranges", "limit", "scored"],
+                    [
+                        [
+                            fmt(ood["rows"]),
+                            fmt(ood["flagged"]),
+                            f"{ood['share']:.2%}",
+                            "—"
+                            if ood.get("out_of_range_share") is None
+                            else f"{ood['out_of_range_share']:.2%}",
+                            f"{ood['max_share']:.2%}",
+                            str(ood.get("source")),
+                        ]
+                    ],
+                ),
+            )
+        )
+    if report.get("notes"):
+        items = "".join(f"<li>{esc(n)}</li>" for n in report["notes"])
+        parts.append(section("Notes", f"<ul>{items}</ul>"))
+    subtitle = (
+        f'<p class="note">{esc(report.get("at", ""))} · {esc(window.get("source", ""))} · '
+        f"{esc(window.get('rows', 0))} rows, {esc(window.get('labelled', 0))} labelled</p>"
+    )
+    out = Path(path)
+    write_atomic(out, html_page(f"mlcycle monitor — {report.get('model', '')}", subtitle, parts))
+    return out
