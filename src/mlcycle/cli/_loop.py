@@ -1,0 +1,98 @@
+"""``mlcycle loop``: keep a model fresh; ``mlcycle loop status``: where it stands and why."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mlcycle.cli._app import app, out, print_json, state
+
+loop_app = typer.Typer(
+    help="The closed loop: monitor, retrain, gate, roll out, promote or roll back.",
+    invoke_without_command=True,
+)
+app.add_typer(loop_app, name="loop")
+
+ModelOption = Annotated[
+    str | None, typer.Option("--model", help="The model (default: loop.model, or the only one).")
+]
+
+
+@loop_app.callback()
+def loop(
+    ctx: typer.Context,
+    model: ModelOption = None,
+    once: Annotated[bool, typer.Option("--once", help="One tick, then exit (for cron).")] = False,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            "--interval", min=0.1, help="Seconds between ticks (default: loop.interval_s)."
+        ),
+    ] = None,
+    max_ticks: Annotated[
+        int | None, typer.Option("--max-ticks", min=1, help="Stop after N ticks.")
+    ] = None,
+) -> None:
+    """Run the loop: every tick checks the champion and moves a retraining along."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from mlcycle.loop import run_loop
+
+    def show(result: object) -> None:
+        from mlcycle.loop import TickResult
+
+        assert isinstance(result, TickResult)
+        for step in result.steps:
+            out.print(f"[bold]{result.model}[/] {step}")
+        out.print(f"[dim]{result.model}: {result.state.phase}, cycle {result.state.cycle}[/]")
+
+    with state(ctx).open() as project:
+        run_loop(project, model, once=once, interval_s=interval, max_ticks=max_ticks, on_tick=show)
+
+
+@loop_app.command("status")
+def status(
+    ctx: typer.Context,
+    model: ModelOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Decisions to show.")] = 15,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The loop's current state, the champion and challenger, and the last decisions."""
+    from mlcycle.loop import history, loop_model, read_state, read_traffic
+
+    with state(ctx).open() as project:
+        name = loop_model(project, model)
+        current = read_state(project.store, name)
+        traffic = read_traffic(project.store, name)
+        events = [e for e in history(project.store, name, limit * 4) if e.action != "loop.checked"]
+        events = events[:limit]
+        aliases = {
+            alias: v.version
+            for v in project.store.registry.list_versions(name)
+            for alias in v.aliases
+        }
+    if as_json:
+        print_json(
+            {
+                "model": name,
+                "state": current.to_dict(),
+                "aliases": aliases,
+                "traffic": traffic.__dict__,
+                "decisions": [
+                    {"at": e.at.isoformat(), "action": e.action, "reason": e.reason} for e in events
+                ],
+            }
+        )
+        return
+    out.print(
+        f"[bold]{name}[/]: {current.phase} (cycle {current.cycle}); "
+        + ", ".join(f"@{a} = {v}" for a, v in sorted(aliases.items()))
+    )
+    if traffic.mode != "off":
+        out.print(f"traffic: {traffic.mode} {traffic.percent:g}% to version {traffic.version}")
+    table = Table("when", "decision", "why")
+    for e in events:
+        table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.action.removeprefix("loop."), e.reason or "")
+    out.print(table)

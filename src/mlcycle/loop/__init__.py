@@ -1,0 +1,38 @@
+"""The closed loop: triggers, retraining, the champion/challenger gate, rollout.
+
+:func:`tick` advances a model's loop one step at a time and records every
+decision as an event with its reasons; :func:`run_loop` ticks on an interval
+(``mlcycle loop``) or once (``mlcycle loop --once``, for cron). The loop's
+state lives in the store, so a killed loop resumes where it was.
+"""
+
+from __future__ import annotations
+
+from mlcycle.loop._data import RetrainData, labelled_rows, retraining_data
+from mlcycle.loop._gate import GateVerdict, gate
+from mlcycle.loop._loop import TickResult, loop_model, run_loop, tick
+from mlcycle.loop._rollout import Traffic, judge_step, live_figures, read_traffic, set_traffic
+from mlcycle.loop._state import LoopState, Phase, history, hold_lease, read_state, write_state
+
+__all__ = [
+    "GateVerdict",
+    "LoopState",
+    "Phase",
+    "RetrainData",
+    "TickResult",
+    "Traffic",
+    "gate",
+    "history",
+    "hold_lease",
+    "judge_step",
+    "labelled_rows",
+    "live_figures",
+    "loop_model",
+    "read_state",
+    "read_traffic",
+    "retraining_data",
+    "run_loop",
+    "set_traffic",
+    "tick",
+    "write_state",
+]

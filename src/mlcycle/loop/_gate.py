@@ -1,0 +1,568 @@
+"""The champion/challenger gate: may a retrained model replace the one serving?
+
+Both models predict the same held-out rows, rows that neither trained on (the
+caller picks them). The challenger wins when its main metric beats the
+champion's by at least ``min_delta`` and, with ``require_ci``, the percentile
+bootstrap interval of the *paired* difference lies above zero: every resample
+scores both models on the same row indices, so the noise both share (hard
+rows, easy rows) cancels and the interval measures the difference itself.
+Guards bound how much a second figure may get worse (a fairness difference,
+the latency of one request, any other evaluation metric), and a failed ONNX
+parity check rejects outright. The verdict says why, with the numbers.
+
+``delta`` is signed so that a positive value always means the challenger is
+better: for metrics where lower is better (``rmse``, ``mae``, ``mape``,
+``log_loss``, ``ece``) it is champion minus challenger. A tie is not an
+improvement: the challenger must beat the champion, by ``min_delta`` or more.
+
+Only ONNX Runtime predictors are involved: this module never imports torch.
+
+Example (in a project where ``cancer`` has two versions)::
+
+    from mlcycle.loop import gate
+    from mlcycle.spec import GateSpec
+    verdict = gate(load("cancer@champion"), load("cancer@3"), holdout, target="target",
+                   spec=GateSpec(guards={"f1_macro": 0.01}))
+    verdict.promote, verdict.reasons
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from mlcycle.errors import DataError, SpecError
+from mlcycle.evaluate import classification_metrics, regression_metrics
+from mlcycle.evaluate._bootstrap import (
+    HEADLINE,
+    _classification_draws,
+    _multiplicities,
+    _regression_draws,
+    index_chunks,
+)
+from mlcycle.evaluate._classification import check_classification, predict_labels
+from mlcycle.evaluate._regression import check_regression
+
+if TYPE_CHECKING:
+    from mlcycle.registry import Predictor
+    from mlcycle.spec import GateSpec
+
+__all__ = ["GUARDS", "LOWER_IS_BETTER", "METRICS", "GateVerdict", "gate"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+
+METRICS = {
+    "classification": (
+        "accuracy",
+        "balanced_accuracy",
+        "f1_macro",
+        "precision_macro",
+        "recall_macro",
+        "roc_auc",
+        "pr_auc",
+        "log_loss",
+        "ece",
+    ),
+    "regression": ("mae", "rmse", "r2", "mape"),
+}
+LOWER_IS_BETTER = frozenset({"log_loss", "ece", "mae", "rmse", "mape"})
+FAIRNESS = ("demographic_parity_difference", "equalized_odds_difference")
+LATENCY = "latency_ms"
+GUARDS = (*FAIRNESS, LATENCY)
+# One-row requests timed per model for the latency guard, alternating which
+# model goes first so that noise on the machine hits both alike.
+LATENCY_CALLS = 50
+MISSING_GROUP = "(missing)"
+_ECE_BINS = 15  # expected_calibration_error's default
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """The gate's decision and the figures behind it; :meth:`to_dict` is JSON-able.
+
+    Attributes:
+        promote: Whether the challenger may replace the champion.
+        metric: The main metric compared.
+        champion: The champion's ``metric`` on the holdout.
+        challenger: The challenger's ``metric`` on the holdout.
+        delta: The improvement, positive when the challenger is better (for
+            lower-is-better metrics, champion minus challenger).
+        low: Lower bound of the paired bootstrap interval of ``delta``.
+        high: Upper bound of that interval.
+        rows: Holdout rows both models were scored on.
+        guards: Per guard: ``champion``, ``challenger``, ``worsening`` (positive:
+            the challenger is worse), ``limit`` and ``ok``; fairness guards add
+            the sensitive ``column`` that binds and ``by_column``.
+        parity_ok: Whether the challenger's ONNX parity check passed.
+        reasons: Why it was rejected (every reason), or why it was promoted.
+    """
+
+    promote: bool
+    metric: str
+    champion: float
+    challenger: float
+    delta: float
+    low: float
+    high: float
+    rows: int
+    guards: dict[str, dict[str, Any]]
+    parity_ok: bool
+    reasons: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dicts, lists, strings, numbers and None (for NaN: no figure)."""
+        cleaned: dict[str, Any] = _finite(asdict(self))
+        return cleaned
+
+
+def gate(
+    champion: Predictor,
+    challenger: Predictor,
+    holdout: pa.Table,
+    *,
+    target: str,
+    spec: GateSpec,
+    sensitive: Sequence[str] = (),
+    positive_label: str | None = None,
+    parity_ok: bool = True,
+    seed: int = 0,
+) -> GateVerdict:
+    """Compare a challenger with the champion on the same fresh rows and decide.
+
+    Args:
+        champion: The model serving now.
+        challenger: The candidate.
+        holdout: Labelled rows neither model trained on, with ``target``, every
+            input of both models and the ``sensitive`` columns.
+        target: The label column.
+        spec: The gate's policy: metric, ``min_delta``, interval, guards.
+        sensitive: Columns the fairness guards split the rows by (unused, and
+            not required in ``holdout``, without a fairness guard).
+        positive_label: The class the fairness guards count as selected;
+            default the second class of a binary model.
+        parity_ok: Whether the challenger passed its ONNX parity check.
+        seed: Seed of the bootstrap resampling.
+
+    Returns:
+        The verdict. Mismatched models (a different task or class list) are
+        rejected with the reason, not raised.
+
+    Raises:
+        SpecError: an unknown metric or guard (the message lists the allowed
+            ones), or a fairness guard without sensitive columns or positive label.
+        DataError: the holdout is empty or lacks the target, an input or a
+            sensitive column, or a label is missing or not one of the classes.
+    """
+    family = _family(champion.task)
+    metric = spec.metric or ("rmse" if family == "regression" else "accuracy")
+    _check_names(metric, spec.guards, family)
+    rows = holdout.num_rows
+    mismatch = _mismatch(champion, challenger)
+    if mismatch:
+        nan = math.nan
+        return GateVerdict(False, metric, nan, nan, nan, nan, nan, rows, {}, parity_ok, [mismatch])
+    fair = any(name in FAIRNESS for name in spec.guards)
+    _check_holdout(holdout, target, (champion, challenger), sensitive if fair else ())
+    positive = _positive(spec.guards, champion, sensitive, positive_label)
+
+    scored = [_score(model, holdout, target) for model in (champion, challenger)]
+    old, new = (s.metrics[metric] for s in scored)
+    checks: list[tuple[bool, str]] = []
+    if old is None or new is None:
+        which = [n for n, v in (("champion", old), ("challenger", new)) if v is None]
+        checks.append(
+            (False, f"{metric} is undefined for the {' and '.join(which)} on {rows} rows")
+        )
+        old, new, delta, low, high = (math.nan,) * 5
+    else:
+        old, new = float(old), float(new)
+        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+        delta = sign * (new - old)
+        draws = [_draws(metric, s, spec.bootstrap, seed) for s in scored]
+        low, high = _interval(sign * (draws[1] - draws[0]), 1.0 - spec.confidence)
+        checks += _metric_checks(metric, old, new, delta, (low, high), spec, rows)
+
+    guards: dict[str, dict[str, Any]] = {}
+    for name, limit in spec.guards.items():
+        if name == LATENCY:
+            guards[name] = _guard(*_latency(champion, challenger, holdout), limit)
+        elif name in FAIRNESS:
+            guards[name] = _fairness(name, limit, scored, holdout, sensitive, positive)
+        else:
+            guards[name] = _guard(scored[0].metrics[name], scored[1].metrics[name], limit, name)
+        checks.append((guards[name]["ok"], _guard_reason(name, guards[name])))
+    if parity_ok:
+        checks.append((True, "the challenger's ONNX graph passed its parity check"))
+    else:
+        checks.append((False, "the challenger's ONNX graph failed its parity check"))
+
+    promote = all(ok for ok, _ in checks)
+    reasons = [text for ok, text in checks if promote or not ok]
+    return GateVerdict(
+        promote, metric, old, new, delta, low, high, rows, guards, parity_ok, reasons
+    )
+
+
+def _family(task: str) -> str:
+    return "regression" if task == "regression" else "classification"
+
+
+def _check_names(metric: str, guards: dict[str, float], family: str) -> None:
+    allowed = METRICS[family]
+    if metric not in allowed:
+        raise SpecError(
+            f"loop.gate.metric: {metric!r} is not a {family} metric; expected one of "
+            + ", ".join(allowed)
+        )
+    known = (*GUARDS, *allowed) if family == "classification" else (LATENCY, *allowed)
+    for name in guards:
+        if name not in known:
+            raise SpecError(
+                f"loop.gate.guards: unknown guard {name!r} for a {family} model; "
+                "expected one of " + ", ".join(known)
+            )
+
+
+def _check_holdout(
+    holdout: pa.Table, target: str, models: Sequence[Predictor], sensitive: Sequence[str]
+) -> None:
+    if holdout.num_rows == 0:
+        raise DataError("holdout: no rows to compare the models on")
+    columns = set(holdout.column_names)
+    if target not in columns:
+        raise DataError(f"holdout: no target column {target!r}")
+    for model in models:
+        missing = [name for name in model.input_names if name not in columns]
+        if missing:
+            raise DataError(
+                f"holdout: {model.ref} needs input column{'s' if len(missing) > 1 else ''} "
+                + ", ".join(repr(m) for m in missing)
+            )
+    for name in sensitive:
+        if name not in columns:
+            raise DataError(f"holdout: no sensitive column {name!r}")
+
+
+def _mismatch(champion: Predictor, challenger: Predictor) -> str | None:
+    if _family(champion.task) != _family(challenger.task):
+        return (
+            f"the models solve different tasks: champion {champion.ref} is {champion.task}, "
+            f"challenger {challenger.ref} is {challenger.task}"
+        )
+    if champion.classes != challenger.classes:
+        return (
+            f"the models' classes differ: champion {champion.ref} has {champion.classes}, "
+            f"challenger {challenger.ref} has {challenger.classes}"
+        )
+    return None
+
+
+def _positive(
+    guards: dict[str, float],
+    model: Predictor,
+    sensitive: Sequence[str],
+    positive_label: str | None,
+) -> int:
+    """Index of the class fairness guards count as selected (0 when none asks for it)."""
+    asked = [name for name in guards if name in FAIRNESS]
+    if not asked:
+        return 0
+    if not sensitive:
+        raise SpecError(f"loop.gate.guards: {asked[0]} needs sensitive columns, none were given")
+    classes = model.classes or []
+    if positive_label is None:
+        if len(classes) != 2:
+            raise SpecError(
+                f"positive_label: {asked[0]} on a {len(classes)}-class model needs the "
+                "positive class, one of " + ", ".join(classes)
+            )
+        return 1
+    if positive_label not in classes:
+        raise SpecError(
+            f"positive_label: {positive_label!r} is not a class; expected one of "
+            + ", ".join(classes)
+        )
+    return classes.index(positive_label)
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """One model's predictions on the holdout, checked, with every metric of its family."""
+
+    y: npt.NDArray[Any]  # class indices or targets
+    scores: FloatArray  # probabilities [rows, classes] or predicted values
+    metrics: dict[str, Any]
+
+
+def _score(model: Predictor, holdout: pa.Table, target: str) -> _Scored:
+    truth = holdout.column(target)
+    if truth.null_count:
+        missing = np.flatnonzero(truth.is_null().to_numpy(zero_copy_only=False))
+        raise DataError(
+            f"target {target!r}: {missing.size} rows have no label "
+            f"(rows {', '.join(str(int(r)) for r in missing[:3])})"
+        )
+    if model.task == "regression":
+        values = model.predict(holdout.select(model.input_names)).values
+        assert values is not None
+        target_values, pred = check_regression(truth.to_numpy(zero_copy_only=False), values)
+        return _Scored(target_values, pred, regression_metrics(target_values, pred))
+    assert model.classes is not None
+    index = {name: i for i, name in enumerate(model.classes)}
+    labels = [str(v) for v in truth.to_pylist()]
+    unknown = [i for i, label in enumerate(labels) if label not in index]
+    if unknown:
+        shown = ", ".join(f"row {i}: {labels[i]!r}" for i in unknown[:3])
+        raise DataError(
+            f"target {target!r}: {len(unknown)} labels are not among the classes "
+            f"{model.classes} ({shown})"
+        )
+    codes = np.fromiter((index[label] for label in labels), dtype=np.intp, count=len(labels))
+    proba = model.predict(holdout.select(model.input_names)).probabilities
+    assert proba is not None
+    y, p, names = check_classification(codes, proba, model.classes)
+    return _Scored(y, p, classification_metrics(y, p, names))
+
+
+def _draws(metric: str, scored: _Scored, n_boot: int, seed: int) -> FloatArray:
+    """``metric`` on each of ``n_boot`` resamples, NaN where undefined.
+
+    Every path walks ``index_chunks(n, n_boot, seed)``, so for the same seed
+    both models see the same resampled rows: that is what makes the
+    difference of their draws a paired bootstrap.
+    """
+    y, scores = scored.y, scored.scores
+    if metric in HEADLINE["classification"]:
+        pred = predict_labels(scores)
+        return _classification_draws(y, scores, pred, n_boot, seed)[metric]
+    if metric in HEADLINE["regression"]:
+        return _regression_draws(y, scores, n_boot, seed)[metric]
+    per_block = _BLOCK_DRAWS[metric]
+    parts = [per_block(block, y, scores) for block in index_chunks(y.size, n_boot, seed)]
+    return np.concatenate(parts)
+
+
+def _confusions(block: IntArray, y: IntArray, p: FloatArray) -> FloatArray:
+    m, k = block.shape[0], p.shape[1]
+    pair = y * k + p.argmax(axis=1)
+    offsets = np.arange(m)[:, None] * (k * k)
+    cm = np.bincount((pair[block] + offsets).ravel(), minlength=m * k * k)
+    return cm.reshape(m, k, k).astype(np.float64)
+
+
+def _macro_rate(axis: int) -> Callable[[IntArray, IntArray, FloatArray], FloatArray]:
+    """Macro precision (``axis=1``: over predictions) or recall (``axis=2``: over truths)."""
+
+    def draws(block: IntArray, y: IntArray, p: FloatArray) -> FloatArray:
+        cm = _confusions(block, y, p)
+        hits = np.diagonal(cm, axis1=1, axis2=2)
+        total = cm.sum(axis=axis)
+        rate = np.divide(hits, total, out=np.zeros_like(hits), where=total > 0)
+        return np.asarray(rate.mean(axis=1))
+
+    return draws
+
+
+def _log_loss(block: IntArray, y: IntArray, p: FloatArray) -> FloatArray:
+    eps = np.finfo(np.float64).eps  # as scikit-learn clips
+    loss = -np.log(np.clip(p[np.arange(y.size), y], eps, 1 - eps))
+    return np.asarray(_multiplicities(block, y.size) @ loss / y.size)
+
+
+def _ece(block: IntArray, y: IntArray, p: FloatArray) -> FloatArray:
+    confidence = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(np.float64)
+    bins = np.searchsorted(np.linspace(0.0, 1.0, _ECE_BINS + 1)[1:-1], confidence, side="left")
+    gaps = np.zeros((y.size, _ECE_BINS))
+    gaps[np.arange(y.size), bins] = correct - confidence
+    return np.asarray(np.abs(_multiplicities(block, y.size) @ gaps).sum(axis=1) / y.size)
+
+
+def _pr_auc(block: IntArray, y: IntArray, p: FloatArray) -> FloatArray:
+    from sklearn.metrics import average_precision_score
+
+    k = p.shape[1]
+    classes = [1] if k == 2 else list(range(k))
+    out = np.full(block.shape[0], np.nan)
+    for i, rows in enumerate(block):
+        ys, ps = y[rows], p[rows]
+        scores = [average_precision_score(ys == c, ps[:, c]) for c in classes if (ys == c).any()]
+        if scores:
+            out[i] = float(np.mean(scores))
+    return out
+
+
+def _mape(block: IntArray, y: FloatArray, pred: FloatArray) -> FloatArray:
+    nonzero = y != 0
+    ratio = np.divide(np.abs(pred - y), np.abs(y), out=np.zeros_like(y), where=nonzero)
+    counts = _multiplicities(block, y.size)
+    rows = counts @ nonzero
+    mape: FloatArray = np.divide(
+        counts @ ratio, rows, out=np.full(rows.shape, np.nan), where=rows > 0
+    )
+    return mape
+
+
+_BLOCK_DRAWS: dict[str, Callable[[IntArray, Any, FloatArray], FloatArray]] = {
+    "precision_macro": _macro_rate(1),
+    "recall_macro": _macro_rate(2),
+    "log_loss": _log_loss,
+    "ece": _ece,
+    "pr_auc": _pr_auc,
+    "mape": _mape,
+}
+
+
+def _interval(delta: FloatArray, alpha: float) -> tuple[float, float]:
+    defined = delta[np.isfinite(delta)]
+    if defined.size == 0:
+        return math.nan, math.nan
+    low, high = np.quantile(defined, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def _metric_checks(
+    metric: str,
+    old: float,
+    new: float,
+    delta: float,
+    ci: tuple[float, float],
+    spec: GateSpec,
+    rows: int,
+) -> list[tuple[bool, str]]:
+    figures = f"champion {old:.4g}, challenger {new:.4g}, delta {delta:+.4g} on {rows} rows"
+    if delta <= 0:
+        improved = (False, f"{metric} did not improve ({figures})")
+    elif delta < spec.min_delta:
+        improved = (
+            False,
+            f"{metric} improved by less than min_delta {spec.min_delta:g} ({figures})",
+        )
+    else:
+        improved = (True, f"{metric} improved by at least min_delta {spec.min_delta:g} ({figures})")
+    low, high = ci
+    interval = (
+        f"the {spec.confidence * 100:g}% paired bootstrap interval of the {metric} improvement "
+        f"[{low:+.4g}, {high:+.4g}] ({spec.bootstrap} resamples)"
+    )
+    if low > 0:
+        excluded = (True, f"{interval} excludes 0")
+    elif high < 0:
+        excluded = (not spec.require_ci, f"{interval} lies below 0")
+    elif low <= 0 <= high:
+        excluded = (not spec.require_ci, f"{interval} contains 0: the gain may be noise")
+    else:  # NaN: the metric was undefined on every resample
+        excluded = (not spec.require_ci, f"{interval} is undefined")
+    if not spec.require_ci:
+        excluded = (True, f"{excluded[1]} (not required: require_ci is off)")
+    return [improved, excluded]
+
+
+def _guard(
+    champion: float | None, challenger: float | None, limit: float, metric: str | None = None
+) -> dict[str, Any]:
+    """A guard's record; ``worsening`` is positive when the challenger is worse."""
+    if champion is None or challenger is None:
+        worsening = None
+    else:
+        bad_up = metric is None or metric in LOWER_IS_BETTER
+        worsening = (challenger - champion) if bad_up else (champion - challenger)
+    ok = worsening is not None and math.isfinite(worsening) and worsening <= limit
+    return {
+        "champion": champion,
+        "challenger": challenger,
+        "worsening": worsening,
+        "limit": limit,
+        "ok": ok,
+    }
+
+
+def _guard_reason(name: str, guard: dict[str, Any]) -> str:
+    where = f" on {guard['column']!r}" if "column" in guard else ""
+    unit = " ms" if name == LATENCY else ""
+    head = f"guard {name}{where}"
+    if guard["worsening"] is None or not math.isfinite(guard["worsening"]):
+        return f"{head} is undefined on the holdout (champion {guard['champion']}, challenger {guard['challenger']})"
+    figures = (
+        f"champion {guard['champion']:.4g}{unit}, challenger {guard['challenger']:.4g}{unit}: "
+        f"worse by {guard['worsening']:+.4g}{unit}"
+    )
+    verdict = "within" if guard["ok"] else "more than"
+    return f"{head}: {figures}, {verdict} the limit {guard['limit']:g}{unit}"
+
+
+def _groups(column: pa.ChunkedArray) -> npt.NDArray[np.object_]:
+    return np.array(
+        [MISSING_GROUP if v is None else str(v) for v in column.to_pylist()], dtype=object
+    )
+
+
+def _fairness(
+    name: str,
+    limit: float,
+    scored: Sequence[_Scored],
+    holdout: pa.Table,
+    sensitive: Sequence[str],
+    positive: int,
+) -> dict[str, Any]:
+    """Fairlearn's difference for each sensitive column; the column that worsens most binds."""
+    from fairlearn.metrics import (  # type: ignore[import-untyped]
+        demographic_parity_difference,
+        equalized_odds_difference,
+    )
+
+    difference = {
+        "demographic_parity_difference": demographic_parity_difference,
+        "equalized_odds_difference": equalized_odds_difference,
+    }[name]
+    actual = (scored[0].y == positive).astype(np.int8)
+    selected = [(s.scores.argmax(axis=1) == positive).astype(np.int8) for s in scored]
+    by_column: dict[str, dict[str, Any]] = {}
+    for column in sensitive:
+        groups = _groups(holdout.column(column))
+        old, new = (float(difference(actual, sel, sensitive_features=groups)) for sel in selected)
+        by_column[column] = _guard(old, new, limit)
+    worst = max(by_column, key=lambda c: _rank(by_column[c]["worsening"]))
+    return {**by_column[worst], "column": worst, "by_column": by_column}
+
+
+def _rank(worsening: float | None) -> float:
+    """Sort key: an undefined worsening binds before any number."""
+    return math.inf if worsening is None or not math.isfinite(worsening) else worsening
+
+
+def _latency(champion: Predictor, challenger: Predictor, holdout: pa.Table) -> tuple[float, float]:
+    """Median milliseconds of a one-row predict for each model, calls interleaved."""
+    models = (champion, challenger)
+    rows = [
+        [holdout.slice(i % holdout.num_rows, 1).select(m.input_names) for m in models]
+        for i in range(LATENCY_CALLS)
+    ]
+    for model, row in zip(models, rows[0], strict=True):
+        model.predict(row)  # warm-up: first calls allocate
+    times: list[list[float]] = [[], []]
+    for i, row in enumerate(rows):
+        for which in (0, 1) if i % 2 == 0 else (1, 0):
+            start = time.perf_counter()
+            models[which].predict(row[which])
+            times[which].append(time.perf_counter() - start)
+    old, new = (float(np.median(t)) * 1000.0 for t in times)
+    return old, new
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

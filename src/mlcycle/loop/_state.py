@@ -1,0 +1,106 @@
+"""Where the loop stands, kept as events so a killed loop resumes where it was.
+
+Every transition appends one ``loop.<phase>`` event (entity ``loop``, the
+model's name) whose details are the whole state; the newest such event *is*
+the state. An event is one committed row, so a process killed at any moment
+leaves either the old state or the new one, never half of each, and every
+decision stays in the audit log with its reasons. Each phase's work is
+idempotent (content-addressed datasets, a run found again by its name, a
+version found again by its run), so redoing the step a kill interrupted is
+safe.
+
+One loop per project at a time: :func:`hold_lease` takes an exclusive lock
+on ``.mlcycle/loop-<model>.lock`` (released by the kernel if the process
+dies).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from mlcycle.errors import ConflictError
+
+if TYPE_CHECKING:
+    from mlcycle.store import EventRecord, MetadataStore
+
+__all__ = ["LoopState", "Phase", "history", "hold_lease", "read_state", "write_state"]
+
+Phase = Literal["idle", "triggered", "retraining", "gating", "rollout"]
+ENTITY = "loop"
+
+
+@dataclass(frozen=True)
+class LoopState:
+    """The loop of one model: the phase and what the current cycle has made so far."""
+
+    phase: Phase = "idle"
+    cycle: int = 0
+    champion: int | None = None
+    challenger: int | None = None
+    triggers: list[str] = field(default_factory=list)
+    fresh_since: str | None = None  # ISO time: labels after it are fresh (post-change)
+    last_healthy: str | None = None
+    last_retrain: str | None = None
+    data: dict[str, Any] | None = None
+    run: str | None = None
+    gate: dict[str, Any] | None = None
+    step: int = 0
+    step_started: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LoopState:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def next(self, **changes: Any) -> LoopState:
+        return replace(self, **changes)
+
+
+def read_state(store: MetadataStore, model: str) -> LoopState:
+    """The newest recorded state of ``model``'s loop (idle if it never ran)."""
+    events = store.list_events(entity_type=ENTITY, entity_id=model, limit=1)
+    return LoopState.from_dict(events[0].details) if events else LoopState()
+
+
+def write_state(
+    store: MetadataStore, model: str, state: LoopState, *, action: str, reason: str, actor: str
+) -> LoopState:
+    """Record ``state`` as the loop's new state, with what happened and why."""
+    store.record_event(
+        f"loop.{action}", ENTITY, model, actor=actor, reason=reason, details=state.to_dict()
+    )
+    return state
+
+
+def history(store: MetadataStore, model: str, limit: int = 50) -> list[EventRecord]:
+    """The loop's decisions, newest first."""
+    return store.list_events(entity_type=ENTITY, entity_id=model, limit=limit)
+
+
+@contextmanager
+def hold_lease(root: Path, model: str) -> Iterator[None]:
+    """Run the loop of ``model`` alone; raise if another process holds it."""
+    path = root / ".mlcycle" / f"loop-{model}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConflictError(
+                f"another mlcycle loop is running for {model!r} (lock {path})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)

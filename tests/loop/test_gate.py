@@ -1,0 +1,435 @@
+"""The champion/challenger gate on real registered models, its figures checked independently."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from fairlearn.metrics import (  # type: ignore[import-untyped]
+    demographic_parity_difference,
+    equalized_odds_difference,
+)
+
+from mlcycle import DataError, Project, SpecError
+from mlcycle.evaluate import bootstrap_ci, classification_metrics, regression_metrics
+from mlcycle.loop import GateVerdict, gate
+from mlcycle.loop._gate import _draws, _Scored
+from mlcycle.registry import Prediction, Predictor, load, register
+from mlcycle.spec import GateSpec
+from mlcycle.train import train
+
+WEAK = {"max_epochs": 1, "lr": 1e-5, "train.model.hidden": [4]}
+
+
+@dataclass(frozen=True)
+class Models:
+    project: Project
+    weak: Predictor  # breast cancer, one epoch at a tiny learning rate: always "malignant"
+    strong: Predictor
+    cancer: pa.Table  # the breast-cancer test split: rows neither model trained on
+    weak_reg: Predictor  # diabetes
+    strong_reg: Predictor
+    diabetes: pa.Table
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Models]:
+    root = Path(tmp_path_factory.mktemp("gate")) / "proj"
+    with Project.init(root, name="proj") as p:
+        for data, name, strong in (
+            ("sklearn:breast_cancer", "cancer", {"max_epochs": 10}),
+            ("sklearn:diabetes", "diabetes", {"max_epochs": 30, "lr": 3e-3}),
+        ):
+            for overrides in (WEAK, strong):
+                register(p, train(p, data=data, overrides=overrides).run_id, name)
+        yield Models(
+            p,
+            load("cancer@1", project=p),
+            load("cancer@2", project=p),
+            p.datasets.load_split("breast_cancer@1")["test"],
+            load("diabetes@1", project=p),
+            load("diabetes@2", project=p),
+            p.datasets.load_split("diabetes@1")["test"],
+        )
+
+
+def _correct(model: Predictor, table: pa.Table) -> np.ndarray[Any, Any]:
+    labels = model.predict(table.drop_columns(["target"])).labels
+    return np.asarray(labels == np.asarray(table["target"].to_pylist(), dtype=object))
+
+
+def _paired_interval(
+    champion: np.ndarray[Any, Any], challenger: np.ndarray[Any, Any], n_boot: int, seed: int
+) -> tuple[float, float]:
+    """The 95 % interval of mean(challenger) - mean(champion) over shared resamples, by hand."""
+    rows = np.random.default_rng(seed).integers(0, champion.size, size=(n_boot, champion.size))
+    diffs = challenger[rows].mean(axis=1) - champion[rows].mean(axis=1)
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def _json(verdict: GateVerdict) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(json.dumps(verdict.to_dict(), allow_nan=False))
+    return loaded
+
+
+def test_a_stronger_challenger_is_promoted_with_figures_that_check_out(models: Models) -> None:
+    spec = GateSpec()
+    verdict = gate(models.weak, models.strong, models.cancer, target="target", spec=spec, seed=3)
+    weak, strong = _correct(models.weak, models.cancer), _correct(models.strong, models.cancer)
+    assert verdict.promote, verdict.reasons
+    assert verdict.metric == "accuracy" and verdict.rows == models.cancer.num_rows == weak.size
+    assert verdict.champion == pytest.approx(weak.mean())
+    assert verdict.challenger == pytest.approx(strong.mean())
+    assert verdict.delta == pytest.approx(strong.mean() - weak.mean()) and verdict.delta > 0.3
+    low, high = _paired_interval(weak, strong, spec.bootstrap, seed=3)
+    assert (verdict.low, verdict.high) == pytest.approx((low, high))
+    assert 0 < verdict.low < verdict.delta < verdict.high
+    assert any("improved by at least min_delta 0" in r for r in verdict.reasons)
+    assert any("excludes 0" in r for r in verdict.reasons)
+    assert _json(verdict)["promote"] is True
+
+
+def test_the_same_model_twice_is_not_an_improvement(models: Models) -> None:
+    verdict = gate(models.strong, models.strong, models.cancer, target="target", spec=GateSpec())
+    assert not verdict.promote
+    assert verdict.delta == 0.0 and verdict.low == verdict.high == 0.0  # paired: every draw ties
+    assert any("accuracy did not improve" in r and "delta +0" in r for r in verdict.reasons)
+    assert any(
+        r.endswith("[+0, +0] (1000 resamples) contains 0: the gain may be noise")
+        for r in verdict.reasons
+    )
+    loose = GateSpec(require_ci=False)
+    assert not gate(
+        models.strong, models.strong, models.cancer, target="target", spec=loose
+    ).promote
+
+
+def test_a_weaker_challenger_is_rejected(models: Models) -> None:
+    spec = GateSpec(metric="log_loss")
+    verdict = gate(models.strong, models.weak, models.cancer, target="target", spec=spec)
+    assert not verdict.promote
+    assert verdict.delta < 0 and verdict.high < 0
+    # lower is better: delta is champion minus challenger
+    assert verdict.champion < verdict.challenger
+    assert verdict.delta == pytest.approx(verdict.champion - verdict.challenger)
+    assert any(r.startswith("log_loss did not improve") for r in verdict.reasons)
+    assert any(r.endswith("lies below 0") for r in verdict.reasons)
+
+
+def test_an_improvement_smaller_than_min_delta_is_rejected(models: Models) -> None:
+    spec = GateSpec(min_delta=0.9)
+    verdict = gate(models.weak, models.strong, models.cancer, target="target", spec=spec)
+    assert not verdict.promote and 0 < verdict.delta < 0.9 and verdict.low > 0
+    assert verdict.reasons == [
+        f"accuracy improved by less than min_delta 0.9 (champion {verdict.champion:.4g}, "
+        f"challenger {verdict.challenger:.4g}, delta {verdict.delta:+.4g} on 85 rows)"
+    ]
+
+
+def test_a_tiny_gain_passes_only_when_the_interval_is_not_required(models: Models) -> None:
+    weak, strong = _correct(models.weak, models.cancer), _correct(models.strong, models.cancer)
+    # Every row where the two agree, and one the challenger alone gets right.
+    gain = np.flatnonzero(strong & ~weak)[:1]
+    rows = np.sort(np.r_[np.flatnonzero(strong == weak), gain])
+    holdout = models.cancer.take(pa.array(rows))
+    strict = gate(models.weak, models.strong, holdout, target="target", spec=GateSpec())
+    assert strict.delta == pytest.approx(1 / rows.size) and strict.low <= 0
+    assert not strict.promote
+    assert strict.reasons[0].startswith("the 95% paired bootstrap interval")
+    loose = gate(
+        models.weak, models.strong, holdout, target="target", spec=GateSpec(require_ci=False)
+    )
+    assert loose.promote, loose.reasons
+    assert any("not required: require_ci is off" in r for r in loose.reasons)
+
+
+def test_a_metric_guard_rejects_a_challenger_that_is_worse_on_it(models: Models) -> None:
+    spec = GateSpec(require_ci=False, guards={"f1_macro": 0.0})
+    verdict = gate(models.strong, models.weak, models.cancer, target="target", spec=spec)
+    strong_f1 = classification_metrics(*_indices(models.strong, models.cancer))["f1_macro"]
+    weak_f1 = classification_metrics(*_indices(models.weak, models.cancer))["f1_macro"]
+    f1 = verdict.guards["f1_macro"]
+    assert f1["champion"] == pytest.approx(strong_f1)
+    assert f1["challenger"] == pytest.approx(weak_f1)
+    assert f1["worsening"] == pytest.approx(strong_f1 - weak_f1)
+    assert f1["worsening"] > 0
+    assert f1["limit"] == 0.0 and not f1["ok"] and not verdict.promote
+    assert any(
+        r.startswith("guard f1_macro: ") and "more than the limit 0" in r for r in verdict.reasons
+    )
+    better = gate(models.weak, models.strong, models.cancer, target="target", spec=spec)
+    assert better.guards["f1_macro"]["worsening"] < 0 and better.guards["f1_macro"]["ok"]
+    assert better.promote
+
+
+def _indices(model: Predictor, table: pa.Table) -> tuple[Any, Any, list[str]]:
+    assert model.classes is not None
+    index = {c: i for i, c in enumerate(model.classes)}
+    y = np.array([index[v] for v in table["target"].to_pylist()])
+    return y, model.predict_proba(table.drop_columns(["target"])), model.classes
+
+
+class Slow(Predictor):
+    """The same graph, 3 ms slower per call."""
+
+    def predict(self, data: Any) -> Prediction:
+        time.sleep(0.003)
+        return super().predict(data)
+
+
+def test_the_latency_guard_is_measured_and_rejects_a_slower_challenger(models: Models) -> None:
+    version = models.project.store.registry.get("cancer@2")
+    onnx = models.project.artifacts.read_bytes(version.files["model.onnx"])
+    slow = Slow(onnx, models.strong.signature, name="cancer", version=3)
+    spec = GateSpec(guards={"latency_ms": 1.0})
+    verdict = gate(models.weak, slow, models.cancer, target="target", spec=spec)
+    latency = verdict.guards["latency_ms"]
+    assert latency["champion"] > 0 and latency["challenger"] > 3.0
+    assert latency["worsening"] == pytest.approx(latency["challenger"] - latency["champion"])
+    assert latency["worsening"] > 2.0 and not latency["ok"] and not verdict.promote
+    assert any(r.startswith("guard latency_ms: champion ") and " ms" in r for r in verdict.reasons)
+    fast = gate(
+        models.weak,
+        models.strong,
+        models.cancer,
+        target="target",
+        spec=GateSpec(guards={"latency_ms": 1000.0}),
+    )
+    assert fast.promote and fast.guards["latency_ms"]["ok"]
+    assert any(
+        r.startswith("guard latency_ms: ") and "within the limit 1000 ms" in r for r in fast.reasons
+    )
+
+
+def _grouped(table: pa.Table) -> pa.Table:
+    """The holdout with a sensitive column: large tumours against small ones."""
+    radius = table["mean_radius"]
+    big = pc.greater(radius, pc.approximate_median(radius))
+    return table.append_column("size", pc.if_else(big, "large", "small"))
+
+
+@pytest.mark.parametrize(
+    ("guard", "fairlearn_fn"),
+    [
+        ("demographic_parity_difference", demographic_parity_difference),
+        ("equalized_odds_difference", equalized_odds_difference),
+    ],
+)
+def test_fairness_guards_use_fairlearns_figures(
+    models: Models, guard: str, fairlearn_fn: Any
+) -> None:
+    holdout = _grouped(models.cancer)
+    groups = np.asarray(holdout["size"].to_pylist())
+    actual = np.asarray(holdout["target"].to_pylist()) == "malignant"
+    expected = [
+        float(
+            fairlearn_fn(
+                actual,
+                m.predict(models.cancer.drop_columns(["target"])).labels == "malignant",
+                sensitive_features=groups,
+            )
+        )
+        for m in (models.weak, models.strong)
+    ]
+    assert expected[0] == 0.0  # the weak model calls every tumour malignant
+    assert expected[1] > 0.1  # the strong one selects by size, which goes with the label
+    strict = GateSpec(guards={guard: 0.05})
+    verdict = gate(
+        models.weak, models.strong, holdout, target="target", spec=strict, sensitive=["size"]
+    )
+    figures = verdict.guards[guard]
+    assert figures["champion"] == pytest.approx(expected[0])
+    assert figures["challenger"] == pytest.approx(expected[1])
+    assert figures["worsening"] == pytest.approx(expected[1] - expected[0])
+    assert figures["column"] == "size" and set(figures["by_column"]) == {"size"}
+    assert not figures["ok"] and not verdict.promote
+    assert any(r.startswith(f"guard {guard} on 'size': ") for r in verdict.reasons)
+    loose = GateSpec(guards={guard: 1.0})
+    assert gate(
+        models.weak, models.strong, holdout, target="target", spec=loose, sensitive=["size"]
+    ).promote
+    # The other class as the positive one: a different selection, the same gate.
+    other = gate(
+        models.weak,
+        models.strong,
+        holdout,
+        target="target",
+        spec=loose,
+        sensitive=["size"],
+        positive_label="benign",
+    )
+    assert other.guards[guard]["champion"] == 0.0
+
+
+def test_a_failed_parity_check_rejects(models: Models) -> None:
+    verdict = gate(
+        models.weak, models.strong, models.cancer, target="target", spec=GateSpec(), parity_ok=False
+    )
+    assert not verdict.promote and not verdict.parity_ok and verdict.delta > 0
+    assert verdict.reasons == ["the challenger's ONNX graph failed its parity check"]
+
+
+def test_regression_uses_rmse_with_lower_better(models: Models) -> None:
+    holdout = models.diabetes
+    y = np.asarray(holdout["target"].to_pylist())
+    predicted = [
+        np.asarray(m.predict(holdout.drop_columns(["target"])).values, dtype=np.float64)
+        for m in (models.weak_reg, models.strong_reg)
+    ]
+    rmse = [float(np.sqrt(np.mean((p - y) ** 2))) for p in predicted]
+    assert rmse[1] < rmse[0]
+    verdict = gate(
+        models.weak_reg, models.strong_reg, holdout, target="target", spec=GateSpec(), seed=1
+    )
+    assert verdict.metric == "rmse"
+    assert (verdict.champion, verdict.challenger) == pytest.approx(rmse)
+    assert verdict.delta == pytest.approx(rmse[0] - rmse[1]) and verdict.delta > 0
+    assert verdict.low <= verdict.delta <= verdict.high
+    assert verdict.low > 0 and verdict.promote, verdict.reasons
+    reverse = gate(
+        models.strong_reg, models.weak_reg, holdout, target="target", spec=GateSpec(), seed=1
+    )
+    assert reverse.delta == pytest.approx(-verdict.delta) and not reverse.promote
+    assert (reverse.low, reverse.high) == pytest.approx((-verdict.high, -verdict.low))
+    guarded = gate(
+        models.weak_reg,
+        models.strong_reg,
+        holdout,
+        target="target",
+        spec=GateSpec(require_ci=False, guards={"mae": 0.0, "r2": 0.0}),
+    )
+    mae = [regression_metrics(y, p)["mae"] for p in predicted]
+    assert guarded.guards["mae"]["worsening"] == pytest.approx(mae[1] - mae[0])
+    assert guarded.guards["mae"]["ok"] and guarded.guards["r2"]["ok"] and guarded.promote
+
+
+def test_the_verdict_is_json(models: Models) -> None:
+    spec = GateSpec(guards={"latency_ms": 50.0, "demographic_parity_difference": 1.0})
+    holdout = _grouped(models.cancer)
+    verdict = gate(
+        models.weak, models.strong, holdout, target="target", spec=spec, sensitive=["size"]
+    )
+    record = _json(verdict)
+    assert set(record) == {
+        "promote",
+        "metric",
+        "champion",
+        "challenger",
+        "delta",
+        "low",
+        "high",
+        "rows",
+        "guards",
+        "parity_ok",
+        "reasons",
+    }
+    assert record["guards"]["demographic_parity_difference"]["by_column"]["size"]["ok"] is True
+
+
+def test_models_that_cannot_be_compared_are_rejected_with_the_reason(models: Models) -> None:
+    task = gate(models.weak, models.strong_reg, models.cancer, target="target", spec=GateSpec())
+    assert not task.promote and "different tasks" in task.reasons[0]
+    assert _json(task)["delta"] is None
+    renamed = {**models.strong.signature, "classes": ["benign", "cancerous"]}
+    version = models.project.store.registry.get("cancer@2")
+    other = Predictor(models.project.artifacts.read_bytes(version.files["model.onnx"]), renamed)
+    verdict = gate(models.weak, other, models.cancer, target="target", spec=GateSpec())
+    assert not verdict.promote
+    assert verdict.reasons == [
+        "the models' classes differ: champion cancer@1 has ['benign', 'malignant'], "
+        "challenger model has ['benign', 'cancerous']"
+    ]
+
+
+def test_bad_input_gives_clear_errors(models: Models) -> None:
+    weak, strong, holdout = models.weak, models.strong, models.cancer
+    with pytest.raises(SpecError, match=r"unknown guard 'speed'.*latency_ms.*f1_macro"):
+        gate(weak, strong, holdout, target="target", spec=GateSpec(guards={"speed": 1.0}))
+    with pytest.raises(SpecError, match=r"unknown guard 'rmse' for a classification model"):
+        gate(weak, strong, holdout, target="target", spec=GateSpec(guards={"rmse": 1.0}))
+    with pytest.raises(SpecError, match=r"metric: 'rmse' is not a classification metric"):
+        gate(weak, strong, holdout, target="target", spec=GateSpec(metric="rmse"))
+    fair = GateSpec(guards={"equalized_odds_difference": 0.1})
+    with pytest.raises(SpecError, match="needs sensitive columns"):
+        gate(weak, strong, holdout, target="target", spec=fair)
+    with pytest.raises(SpecError, match=r"positive_label: 'yes' is not a class"):
+        gate(
+            weak,
+            strong,
+            _grouped(holdout),
+            target="target",
+            spec=fair,
+            sensitive=["size"],
+            positive_label="yes",
+        )
+    with pytest.raises(DataError, match="no sensitive column 'sex'"):
+        gate(weak, strong, holdout, target="target", spec=fair, sensitive=["sex"])
+    unguarded = gate(weak, strong, holdout, target="target", spec=GateSpec(), sensitive=["sex"])
+    assert unguarded.promote  # without a fairness guard the sensitive columns are not needed
+    with pytest.raises(DataError, match="no target column 'label'"):
+        gate(weak, strong, holdout, target="label", spec=GateSpec())
+    with pytest.raises(DataError, match=r"cancer@1 needs input column 'worst_area'"):
+        gate(weak, strong, holdout.drop_columns(["worst_area"]), target="target", spec=GateSpec())
+    with pytest.raises(DataError, match="no rows"):
+        gate(weak, strong, holdout.slice(0, 0), target="target", spec=GateSpec())
+    relabelled = holdout.set_column(
+        holdout.column_names.index("target"),
+        "target",
+        pc.replace_substring(holdout["target"], "malignant", "bad"),
+    )
+    bad = pc.sum(pc.equal(holdout["target"], "malignant")).as_py()
+    with pytest.raises(
+        DataError, match=rf"target 'target': {bad} labels are not among the classes"
+    ):
+        gate(weak, strong, relabelled, target="target", spec=GateSpec())
+
+
+@pytest.mark.parametrize(
+    "metric", ["precision_macro", "recall_macro", "log_loss", "ece", "pr_auc", "accuracy"]
+)
+@pytest.mark.parametrize("k", [2, 3])
+def test_vectorised_draws_equal_the_metric_on_each_resample(metric: str, k: int) -> None:
+    """Every draw path resamples the rows bootstrap_ci resamples, and scores them the same."""
+    rng = np.random.default_rng(k)
+    y = rng.integers(0, k, size=40)
+    p = rng.dirichlet(np.ones(k), size=40)
+    p[np.arange(40)[:20], y[:20]] += 2.0  # some signal, so the metrics vary
+    p /= p.sum(axis=1, keepdims=True)
+    classes = [f"c{i}" for i in range(k)]
+    draws = _draws(metric, _Scored(y, p, {}), 25, seed=7)
+
+    def one(y_: Any, p_: Any) -> Any:
+        return classification_metrics(y_, p_, classes)[metric]
+
+    defined = draws[np.isfinite(draws)]
+    expected = bootstrap_ci(one, y, p, n_boot=25, alpha=0.05, seed=7)
+    assert tuple(np.quantile(defined, [0.025, 0.975])) == pytest.approx(expected)
+
+
+def test_mape_draws_equal_the_metric_on_each_resample() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.normal(10, 3, size=50)
+    y[:3] = 0.0  # left out of MAPE, as regression_metrics does
+    pred = y + rng.normal(0, 1, size=50)
+    draws = _draws("mape", _Scored(y, pred, {}), 25, seed=2)
+    expected = bootstrap_ci(
+        lambda a, b: regression_metrics(a, b)["mape"], y, pred, n_boot=25, seed=2
+    )
+    assert tuple(np.quantile(draws, [0.025, 0.975])) == pytest.approx(expected)
+
+
+def test_the_gate_module_does_not_import_torch() -> None:
+    code = "import sys, mlcycle.loop._gate; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,176 @@
+"""The whole loop on a stream whose concept changes at a known row, through a real server.
+
+The champion is trained before the change; the stream is replayed through
+``/predict`` on loopback with its labels posted to ``/feedback`` afterwards,
+and the loop ticks after every chunk. It must notice the change, wait for
+fresh labels, retrain, win the gate on fresh held-out rows, pass a canary
+step, and become champion, with accuracy on post-change rows within 2 points
+of a model trained on post-change rows alone. A control stream without a
+change must cause no promotion.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlcycle import Project
+from mlcycle.loop import read_state, read_traffic, tick
+from mlcycle.registry import load, register
+from mlcycle.serve import ServeSettings, create_app, serve_in_thread
+from mlcycle.train import train
+from tests.loop._stream import FEATURES, chunks, make_project, rows
+
+pytestmark = pytest.mark.slow
+
+LOOP = {
+    "model": "stream",
+    "data": "window",
+    "min_labels": 1200,
+    "window_rows": 2000,
+    "holdout": 0.3,
+    "gate": {"bootstrap": 500},
+    "rollout": {"mode": "canary", "steps": [0.5], "bake_s": 0, "min_requests": 20},
+}
+
+
+class Client:
+    """One keep-alive connection to the server: predictions, then their labels."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        self.versions: list[int] = []
+
+    def post(self, path: str, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["x-request-key"] = key
+        try:
+            self.connection.request("POST", path, json.dumps(body), headers)
+            response = self.connection.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # the server closes an idle keep-alive connection while the loop retrains
+            self.connection.close()
+            self.connection.request("POST", path, json.dumps(body), headers)
+            response = self.connection.getresponse()
+        data = json.loads(response.read())
+        assert response.status == 200, data
+        return dict(data)
+
+    def replay(self, frame: pd.DataFrame, per_request: int = 10) -> None:
+        """Predict every row (requests of ``per_request`` rows), then post all labels."""
+        labels = []
+        for start in range(0, len(frame), per_request):
+            part = frame.iloc[start : start + per_request]
+            rid = uuid.uuid4().hex
+            answer = self.post(
+                "/predict", {"id": rid, "records": part[FEATURES].to_dict("records")}, key=rid
+            )
+            self.versions.append(int(answer["version"]))
+            ids = [rid] if len(part) == 1 else [f"{rid}:{i}" for i in range(len(part))]
+            labels += [{"request_id": i, "label": y} for i, y in zip(ids, part["y"], strict=True)]
+        self.post("/feedback", {"labels": labels})
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@contextmanager
+def served(root: Path) -> Iterator[Client]:
+    settings = ServeSettings(project=root, ref="stream@champion", poll_s=0.2, log_flush_s=0.1)
+    with serve_in_thread(create_app(settings)) as url:
+        client = Client(url)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+def _settle() -> None:
+    time.sleep(0.6)  # the server's log flushes every 0.1 s; aliases are polled every 0.2 s
+
+
+def _champion(tmp_path: Path, name: str, loop: dict[str, Any]) -> Project:
+    project = make_project(tmp_path / name, loop)
+    project.datasets.add(rows(3000, changed=False, seed=1), name="stream", target="y")
+    run = train(project, data="stream").run_id
+    register(project, run, "stream", alias="champion")
+    return project
+
+
+def _accuracy(project: Project, ref: str, frame: pd.DataFrame) -> float:
+    labels = load(ref, project=project).predict(frame[FEATURES]).labels
+    return float(np.mean(labels == frame["y"].to_numpy()))
+
+
+def test_a_concept_change_is_caught_retrained_gated_canaried_and_promoted(tmp_path: Path) -> None:
+    project = _champion(tmp_path, "change", LOOP)
+    decisions: list[str] = []
+    with served(project.root) as client:
+        for frame in chunks(600, 300, changed=False, seed=100):
+            client.replay(frame)
+        _settle()
+        decisions += tick(project).steps
+        assert read_state(project.store, "stream").phase == "idle", decisions
+
+        for frame in chunks(6000, 300, changed=True, seed=10_000):
+            client.replay(frame)
+            _settle()
+            decisions += tick(project).steps
+            if project.store.registry.get("stream@champion").version != 1:
+                break
+        _settle()
+        client.versions.clear()
+        client.replay(rows(100, changed=True, seed=99))  # after the swap
+        served_by = set(client.versions)
+
+    text = "\n".join(decisions)
+    assert "triggered: dataset drift" in text, text
+    assert "waiting for labels" in text, text
+    assert "rollout_step: step 1/1" in text and "answers 50% of traffic" in text, text
+    assert "promoted: stream@2 is @champion (was 1)" in text, text
+    assert project.store.registry.get("stream@champion").version == 2
+    assert served_by == {2}  # the server hot-swapped to the new champion
+    assert read_traffic(project.store, "stream").mode == "off"
+    state = read_state(project.store, "stream")
+    assert state.phase == "idle" and state.cycle == 1 and state.champion == 2
+
+    gate = [e for e in project.store.list_events(entity_type="model", entity_id="stream")]
+    promoted = [e for e in gate if e.action == "gate.promoted"]
+    assert promoted and promoted[0].details["low"] > 0  # the CI of the gain excludes zero
+
+    # recovery: within 2 points of a model trained on post-change rows alone
+    after = rows(4000, changed=True, seed=77)
+    project.datasets.add(rows(2000, changed=True, seed=55), name="after", target="y")
+    oracle = register(project, train(project, data="after").run_id, "oracle")
+    new, old = _accuracy(project, "stream@2", after), _accuracy(project, "stream@1", after)
+    best = _accuracy(project, oracle.ref, after)
+    assert old < best - 0.15, (old, best)  # the change really hurt the old champion
+    assert new >= best - 0.02, (new, best)
+    project.close()
+
+
+def test_a_stream_without_change_promotes_nothing(tmp_path: Path) -> None:
+    project = _champion(tmp_path, "control", LOOP)
+    decisions: list[str] = []
+    with served(project.root) as client:
+        for frame in chunks(3000, 300, changed=False, seed=500):
+            client.replay(frame)
+            _settle()
+            decisions += tick(project).steps
+    text = "\n".join(decisions)
+    assert "triggered" not in text, text
+    assert project.store.registry.get("stream@champion").version == 1
+    assert [v.version for v in project.store.registry.list_versions("stream")] == [1]
+    project.close()
