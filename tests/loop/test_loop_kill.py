@@ -79,7 +79,7 @@ def watch_champion(project: Project) -> Iterator[list[int]]:
             while not stop.is_set():
                 try:
                     seen.append(other.store.registry.get("stream@champion").version)
-                except BaseException as exc:  # noqa: BLE001 - reported below
+                except BaseException as exc:
                     failures.append(exc)
                 time.sleep(0.02)
 
