@@ -53,12 +53,17 @@ def fmt(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """An HTML table; the first column is a label, the others are right-aligned numbers."""
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], *, text: Sequence[int] = ()) -> str:
+    """An HTML table; the first column is a label, the others right-aligned numbers.
+
+    Columns whose index is in ``text`` hold prose: left-aligned and wrapped.
+    """
 
     def cells(tag: str, values: Sequence[str]) -> str:
         return "".join(
-            f'<{tag} class="num">{esc(v)}</{tag}>' if i else f"<{tag}>{esc(v)}</{tag}>"
+            f'<{tag} class="num">{esc(v)}</{tag}>'
+            if i and i not in text
+            else f"<{tag}>{esc(v)}</{tag}>"
             for i, v in enumerate(values)
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -137,20 +138,28 @@ def test_runs_list_and_show(project: Path) -> None:
     assert run_id[:8] in table.stdout and "finished" in table.stdout
 
 
-def test_demo_versions_trains_evaluates_and_writes_the_report(tmp_path: Path) -> None:
+def test_demo_runs_the_whole_loop_and_writes_the_story(tmp_path: Path) -> None:
     done = mlcycle("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "breast_cancer@1" in done.stdout
-    assert "the same version" in done.stdout
-    assert "569 rows, 30 features" in done.stdout
-    assert "95% CI" in done.stdout and "accuracy" in done.stdout
+    text = done.stdout.replace("\n", " ")
+    assert "loans@1; adding the same rows again gives loans@1 (the same version)" in text
+    assert "3000 rows, 8 features" in text
+    assert "95% CI" in text and "accuracy" in text
     report = next((tmp_path / "demo" / ".mlcycle" / "reports").glob("*.html"))
-    assert f"report: {report}" in done.stdout.replace("\n", "")
-    assert "cancer@1 @champion: ONNX Runtime matches PyTorch" in done.stdout
-    assert (tmp_path / "demo" / "edge" / "cancer" / "predict.py").is_file()
-    assert "single-row latency" in done.stdout
-    assert "85 requests answered by cancer@1" in done.stdout
-    assert "569 rows scored (0 rejected)" in done.stdout
-    assert "alert:" in done.stdout and "mean_texture" in done.stdout
+    assert report.is_file()
+    assert "loans@1 @champion: ONNX Runtime matches PyTorch" in text
+    assert (tmp_path / "demo" / "edge" / "loans" / "predict.py").is_file()
+    assert "single-row latency" in text
+    assert "loop triggered: dataset drift" in text
+    assert "gate passed" in text and "answers 50% of traffic" in text
+    assert "promoted: loans@2 is @champion (was 1)" in text
+    assert "(v2 100%)" in text  # the server swapped to the new champion
+    assert "5000 rows scored (0 rejected)" in text
     assert (tmp_path / "demo" / "scored.parquet").is_file()
-    assert "demo finished" in done.stdout
+    old = re.search(r"loans@1: accuracy (0\.\d+) on 2,000 new", text)
+    new = re.search(r"loans@2: accuracy (0\.\d+) on 2,000 new", text)
+    assert old and new and float(new.group(1)) > float(old.group(1)) + 0.3, text
+    assert (tmp_path / "demo" / "monitor.html").is_file()
+    story = (tmp_path / "demo" / "story.html").read_text()
+    assert "Decisions and their reasons" in story and "promoted" in story
+    assert "demo finished" in text

@@ -1,10 +1,4 @@
-"""A stream with a known truth: eight features, a linear concept, and a change at a known row.
-
-Before the change, ``y = yes`` when ``x · w_before + noise > 0``; after it, five
-features move by 0.8 standard deviations (covariate shift) and the concept
-turns (``w_after`` flips the sign of three weights), so the old model is wrong
-on a large share of the new rows and only retraining on new labels can fix it.
-"""
+"""The demo's loan stream (a change at a known point) and a project for the loop tests."""
 
 from __future__ import annotations
 
@@ -12,27 +6,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
 from mlcycle import Project
+from mlcycle.demo._stream import FEATURES, TARGET, loan_rows
+from mlcycle.demo._stream import chunks as loan_chunks
 
-FEATURES = [f"x{i}" for i in range(8)]
-W_BEFORE = np.array([1.5, -1.0, 0.8, 0.6, -0.5, 0.4, 0.3, -0.2])
-W_AFTER = W_BEFORE * np.array([-1, 1, -1, 1, -1, 1, 1, 1])
-SHIFT = np.array([0.8, 0.8, 0.8, 0.8, 0.8, 0.0, 0.0, 0.0])
+__all__ = ["FEATURES", "chunks", "make_project", "rows"]
 
 
 def rows(n: int, *, changed: bool, seed: int) -> pd.DataFrame:
-    """``n`` labelled rows from before (``changed=False``) or after the change."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, len(FEATURES))) + (SHIFT if changed else 0.0)
-    w = W_AFTER if changed else W_BEFORE
-    score = x @ w - (SHIFT @ w if changed else 0.0) + 0.25 * rng.normal(size=n)
-    frame = pd.DataFrame(x, columns=FEATURES)
-    frame["y"] = np.where(score > 0, "yes", "no")
-    return frame
+    """The demo's loan stream with the target named ``y``."""
+    return loan_rows(n, changed=changed, seed=seed).rename(columns={TARGET: "y"})
 
 
 def make_project(root: Path, loop: dict[str, Any], store_url: str | None = None) -> Project:
@@ -51,5 +37,5 @@ def make_project(root: Path, loop: dict[str, Any], store_url: str | None = None)
 
 
 def chunks(total: int, size: int, *, changed: bool, seed: int) -> Iterator[pd.DataFrame]:
-    for i in range(0, total, size):
-        yield rows(min(size, total - i), changed=changed, seed=seed + i)
+    for frame in loan_chunks(total, size, changed=changed, seed=seed):
+        yield frame.rename(columns={TARGET: "y"})

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import sys
 
-from mlcycle.cli import _data, _loop, _models, _monitor, _project, _runs, _score, _serve, _train  # noqa: F401  (each registers its commands)
+from mlcycle.cli import (  # noqa: F401  (each registers its commands)
+    _data,
+    _demo,
+    _loop,
+    _models,
+    _monitor,
+    _project,
+    _runs,
+    _score,
+    _serve,
+    _train,
+)
 from mlcycle.cli._app import app
 from mlcycle.cli._app import main as _main
 

@@ -13,6 +13,7 @@ from mlcycle.loop._gate import GateVerdict, gate
 from mlcycle.loop._loop import TickResult, loop_model, run_loop, tick
 from mlcycle.loop._rollout import Traffic, judge_step, live_figures, read_traffic, set_traffic
 from mlcycle.loop._state import LoopState, Phase, history, hold_lease, read_state, write_state
+from mlcycle.loop._story import render_story, story_points
 
 __all__ = [
     "GateVerdict",
@@ -30,9 +31,11 @@ __all__ = [
     "loop_model",
     "read_state",
     "read_traffic",
+    "render_story",
     "retraining_data",
     "run_loop",
     "set_traffic",
+    "story_points",
     "tick",
     "write_state",
 ]

@@ -27,6 +27,7 @@ from mlcycle.loop._state import LoopState, hold_lease, read_state, write_state
 from mlcycle.monitor import parse_since
 
 if TYPE_CHECKING:
+    from mlcycle.monitor import MonitorResult
     from mlcycle.project import Project
     from mlcycle.store import ModelVersionRecord
 
@@ -87,17 +88,20 @@ class _Tick:
 
     # -- idle: is anything wrong? ---------------------------------------------------------
 
-    def check(self, state: LoopState) -> LoopState:
+    def observe(self) -> MonitorResult | None:
+        """Monitor the champion's recent served rows (every tick: the story's timeline)."""
         from mlcycle.monitor import monitor
 
+        try:
+            return monitor(self.project, self.champion().ref, last=self.spec.window_rows)
+        except NotFoundError:
+            return None
+
+    def check(self, state: LoopState, result: MonitorResult | None) -> LoopState:
         champion = self.champion()
         now = _now()
         reasons: list[str] = []
         triggers = self.spec.triggers
-        try:
-            result = monitor(self.project, champion.ref, last=self.spec.window_rows)
-        except NotFoundError:
-            result = None
         if result is not None:
             if triggers.drift and result.features.drift:
                 drifted = result.features.drifted_columns
@@ -254,7 +258,11 @@ class _Tick:
             self.model,
             actor=self.project.actor,
             reason=reason,
-            details={"challenger": state.challenger, "champion": champion.version, **details},
+            details={
+                "challenger_version": state.challenger,
+                "champion_version": champion.version,
+                **details,
+            },
         )
         if not verdict.promote:
             return self.record(
@@ -371,10 +379,11 @@ def tick(project: Project, model: str | None = None) -> TickResult:
     name = loop_model(project, model)
     work = _Tick(project, name)
     state = read_state(project.store, name)
+    observed = work.observe()
     for _ in range(8):  # each phase at most once per tick, plus rollout steps
         before = state
         if state.phase == "idle":
-            state = work.check(state)
+            state = work.check(state, observed)
             if state.phase == "idle":
                 if state != before:  # remember the healthy check (the fresh data starts after it)
                     state = write_state(

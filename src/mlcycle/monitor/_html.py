@@ -42,10 +42,10 @@ def _timeline(figs: Figures, rows: Sequence[Mapping[str, Any]], reference: float
         return '<p class="note">The window is too small to cut into slices.</p>'
     x = [r.get("end") or f"slice {r['window'] + 1}" for r in rows]
     dpd = sorted({k for r in rows for k in r if k.startswith("dpd:")})
+    has_ood = any(r.get("ood_share") is not None for r in rows)
     panels = ["share of inputs drifted", f"{rows[0]['metric']}: realised and estimated"]
-    panels += ["out-of-distribution share"] + [
-        f"demographic parity difference ({d[4:]})" for d in dpd
-    ]
+    panels += ["out-of-distribution share"] if has_ood else []
+    panels += [f"demographic parity difference ({d[4:]})" for d in dpd]
     fig = figs.make_subplots(rows=len(panels), cols=1, subplot_titles=panels, shared_xaxes=True)
     go = figs.go
     fig.add_trace(go.Scatter(x=x, y=[r["share_drifted"] for r in rows], name="drifted share"), 1, 1)
@@ -63,9 +63,13 @@ def _timeline(figs: Figures, rows: Sequence[Mapping[str, Any]], reference: float
             2,
             1,
         )
-    fig.add_trace(go.Scatter(x=x, y=[r["ood_share"] for r in rows], name="OOD share"), 3, 1)
+    if has_ood:
+        fig.add_trace(go.Scatter(x=x, y=[r["ood_share"] for r in rows], name="OOD share"), 3, 1)
+    first = 4 if has_ood else 3
     for i, key in enumerate(dpd):
-        fig.add_trace(go.Scatter(x=x, y=[r.get(key) for r in rows], name=esc(key[4:])), 4 + i, 1)
+        fig.add_trace(
+            go.Scatter(x=x, y=[r.get(key) for r in rows], name=esc(key[4:])), first + i, 1
+        )
     return figs.html(fig, height=230 * len(panels) + 80)
 
 
@@ -102,7 +106,7 @@ def _performance(report: Mapping[str, Any]) -> str:
                 name,
                 fmt(e["value"]),
                 f"[{fmt(e['low'])}, {fmt(e['high'])}]",
-                fmt(realised.get(name)),
+                fmt((realised.get(name) or {}).get("value")),
                 fmt(reference.get(name)),
             ]
             for name, e in estimated.items()

@@ -200,6 +200,8 @@ def _log_window(
         log.close()
     if table.num_rows and "source" in table.column_names:
         table = table.filter(pc.equal(table.column("source"), "serve"))
+    if table.num_rows and "version" in table.column_names:  # what this version answered
+        table = table.filter(pc.equal(table.column("version"), version.version))
     if since is not None and table.num_rows:
         cutoff = pa.scalar(datetime.now(UTC) - since, type=pa.timestamp("us", tz="UTC"))
         table = table.filter(pc.greater_equal(table.column("time"), cutoff))

@@ -1,0 +1,278 @@
+"""``mlcycle demo``: the whole life of a model in a throw-away project, in a few minutes.
+
+Loan applications (the bundled stream of :mod:`mlcycle.demo`) are versioned,
+a model is trained, evaluated, registered as ``@champion``, bundled for the
+edge and served on loopback. The stream is replayed through the server with
+its labels posted back late; part-way through, the population and the rules
+change. The loop notices, waits for fresh labels, retrains, gates the
+challenger against the champion on fresh held-out rows, sends it half the
+traffic, promotes it, and the server hot-swaps. A monitoring report, a batch
+scoring and one HTML story of the whole run close it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+import typer
+import yaml
+
+from mlcycle.cli._app import app, out
+from mlcycle.cli._render import render_profile
+from mlcycle.project import SPEC_FILE, Project
+
+MODEL = "loans"
+PER_REQUEST = 10
+CHUNK = 300
+SPEC: dict[str, Any] = {
+    "project": {"name": "demo"},
+    "train": {"max_epochs": 40, "model": {"hidden": [32]}, "lr": 0.01},
+    "evaluate": {"bootstrap": 300},
+    "loop": {
+        "model": MODEL,
+        "data": "window",
+        "min_labels": 1200,
+        "window_rows": 2000,
+        "holdout": 0.3,
+        "gate": {"bootstrap": 500},
+        "rollout": {"mode": "canary", "steps": [0.5], "bake_s": 0, "min_requests": 20},
+    },
+}
+
+
+class _Client:
+    """One keep-alive connection to the loopback server (reopened if the server closed it)."""
+
+    def __init__(self, url: str) -> None:
+        self.host = url.removeprefix("http://")
+        self.connection = http.client.HTTPConnection(self.host, timeout=30)
+        self.latencies: list[float] = []
+
+    def post(self, path: str, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
+        headers = {"content-type": "application/json", **({"x-request-key": key} if key else {})}
+        data = json.dumps(body).encode()
+        started = time.perf_counter()
+        try:
+            self.connection.request("POST", path, data, headers)
+            response = self.connection.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            self.connection.close()
+            self.connection.request("POST", path, data, headers)
+            response = self.connection.getresponse()
+        answer: dict[str, Any] = json.loads(response.read())
+        if response.status != 200:
+            raise RuntimeError(f"the demo server answered {response.status}: {answer}")
+        if path == "/predict":
+            self.latencies.append((time.perf_counter() - started) * 1000)
+        return answer
+
+    def replay(self, frame: pd.DataFrame, features: list[str], target: str) -> dict[str, Any]:
+        """Predict every row, then post the true labels late; how the served answers did."""
+        labels: list[dict[str, Any]] = []
+        correct = 0
+        versions: dict[int, int] = {}
+        for start in range(0, len(frame), PER_REQUEST):
+            part = frame.iloc[start : start + PER_REQUEST]
+            rid = uuid.uuid4().hex
+            answer = self.post(
+                "/predict", {"id": rid, "records": part[features].to_dict("records")}, key=rid
+            )
+            truth = part[target].tolist()
+            correct += sum(a == t for a, t in zip(answer["labels"], truth, strict=True))
+            versions[answer["version"]] = versions.get(answer["version"], 0) + len(part)
+            ids = [f"{rid}:{i}" for i in range(len(part))] if len(part) > 1 else [rid]
+            labels += [{"request_id": i, "label": t} for i, t in zip(ids, truth, strict=True)]
+        self.post("/feedback", {"labels": labels})
+        return {"accuracy": correct / max(len(frame), 1), "versions": versions}
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@contextmanager
+def _served(root: Path) -> Iterator[_Client]:
+    from mlcycle.serve import ServeSettings, create_app, serve_in_thread
+
+    settings = ServeSettings(project=root, ref=f"{MODEL}@champion", poll_s=0.2, log_flush_s=0.1)
+    with serve_in_thread(create_app(settings)) as url:
+        client = _Client(url)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+def _settle() -> None:
+    time.sleep(0.5)  # the server writes its log every 0.1 s and follows aliases every 0.2 s
+
+
+def _served_by(versions: dict[int, int]) -> str:
+    total = sum(versions.values()) or 1
+    return ", ".join(f"v{v} {n / total:.0%}" for v, n in sorted(versions.items()))
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Make the demo project here (default: a new temporary folder)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """The whole loop on a bundled stream whose population and rules change part-way."""
+    from mlcycle.batch import score_file
+    from mlcycle.cli._train import headline_table
+    from mlcycle.demo import FEATURES, TARGET, chunks, loan_rows
+    from mlcycle.edge import write_bundle
+    from mlcycle.loop import read_state, render_story, tick
+    from mlcycle.monitor import monitor
+    from mlcycle.registry import load, register
+    from mlcycle.train import train
+
+    root = (directory or Path(tempfile.mkdtemp(prefix="mlcycle-demo-"))).resolve()
+    Project.init(root, name="demo").close()
+    (root / SPEC_FILE).write_text(yaml.safe_dump(SPEC, sort_keys=False))
+    with Project.open(root) as project:
+        out.rule("[bold]mlcycle demo")
+        out.print(f"project: {project.root} (store: {project.store.backend})")
+        out.print("[bold]1. version a bundled dataset[/]: 3,000 loan applications")
+        history = loan_rows(3000, changed=False, seed=1)
+        added = project.datasets.add(history, name=MODEL, target=TARGET)
+        again = project.datasets.add(history, name=MODEL, target=TARGET)
+        out.print(
+            f"   {added.version.ref}; adding the same rows again gives {again.version.ref} "
+            f"({'new' if again.created else 'the same version'})"
+        )
+        render_profile(out, added.version)
+
+        out.print("[bold]2. train an MLP[/] (early stopping on validation loss)")
+        outcome = train(project, data=added.version.ref, quiet=quiet)
+        s = outcome.summary
+        out.print(
+            f"   best epoch {s['best_epoch'] + 1} of {s['epochs_run']}, "
+            f"{s['samples_per_s']:.0f} samples/s, {s['parameters']:,} parameters"
+        )
+        out.print("[bold]3. evaluate on the held-out test split[/]")
+        out.print(headline_table(outcome))
+        out.print(f"   report: [bold]{outcome.report}[/]")
+
+        out.print("[bold]4. register the model as @champion[/] (ONNX export + parity check)")
+        version = register(project, outcome.run_id, MODEL, alias="champion")
+        parity = version.metrics["parity"]
+        out.print(
+            f"   {version.ref} @champion: ONNX Runtime matches PyTorch on {parity['rows']} "
+            f"test rows (max difference {parity['max_abs_diff']:.1g}); "
+            f"{len(version.files)} files, each with its sha256"
+        )
+        out.print("[bold]5. export an edge bundle[/] (runs with onnxruntime + numpy only)")
+        files = {path: project.artifacts.read_bytes(sha) for path, sha in version.files.items()}
+        bundle = write_bundle(
+            project.root / "edge" / MODEL,
+            onnx_bytes=files["model.onnx"],
+            signature=json.loads(files["signature.json"]),
+            model_ref=version.ref,
+            card_md=files["card.md"].decode(),
+        )
+        out.print(
+            f"   {bundle.path}: {bundle.size_bytes / 1024:.1f} KiB, single-row latency "
+            f"{bundle.latency_ms:.3f} ms on this machine"
+        )
+
+        out.print(
+            "[bold]6. serve @champion on loopback[/] and replay the stream; labels come back "
+            "late; the loop checks after every 300 applications"
+        )
+        with _served(project.root) as client:
+            for i, frame in enumerate(chunks(900, CHUNK, changed=False, seed=100)):
+                served = client.replay(frame, FEATURES, TARGET)
+                _settle()
+                steps = tick(project, MODEL).steps
+                out.print(
+                    f"   applications {i * CHUNK + 1:>5}-{(i + 1) * CHUNK}: accuracy "
+                    f"{served['accuracy']:.3f} ({_served_by(served['versions'])}); "
+                    f"loop: {'; '.join(steps)}"
+                )
+            ordered = sorted(client.latencies)
+            out.print(
+                f"   {len(ordered)} requests of {PER_REQUEST} rows: median latency "
+                f"{ordered[len(ordered) // 2]:.2f} ms, p99 "
+                f"{ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]:.2f} ms"
+            )
+
+            out.print(
+                "[bold]7. the world changes[/]: a new population of applicants, and new rules"
+            )
+            promoted_at, after_promotion = None, 0
+            for i, frame in enumerate(chunks(7200, CHUNK, changed=True, seed=10_000)):
+                served = client.replay(frame, FEATURES, TARGET)
+                _settle()
+                steps = tick(project, MODEL).steps
+                out.print(
+                    f"   applications {900 + i * CHUNK + 1:>5}-{900 + (i + 1) * CHUNK}: accuracy "
+                    f"{served['accuracy']:.3f} ({_served_by(served['versions'])})"
+                )
+                for step in steps:
+                    out.print(f"      [bold]loop[/] {step}")
+                if any(s.startswith(("rollout_step", "promoted")) for s in steps):
+                    _settle()  # servers follow the traffic split and aliases within a poll
+                if promoted_at is None and any(s.startswith("promoted") for s in steps):
+                    promoted_at = i
+                if promoted_at is not None:
+                    after_promotion += 1
+                    if after_promotion > 2:
+                        break
+        state = read_state(project.store, MODEL)
+        champion = project.store.registry.get(f"{MODEL}@champion")
+        if champion.version == 1:
+            out.print("   [red]the loop did not promote a new champion[/]")
+        else:
+            out.print(
+                f"   {MODEL}@{champion.version} is @champion after {state.cycle} cycle(s); "
+                "the server swapped to it without dropping a request"
+            )
+
+        out.print("[bold]8. monitor the old champion on new applications[/] (with labels)")
+        incoming = project.root / "after-the-change.parquet"
+        loan_rows(1000, changed=True, seed=7).to_parquet(incoming)
+        found = monitor(
+            project,
+            f"{MODEL}@1",
+            current=incoming,
+            html=project.root / "monitor.html",
+        )
+        for alert in found.alerts:
+            out.print(f"   [red]alert:[/] {alert}")
+        out.print(f"   monitoring report: [bold]{found.html}[/]")
+
+        out.print("[bold]9. batch-score a file with @champion[/] (streamed, resumable, logged)")
+        unlabelled = project.root / "incoming.parquet"
+        loan_rows(5000, changed=True, seed=8)[FEATURES].to_parquet(unlabelled)
+        summary = score_file(
+            f"{MODEL}@champion", unlabelled, project.root / "scored.parquet", project=project
+        )
+        out.print(
+            f"   {summary.scored} rows scored ({summary.rejected} rejected) at "
+            f"{summary.rows_per_s:,.0f} rows/s into {summary.output}"
+        )
+        new_rows = loan_rows(2000, changed=True, seed=9)
+        for ref in (f"{MODEL}@1", f"{MODEL}@champion"):
+            predicted = project.store.registry.get(ref)
+            labels = load(predicted.ref, project=project).predict(new_rows[FEATURES]).labels
+            accuracy = float(np.mean(labels == new_rows[TARGET].to_numpy()))
+            out.print(f"   {predicted.ref}: accuracy {accuracy:.3f} on 2,000 new applications")
+
+        story = render_story(project, MODEL, project.root / "story.html")
+        out.print(
+            f"[bold]10. the story[/] (timeline, decisions and their reasons): [bold]{story}[/]"
+        )
+    out.print("[green]demo finished[/]")

@@ -1,0 +1,11 @@
+"""Bundled demo data: a loan-application stream whose population and rules change.
+
+Used by ``mlcycle demo`` and by the loop's tests, where the known change point
+is the truth to check against.
+"""
+
+from __future__ import annotations
+
+from mlcycle.demo._stream import FEATURES, TARGET, chunks, loan_rows
+
+__all__ = ["FEATURES", "TARGET", "chunks", "loan_rows"]
