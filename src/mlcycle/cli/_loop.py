@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -57,10 +58,14 @@ def status(
     ctx: typer.Context,
     model: ModelOption = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Decisions to show.")] = 15,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write the loop's story (timeline, decisions) here."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """The loop's current state, the champion and challenger, and the last decisions."""
-    from mlcycle.loop import history, loop_model, read_state, read_traffic
+    from mlcycle.loop import history, loop_model, read_state, read_traffic, render_story
 
     with state(ctx).open() as project:
         name = loop_model(project, model)
@@ -73,6 +78,7 @@ def status(
             for v in project.store.registry.list_versions(name)
             for alias in v.aliases
         }
+        story = render_story(project, name, html) if html is not None else None
     if as_json:
         print_json(
             {
@@ -80,6 +86,7 @@ def status(
                 "state": current.to_dict(),
                 "aliases": aliases,
                 "traffic": traffic.__dict__,
+                "story": None if story is None else str(story),
                 "decisions": [
                     {"at": e.at.isoformat(), "action": e.action, "reason": e.reason} for e in events
                 ],
@@ -96,3 +103,5 @@ def status(
     for e in events:
         table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.action.removeprefix("loop."), e.reason or "")
     out.print(table)
+    if story is not None:
+        out.print(f"story: {story}")
