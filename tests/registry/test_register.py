@@ -26,6 +26,8 @@ EXPECTED_FILES = {
     "lineage.json",
     "card.md",
     "card.html",
+    "reference.parquet",
+    "ood.json",
 }
 
 

@@ -150,6 +150,7 @@ def register(
     parity = check_parity(reference, predictor, test)
     splits = project.datasets.load_split(dataset)
     reference_outputs = _reference_outputs(predictor, splits["validation"], config["target"])
+    ood = _ood_detector(project, splits, signature)
 
     summary = run.summary
     metrics = {
@@ -194,7 +195,7 @@ def register(
         description=description,
         alias=alias,
         reason=reason,
-        extra_files={"reference.parquet": reference_outputs},
+        extra_files={"reference.parquet": reference_outputs, "ood.json": ood},
     )
 
 
@@ -225,6 +226,24 @@ def _reference_outputs(predictor: Predictor, validation: pa.Table, target: str) 
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table(columns), sink)
     return bytes(sink.getvalue().to_pybytes())
+
+
+def _ood_detector(
+    project: Project, splits: dict[str, pa.Table], signature: dict[str, Any]
+) -> bytes:
+    """The out-of-distribution detector: fitted on the training rows, its threshold on validation.
+
+    Servers flag requests with it and monitoring tracks the flagged share.
+    """
+    from mlcycle.monitor import OODDetector
+
+    detector = OODDetector.fit(
+        splits["train"],
+        splits["validation"],
+        signature,
+        quantile=project.spec.monitor.ood.quantile,
+    )
+    return json.dumps(detector.to_dict(), sort_keys=True).encode()
 
 
 def _store_version(
