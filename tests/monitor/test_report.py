@@ -95,6 +95,38 @@ def test_missing_values_unseen_categories_and_json() -> None:
     assert data["dataset"]["n_reference"] == 2000 and data["dataset"]["share_drifted"] == 0.5
 
 
+def test_arrow_columns_give_the_same_report_as_numpy() -> None:
+    # Arrow strings are counted by Arrow and numbers converted column by column (in threads
+    # at this size); the report must not depend on the container.
+    rng = np.random.default_rng(8)
+    n = 60_000
+
+    def side(shift: float) -> dict[str, np.ndarray]:
+        x = rng.normal(shift, size=n)
+        x[rng.random(n) < 0.05] = np.nan
+        c = rng.choice(np.array(["a", "b", "c", None], dtype=object), n, p=[0.5, 0.3, 0.1, 0.1])
+        return {"x": x, "k": rng.integers(0, 50, n), "few": rng.integers(0, 3, n), "c": c}
+
+    ref, cur = side(0.0), side(0.2)
+    ref_table = pa.table({**ref, "k": pa.array(ref["k"], mask=rng.random(n) < 0.1)})
+    ref_numpy = {**ref, "k": ref_table.column("k").to_numpy()}  # nulls as NaN
+    from_arrow = drift_report(ref_table, pa.table(cur)).to_dict()
+    from_numpy = drift_report(ref_numpy, cur).to_dict()
+    assert [c["test"] for c in from_arrow["columns"]] == [
+        "wasserstein",
+        "wasserstein",
+        "jensenshannon",
+        "jensenshannon",
+    ]
+    for a, b in zip(from_arrow["columns"], from_numpy["columns"], strict=True):
+        assert a["statistic"] == pytest.approx(b["statistic"], abs=1e-12)
+        assert {k: v for k, v in a.items() if k != "statistic"} == {
+            k: v for k, v in b.items() if k != "statistic"
+        }
+    assert from_arrow["columns"][1]["missing_reference"] == pytest.approx(0.1, abs=0.01)
+    assert from_arrow["columns"][3]["missing_current"] == pytest.approx(0.1, abs=0.01)
+
+
 def test_empty_and_absent_columns_are_data_errors() -> None:
     with pytest.raises(DataError, match="column 'x' has no non-missing values in the current"):
         drift_report({"x": np.ones(10)}, {"x": np.full(10, np.nan)})

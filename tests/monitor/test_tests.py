@@ -71,6 +71,27 @@ def test_nan_are_ignored_per_column() -> None:
         assert raw[j] == pytest.approx(stats.wasserstein_distance(r, c), abs=1e-9)
 
 
+def test_large_columns_in_threads_match_scipy() -> None:
+    # Past PARALLEL_MIN_VALUES the columns run on worker threads; unequal sizes, ties and NaN.
+    rng = np.random.default_rng(11)
+    ref = np.round(rng.normal(size=(70_000, 3)), 3)
+    cur = np.round(rng.normal(0.03, 1.1, size=(50_000, 3)), 3)
+    ref[rng.random(70_000) < 0.01, 1] = np.nan
+    cur[rng.random(50_000) < 0.02, 2] = np.nan
+    statistics, p_values = KSTest().compute_many(ref, cur)
+    raw, _ = WassersteinTest(normalize=False).compute_many(ref, cur)
+    norm, _ = WassersteinTest().compute_many(ref, cur)
+    assert p_values is not None
+    for j in range(3):
+        r, c = ref[~np.isnan(ref[:, j]), j], cur[~np.isnan(cur[:, j]), j]
+        expected = stats.ks_2samp(r, c)
+        assert statistics[j] == pytest.approx(expected.statistic, abs=1e-9)
+        assert p_values[j] == pytest.approx(expected.pvalue, abs=1e-9)
+        w = stats.wasserstein_distance(r, c)
+        assert raw[j] == pytest.approx(w, abs=1e-9)
+        assert norm[j] == pytest.approx(w / np.std(r), rel=1e-9)
+
+
 @pytest.mark.parametrize("categories", [2, 3, 6])
 def test_chi_squared_matches_chi2_contingency(categories: int) -> None:
     rng = np.random.default_rng(categories)

@@ -13,9 +13,12 @@ counted per value, like categories.
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.typing import NDArray
 from scipy import stats
 from scipy.spatial import distance
@@ -36,8 +39,10 @@ DEFAULT_BINS = 20
 PSI_EPSILON = 1e-4
 
 
-def is_numeric(values: NDArray[np.generic]) -> bool:
-    """True for integer and floating arrays (booleans count as categorical)."""
+def is_numeric(values: NDArray[np.generic] | pa.Array | pa.ChunkedArray) -> bool:
+    """True for integer and floating arrays, numpy or Arrow (booleans count as categorical)."""
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return bool(pa.types.is_integer(values.type) or pa.types.is_floating(values.type))
     return values.dtype.kind in "iuf"
 
 
@@ -60,8 +65,19 @@ def bin_counts(values: NDArray[np.generic], edges: NDArray[np.float64]) -> NDArr
     return np.bincount(index, minlength=len(edges) + 1).astype(np.int64)
 
 
-def value_counts(values: NDArray[np.generic]) -> dict[object, int]:
-    """Counts per distinct value, missing values excluded."""
+def value_counts(values: NDArray[np.generic] | pa.Array | pa.ChunkedArray) -> dict[object, int]:
+    """Counts per distinct value, missing values excluded.
+
+    Arrow arrays are counted by Arrow (strings stay in Arrow: no Python object per row).
+    """
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        counted = pc.value_counts(values)
+        keys: list[Any] = counted.field("values").to_pylist()
+        return {
+            key: int(n)
+            for key, n in zip(keys, counted.field("counts").to_pylist(), strict=True)
+            if key is not None
+        }
     counts = pd.Series(values).value_counts(dropna=True, sort=False)
     return {key: int(n) for key, n in counts.items()}
 

@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from mlcycle.errors import DataError, SpecError
@@ -34,7 +36,7 @@ from mlcycle.monitor._counts import (
     PSITest,
     is_numeric,
 )
-from mlcycle.monitor._numeric import KSTest, WassersteinTest
+from mlcycle.monitor._numeric import PARALLEL_MIN_VALUES, KSTest, WassersteinTest, parallel_map
 
 __all__ = [
     "TESTS",
@@ -289,11 +291,87 @@ def _numeric(name: str, values: NDArray[Any], side: str) -> NDArray[np.float64]:
         raise DataError(f"column {name!r} in the {side} data: expected numbers ({exc})") from None
 
 
-def _n_unique_above(values: NDArray[Any], limit: int) -> int:
-    """Distinct non-missing values, exact up to ``limit + 1`` (cheap on large columns)."""
-    head = values[: 10 * (limit + 1)]
-    n = len(pd.unique(head))
-    return n if n > limit else len(pd.unique(values))
+def _is_arrow(values: Any) -> bool:
+    return isinstance(values, pa.Array | pa.ChunkedArray)
+
+
+def _is_arrow_string(values: Any) -> bool:
+    return _is_arrow(values) and (
+        pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
+    )
+
+
+def _to_numpy(values: Any) -> NDArray[Any]:
+    return np.asarray(values.to_numpy(zero_copy_only=False)) if _is_arrow(values) else values
+
+
+def _float64(values: Any) -> NDArray[np.float64]:
+    """A numeric column as float64, missing values as NaN (Arrow nulls included)."""
+    return np.asarray(_to_numpy(values), dtype=np.float64)
+
+
+def _raw_columns(data: Columns | Any, side: str) -> tuple[dict[str, Any], int]:
+    """Like :func:`as_columns`, but Arrow columns stay Arrow until a test needs them.
+
+    Converting every column up front cost a Python object per string and a
+    float64 copy of every numeric column at once; this way numeric columns
+    are converted one at a time and strings are counted by Arrow.
+    """
+    if hasattr(data, "column_names") and hasattr(data, "column"):
+        columns = {name: data.column(name) for name in data.column_names}
+    else:
+        columns = {str(name): np.asarray(values) for name, values in dict(data).items()}
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        detail = ", ".join(f"{k!r}: {len(v)}" for k, v in columns.items())
+        raise DataError(f"{side} data: columns differ in length ({detail})")
+    return columns, lengths.pop() if lengths else 0
+
+
+def _prepare(name: str, kind: ColumnType, values: Any, side: str) -> tuple[Any, float]:
+    """The column ready for its test (Arrow numbers and strings kept lazily) and its missing share."""
+    if kind == "numeric" and _is_arrow(values) and is_numeric(values):
+        missing = values.null_count
+        if pa.types.is_floating(values.type):
+            missing += pc.sum(pc.is_nan(values)).as_py() or 0
+    elif kind == "categorical" and _is_arrow_string(values):
+        missing = values.null_count
+    else:
+        values = _to_numpy(values)
+        if kind == "numeric":
+            values = _numeric(name, values, side)
+        missing = int(missing_mask(values).sum())
+    if len(values) == 0 or missing == len(values):
+        raise DataError(f"column {name!r} has no non-missing values in the {side} data")
+    return values, missing / len(values)
+
+
+def _n_unique_above(values: Any, limit: int) -> int:
+    """Distinct non-missing values of a numeric column, exact up to ``limit + 1`` (cheap on large columns)."""
+    head = _float64(values[: 100 * (limit + 1)])
+    n = len(pd.unique(head[~np.isnan(head)]))
+    if n > limit:
+        return n
+    full = _float64(values)
+    return len(pd.unique(full[~np.isnan(full)]))
+
+
+def _statistic(test: DriftTest, kind: ColumnType, ref: Any, cur: Any) -> tuple[float, float | None]:
+    """Runs one column's test, converting (and, where the test needs it, filtering) each side."""
+    if kind == "numeric":
+        ref, cur = _float64(ref), _float64(cur)
+        if type(test) not in (KSTest, WassersteinTest):  # these two ignore NaN themselves
+            ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
+        return test.compute(ref, cur)
+    counts_arrow = isinstance(test, CountDriftTest)
+    sides = []
+    for values in (ref, cur):
+        if counts_arrow and _is_arrow_string(values):
+            sides.append(pc.drop_null(values))  # counted by Arrow, see value_counts
+        else:
+            values = _to_numpy(values)
+            sides.append(values[~missing_mask(values)])
+    return test.compute(sides[0], sides[1])
 
 
 def drift_report(
@@ -333,56 +411,31 @@ def drift_report(
     """
     options = options or DriftOptions()
     declared = dict(column_types or {})
-    ref_cols, n_ref = as_columns(reference, "reference")
-    cur_cols, n_cur = as_columns(current, "current")
+    ref_cols, n_ref = _raw_columns(reference, "reference")
+    cur_cols, n_cur = _raw_columns(current, "current")
     names = list(columns) if columns is not None else list(ref_cols)
     for name in names:
         for side, cols in (("reference", ref_cols), ("current", cur_cols)):
             if name not in cols:
                 raise DataError(f"column {name!r} is missing from the {side} data")
 
-    prepared: list[tuple[str, ColumnType, NDArray[Any], NDArray[Any], float, float]] = []
+    prepared: list[tuple[str, ColumnType, Any, Any, float, float]] = []
     for name in names:
         kind = infer_type(name, ref_cols[name], declared)
-        ref, cur = ref_cols[name], cur_cols[name]
-        if kind == "numeric":
-            ref, cur = _numeric(name, ref, "reference"), _numeric(name, cur, "current")
-        ref_missing, cur_missing = missing_mask(ref), missing_mask(cur)
-        for side, values, missing in (
-            ("reference", ref, ref_missing),
-            ("current", cur, cur_missing),
-        ):
-            if values.size == 0 or missing.all():
-                raise DataError(f"column {name!r} has no non-missing values in the {side} data")
-        prepared.append(
-            (name, kind, ref, cur, float(ref_missing.mean()), float(cur_missing.mean()))
-        )
+        ref, ref_missing = _prepare(name, kind, ref_cols[name], "reference")
+        cur, cur_missing = _prepare(name, kind, cur_cols[name], "current")
+        prepared.append((name, kind, ref, cur, ref_missing, cur_missing))
 
-    tests: list[tuple[DriftTest, float]] = []
-    for name, kind, ref, _, _, _ in prepared:
-        n_unique = _n_unique_above(ref[~missing_mask(ref)], 5) if kind == "numeric" else 0
-        tests.append(options.choose(name, kind, n_ref, n_unique))
-
-    stats_: dict[int, tuple[float, float | None]] = {}
-    # Numeric tests with a vectorised pass run once over all their columns, NaN in place.
-    for test_type in (KSTest, WassersteinTest):
-        idx = [
-            i
-            for i, (test, _) in enumerate(tests)
-            if type(test) is test_type and prepared[i][1] == "numeric"
-        ]
-        if idx:
-            ref_m = np.column_stack([prepared[i][2] for i in idx])
-            cur_m = np.column_stack([prepared[i][3] for i in idx])
-            statistic, p_values = tests[idx[0]][0].compute_many(ref_m, cur_m)
-            for k, i in enumerate(idx):
-                p = None if p_values is None else float(p_values[k])
-                stats_[i] = (float(statistic[k]), p)
-    for i, (test, _) in enumerate(tests):
-        if i not in stats_:
-            _, _, ref, cur, _, _ = prepared[i]
-            stats_[i] = test.compute(ref[~missing_mask(ref)], cur[~missing_mask(cur)])
-
+    tests = [
+        options.choose(name, kind, n_ref, _n_unique_above(ref, 5) if kind == "numeric" else 0)
+        for name, kind, ref, _, _, _ in prepared
+    ]
+    # One column at a time per thread keeps memory near a few copies of one column.
+    stats_ = parallel_map(
+        lambda i: _statistic(tests[i][0], prepared[i][1], prepared[i][2], prepared[i][3]),
+        range(len(prepared)),
+        n_ref + n_cur >= PARALLEL_MIN_VALUES,
+    )
     results = [
         _Result(name, kind, tests[i][0], tests[i][1], *stats_[i], ref_miss, cur_miss)
         for i, (name, kind, _, _, ref_miss, cur_miss) in enumerate(prepared)
