@@ -55,3 +55,12 @@ def test_importing_mlcycle_and_its_stores_imports_neither_torch_nor_the_data_sta
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_serving_monitoring_and_the_loop_never_import_torch() -> None:
+    code = (
+        "import sys, mlcycle.serve, mlcycle.monitor, mlcycle.loop, mlcycle.batch\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -1,13 +1,19 @@
-"""Drift statistics for monitoring: pure, vectorised functions of arrays.
+"""Monitoring: is a deployed model still seeing, and doing, what it was trained for?
 
-:func:`drift_report` compares a current window with a reference, column by
-column, with defaults an Evidently user recognises; :class:`StreamingSummary`
-does the frequency tests on a window streamed in batches. This package
-imports numpy, scipy, pandas and pyarrow only (never torch or mlcycle.train).
+:func:`monitor` checks a window of the prediction log (or a file) against the
+reference recorded at registration: feature, prediction and target drift
+(:func:`drift_report`, vectorised, with defaults an Evidently user
+recognises), realised performance once late labels arrive
+(:func:`window_performance`), performance estimated without labels
+(:class:`CBPE`), bias over time (:func:`fairness_report`, Fairlearn's
+metrics) and out-of-distribution inputs (:class:`OODDetector`). Findings are
+alerts: events in the store and a webhook POST; the report is stored as JSON
+and drawn as HTML by :func:`render_monitor_report`. Never imports torch.
 """
 
 from __future__ import annotations
 
+from mlcycle.monitor._alerts import Alert, Delivery
 from mlcycle.monitor._base import DriftTest, TestKind
 from mlcycle.monitor._counts import (
     ChiSquaredTest,
@@ -49,10 +55,12 @@ from mlcycle.monitor._streaming import StreamingSummary
 __all__ = [
     "CBPE",
     "TESTS",
+    "Alert",
     "ChiSquaredTest",
     "ColumnDrift",
     "ColumnType",
     "CountDriftTest",
+    "Delivery",
     "DriftOptions",
     "DriftReport",
     "DriftTest",
