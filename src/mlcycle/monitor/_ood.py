@@ -352,10 +352,13 @@ class _Image:
         np.multiply(image - self.mean, 1.0 / self.scale, out=z)
 
     @staticmethod
-    def fit(name: str, shape: list[int], images: NDArray[Any]) -> dict[str, Any]:
+    def fit(
+        name: str, shape: list[int], images: NDArray[Any], sample: NDArray[np.int64] | None
+    ) -> dict[str, Any]:
         flat = images.reshape(len(images), -1)
-        mean = flat.mean(axis=0, dtype=np.float64)
-        rms = math.sqrt(max(float(np.mean(flat.var(axis=0, dtype=np.float64))), 0.0))
+        rows = flat if sample is None else flat[sample]
+        mean = rows.mean(axis=0, dtype=np.float64)
+        rms = math.sqrt(max(float(np.mean(rows.var(axis=0, dtype=np.float64))), 0.0))
         return {
             "name": name,
             "shape": shape,
@@ -390,14 +393,10 @@ class OODDetector:
         self.threshold = float(document["threshold"])
         self.quantile = float(document["quantile"])
         self.margin = float(document["margin"])
+        # informative only: rows fitted on, the shrinkage, the share of validation rows flagged
         self.facts = {k: document[k] for k in ("rows", "shrinkage", "validation_flagged")
                       if k in document}  # fmt: skip
         blocks = _Blocks.of(document)
-        self._numbers, self._categories, self._image = (
-            blocks.numbers,
-            blocks.categories,
-            blocks.image,
-        )
         self.inputs = blocks.inputs
         self.dimension = blocks.width
         components = _array(document["components"], "'components'")
@@ -463,6 +462,9 @@ class OODDetector:
         if validation.num_rows == 0:
             raise DataError("the validation table has no rows: the threshold needs unseen rows")
         feeds = _table_feeds(train, signature)
+        n = train.num_rows
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(n, MAX_FIT_ROWS, replace=False)) if n > MAX_FIT_ROWS else None
         numeric = [
             _Numbers.fit(
                 s["name"], np.asarray(feeds[s["name"]], np.float64), s["kind"] == "boolean"
@@ -475,7 +477,7 @@ class OODDetector:
         image = None
         if images:
             spec = images[0]
-            image = _Image.fit(spec["name"], list(spec["shape"][1:]), feeds[spec["name"]])
+            image = _Image.fit(spec["name"], list(spec["shape"][1:]), feeds[spec["name"]], sample)
         document: dict[str, Any] = {
             "format": FORMAT,
             "quantile": float(quantile),
@@ -488,10 +490,8 @@ class OODDetector:
             "variances": [],
             "residual_variance": 1.0,
         }
-        n = train.num_rows
-        if n > MAX_FIT_ROWS:
-            rows = np.sort(np.random.default_rng(seed).choice(n, MAX_FIT_ROWS, replace=False))
-            feeds = {name: np.asarray(values)[rows] for name, values in feeds.items()}
+        if sample is not None:
+            feeds = {name: np.asarray(values)[sample] for name, values in feeds.items()}
         z, _ = _Blocks.of(document).encode(feeds)
         del feeds
         document.update(_principal_space(z))
@@ -499,10 +499,11 @@ class OODDetector:
         document["rows"] = {"train": n, "validation": validation.num_rows}
         document = cls(document).to_dict()  # the parameters exactly as they will be stored
         unseen = _table_feeds(validation, signature)
-        scores = cls(document).score(unseen).score
+        scores, _ = _score_in_chunks(cls(document), unseen)
         document["threshold"] = float(np.quantile(scores, quantile))
         detector = cls(document)
-        detector.facts["validation_flagged"] = round(detector.score(unseen).share(), 6)
+        _, flagged = _score_in_chunks(detector, unseen)
+        detector.facts["validation_flagged"] = round(float(flagged.mean()), 6)
         return detector
 
     # -- storage -------------------------------------------------------------------
@@ -515,9 +516,9 @@ class OODDetector:
             "margin": self.margin,
             "threshold": self.threshold,
             **self.facts,
-            "numeric": self._numbers.to_entries(),
-            "categorical": [c.to_entry() for c in self._categories],
-            "image": None if self._image is None else self._image.to_entry(),
+            "numeric": self._blocks.numbers.to_entries(),
+            "categorical": [c.to_entry() for c in self._blocks.categories],
+            "image": None if self._blocks.image is None else self._blocks.image.to_entry(),
             "components": _round(self._components),
             "variances": _round(self._variances),
             "residual_variance": _round(self._residual),
@@ -571,7 +572,8 @@ class OODDetector:
         t *= t
         score = t @ self._weights
         if self._norm_weight:
-            score += np.einsum("ij,ij->i", z, z) * self._norm_weight
+            z *= z
+            score += z.sum(axis=1) * self._norm_weight
             np.maximum(score, 0.0, out=score)  # rounding, when the residual is ~0
         return OODScores(score, out, (score > self.threshold) | out, self.threshold)
 
@@ -629,14 +631,25 @@ class _Blocks:
         return z, out
 
 
+def _score_in_chunks(
+    detector: OODDetector, feeds: Mapping[str, Any], rows: int = 8192
+) -> tuple[Floats, Bools]:
+    """Scores and flags of many rows, a bounded number at a time."""
+    n = len(next(iter(feeds.values())))
+    parts = [
+        detector.score({k: v[i : i + rows] for k, v in feeds.items()}) for i in range(0, n, rows)
+    ]
+    return np.concatenate([p.score for p in parts]), np.concatenate([p.flagged for p in parts])
+
+
 def _number_matrix(names: list[str], columns: Mapping[str, Any], n: int) -> Floats:
     """The numeric inputs as ``[n, p]`` float64, in one conversion when they allow it."""
     try:
-        stacked = np.array([columns[name] for name in names], dtype=np.float64)
-    except (ValueError, TypeError):  # mixed shapes, or values that are not numbers
-        stacked = None
-    if stacked is not None and stacked.size == n * len(names):
-        return stacked.reshape(len(names), n).T
+        flat = np.concatenate([columns[name] for name in names], axis=None, dtype=np.float64)
+    except (ValueError, TypeError):  # values that are not numbers
+        flat = None
+    if flat is not None and flat.size == n * len(names):
+        return flat.reshape(len(names), n).T
     matrix = np.empty((n, len(names)), dtype=np.float64)
     for j, name in enumerate(names):
         try:

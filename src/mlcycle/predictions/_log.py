@@ -41,7 +41,12 @@ INPUT_PREFIX = "in."
 
 @dataclass
 class LoggedBatch:
-    """One call's rows: a request (or a chunk of a batch job) and its answers."""
+    """One call's rows: a request (or a chunk of a batch job) and its answers.
+
+    ``ood_score`` and ``ood`` (logged as columns of those names) are the
+    out-of-distribution detector's score and flag per row, when the version
+    has a detector.
+    """
 
     model: str
     version: int
@@ -53,6 +58,8 @@ class LoggedBatch:
     probabilities: np.ndarray[Any, Any] | None = None
     values: np.ndarray[Any, Any] | None = None
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ood_score: np.ndarray[Any, Any] | None = None  # the OOD detector's score per row
+    ood: np.ndarray[Any, Any] | None = None  # and its flag
 
     def __len__(self) -> int:
         return len(self.request_ids)
@@ -80,6 +87,9 @@ class LoggedBatch:
             )
         if self.values is not None:
             columns["value"] = pa.array(np.asarray(self.values, dtype=np.float64))
+        if self.ood_score is not None and self.ood is not None:
+            columns["ood_score"] = pa.array(np.asarray(self.ood_score, dtype=np.float32))
+            columns["ood"] = pa.array(np.asarray(self.ood, dtype=bool))
         for name, values in self.inputs.items():
             arr = np.asarray(values)
             if arr.ndim > 1:
@@ -115,6 +125,8 @@ class _Buffered(NamedTuple):
     probabilities: np.ndarray[Any, Any] | None
     values: np.ndarray[Any, Any] | None
     at: datetime
+    ood_score: np.ndarray[Any, Any] | None
+    ood: np.ndarray[Any, Any] | None
 
     @classmethod
     def of(cls, b: LoggedBatch) -> _Buffered:
@@ -139,6 +151,8 @@ class _Buffered(NamedTuple):
             b.probabilities,
             b.values,
             b.at,
+            b.ood_score if b.ood is not None else None,
+            b.ood if b.ood_score is not None else None,
         )
 
     def rows(self) -> int:
@@ -164,11 +178,13 @@ class _Buffered(NamedTuple):
             self.probabilities,
             self.values,
             self.at,
+            self.ood_score,
+            self.ood,
         )
 
 
 def _layout(b: _Buffered) -> tuple[Any, ...]:
-    return (b.names, b.labels is None, b.probabilities is None, b.values is None)
+    return (b.names, b.labels is None, b.probabilities is None, b.values is None, b.ood is None)
 
 
 def _to_table(batches: list[_Buffered]) -> pa.Table:
@@ -215,6 +231,10 @@ def _columnar(batches: list[_Buffered]) -> pa.Table:
         columns["value"] = pa.array(
             np.concatenate([np.asarray(b.values, dtype=np.float64) for b in batches])
         )
+    if first.ood is not None:
+        scores = [np.asarray(b.ood_score, dtype=np.float32) for b in batches]
+        columns["ood_score"] = pa.array(np.concatenate(scores))
+        columns["ood"] = pa.array(np.concatenate([np.asarray(b.ood, dtype=bool) for b in batches]))
     matrix = (
         np.concatenate([b.packed for b in batches], axis=1)
         if all(b.packed is not None for b in batches)

@@ -5,6 +5,10 @@ ONNX Runtime; bad input is a 400/413/422 naming the input, never a crash. A
 full queue answers 503 with ``Retry-After``. Each answer names the model
 version that produced it and is appended to the prediction log off the hot
 path. Admin routes need the bearer token the server was started with.
+When the version has an out-of-distribution detector (``ood.json``), each
+row's flag and score ride along: per row in ``/predict``, as response
+``parameters`` in V2, as ``ood``/``ood_score`` columns in the log, and
+counted in ``mlcycle_ood_rows_total``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from mlcycle import __version__
 from mlcycle.errors import DataError
 from mlcycle.predictions import LoggedBatch, PredictionLog
 from mlcycle.serve._batcher import Overloaded
-from mlcycle.serve._deployment import Deployment, LoadedModel, ServeSettings
+from mlcycle.serve._deployment import OOD_FLAG, OOD_SCORE, Deployment, LoadedModel, ServeSettings
 from mlcycle.serve._v2 import attach_binary_data, decode_inputs, encode_outputs, model_metadata
 
 __all__ = ["create_app"]
@@ -81,6 +85,12 @@ class _Metrics:
         )
         self.dropped = Gauge(
             "mlcycle_log_dropped_rows", "Rows the prediction log dropped", registry=self.registry
+        )
+        self.ood = Counter(
+            "mlcycle_ood_rows",
+            "Rows the out-of-distribution detector flagged",
+            ["version"],
+            registry=self.registry,
         )
 
 
@@ -152,7 +162,13 @@ class Server:
             raise _HTTPError(
                 503, str(exc), {"Retry-After": str(max(1, round(exc.retry_after)))}
             ) from None
+        except Exception:
+            # a failed inference is logged too: a rollout compares error rates per version
+            self._log(model, "error", request_id, feeds, {}, started)
+            raise
         self.metrics.rows.labels(str(model.version)).inc(rows)
+        if OOD_FLAG in outputs:
+            self.metrics.ood.labels(str(model.version)).inc(int(outputs[OOD_FLAG].sum()))
         self._log(model, "serve", request_id, feeds, outputs, started)
         shadow = self.deployment.shadow()
         if shadow is not None and shadow is not model:
@@ -193,6 +209,8 @@ class Server:
                 labels=outputs.get("label"),
                 probabilities=outputs.get("probabilities"),
                 values=outputs.get("value"),
+                ood_score=outputs.get(OOD_SCORE),
+                ood=outputs.get(OOD_FLAG),
             )
         )
 
@@ -257,14 +275,20 @@ class Server:
             if isinstance(requested, list)
             else None
         )
-        return _json(
-            {
-                "model_name": model.name,
-                "model_version": str(model.version),
-                "id": request_id,
-                "outputs": encode_outputs(outputs, names),
+        answer: dict[str, Any] = {
+            "model_name": model.name,
+            "model_version": str(model.version),
+            "id": request_id,
+            "outputs": encode_outputs(
+                {k: v for k, v in outputs.items() if k not in (OOD_SCORE, OOD_FLAG)}, names
+            ),
+        }
+        if OOD_FLAG in outputs:
+            answer["parameters"] = {
+                "ood": outputs[OOD_FLAG].tolist(),
+                "ood_score": outputs[OOD_SCORE].tolist(),
             }
-        )
+        return _json(answer)
 
     async def predict(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -287,6 +311,9 @@ class Server:
             answer["probabilities"] = [
                 dict(zip(classes, row, strict=True)) for row in outputs["probabilities"].tolist()
             ]
+        if OOD_FLAG in outputs:  # one per record, as labels and values are
+            answer["ood"] = outputs[OOD_FLAG].tolist()
+            answer["ood_score"] = outputs[OOD_SCORE].tolist()
         return _json(answer)
 
     async def feedback(self, request: Request) -> Response:

@@ -12,6 +12,7 @@ produced it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import zlib
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,7 +28,14 @@ from mlcycle.project import Project
 from mlcycle.registry import Predictor, load
 from mlcycle.serve._batcher import Batcher, Feeds, Outputs
 
-__all__ = ["Deployment", "LoadedModel", "ServeSettings"]
+if TYPE_CHECKING:
+    from mlcycle.monitor import OODDetector
+
+__all__ = ["OOD_FLAG", "OOD_SCORE", "Deployment", "LoadedModel", "ServeSettings"]
+
+# Outputs a version with an OOD detector adds to its graph's, row by row.
+OOD_SCORE = "ood_score"
+OOD_FLAG = "ood"
 
 log = logging.getLogger("mlcycle.serve")
 
@@ -59,6 +67,7 @@ class LoadedModel:
 
     predictor: Predictor
     batcher: Batcher
+    ood: OODDetector | None = None
 
     @property
     def version(self) -> int:
@@ -103,14 +112,29 @@ class Deployment:
         self._watch: asyncio.Task[None] | None = None
         self._project: Project | None = None
         self._draining: set[asyncio.Task[None]] = set()
+        self.mode = "canary" if settings.canary else ("shadow" if settings.shadow else "off")
+        self.canary_percent = settings.canary_percent
 
     def _load(self, ref: str) -> LoadedModel:
         predictor = load(ref, project=self.project, threads=self.settings.threads)
         outputs = [o.name for o in predictor.session.get_outputs()]
         predictor.session.run(outputs, _sample_feeds(predictor))  # warm up before serving
+        ood = self._ood_detector(predictor)
+        failed: list[bool] = []
 
         def run(feeds: Feeds) -> Outputs:
-            return dict(zip(outputs, predictor.session.run(outputs, feeds), strict=True))
+            answer = dict(zip(outputs, predictor.session.run(outputs, feeds), strict=True))
+            if ood is not None:
+                try:
+                    scores = ood.score(feeds)
+                except Exception:  # the flags are monitoring: never fail an answer
+                    if not failed:  # say it once, not per request
+                        log.exception("%s: OOD scoring failed; answering without", predictor.ref)
+                        failed.append(True)
+                else:
+                    answer[OOD_SCORE] = scores.score.astype(np.float32)
+                    answer[OOD_FLAG] = scores.flagged
+            return answer
 
         batcher = Batcher(
             run,
@@ -120,7 +144,28 @@ class Deployment:
             max_queue_rows=self.settings.max_queue_rows,
             on_batch=self.on_batch,
         )
-        return LoadedModel(predictor, batcher)
+        return LoadedModel(predictor, batcher, ood)
+
+    def _ood_detector(self, predictor: Predictor) -> OODDetector | None:
+        """The version's ``ood.json`` detector (hash checked), if it has one and it is usable.
+
+        A file whose bytes differ from the recorded hash stops the load, as for
+        every other file of a version; a document this server cannot read
+        (another format, say) only turns the flags off, with an error logged.
+        """
+        files = self.project.store.registry.get(predictor.ref).files
+        if "ood.json" not in files:
+            return None
+        data = self.project.artifacts.read_bytes(files["ood.json"])
+        from mlcycle.monitor import OODDetector
+
+        try:
+            detector = OODDetector.from_dict(json.loads(data))
+            detector.score(_sample_feeds(predictor))  # takes this signature's inputs
+        except ValueError as exc:  # DataError and JSONDecodeError are ValueErrors
+            log.error("%s: ood.json is unusable, serving without OOD flags: %s", predictor.ref, exc)
+            return None
+        return detector
 
     @property
     def project(self) -> Project:
@@ -134,6 +179,11 @@ class Deployment:
         second = self.settings.canary or self.settings.shadow
         if second is not None:
             self.second = await loop.run_in_executor(None, self._load, second)
+        elif self.settings.poll_s > 0:
+            try:
+                await self.check_traffic()
+            except Exception:  # serve the primary alone rather than not at all
+                log.exception("could not read the rollout traffic split of %s", self.settings.ref)
         if self.settings.poll_s > 0:
             self._watch = loop.create_task(self._follow_aliases(), name="alias-watch")
 
@@ -158,14 +208,44 @@ class Deployment:
     def route(self, key: str | None) -> LoadedModel:
         """The model that answers: the canary for its share of keys, else the primary."""
         assert self.primary is not None
-        if self.settings.canary and self.second is not None and self.settings.canary_percent > 0:
+        if self.mode == "canary" and self.second is not None and self.canary_percent > 0:
             bucket = (zlib.crc32(key.encode()) % 10_000) / 100 if key else random.random() * 100
-            if bucket < self.settings.canary_percent:
+            if bucket < self.canary_percent:
                 return self.second
         return self.primary
 
     def shadow(self) -> LoadedModel | None:
-        return self.second if self.settings.shadow else None
+        return self.second if self.mode == "shadow" else None
+
+    @property
+    def follows_rollout(self) -> bool:
+        """No explicit ``--canary``/``--shadow``: the loop's traffic split decides."""
+        return not (self.settings.canary or self.settings.shadow)
+
+    def _traffic(self) -> tuple[str, int | None, float]:
+        from mlcycle.loop._rollout import read_traffic
+
+        traffic = read_traffic(self.project.store, self.settings.ref.split("@")[0])
+        return traffic.mode, traffic.version, traffic.percent
+
+    async def check_traffic(self) -> bool:
+        """Apply the newest rollout traffic split (load the challenger it names); True if changed."""
+        loop = asyncio.get_running_loop()
+        mode, version, percent = await loop.run_in_executor(None, self._traffic)
+        if mode == "off" or version is None:
+            changed = self.mode != "off"
+            self.mode, self.canary_percent = "off", 0.0
+            if changed:
+                log.info("rollout traffic off: the primary answers everything")
+            return changed
+        if self.second is None or self.second.version != version:
+            name = self.settings.ref.split("@")[0]
+            self.second = await loop.run_in_executor(None, self._load, f"{name}@{version}")
+        changed = (self.mode, self.canary_percent) != (mode, percent)
+        self.mode, self.canary_percent = mode, percent
+        if changed:
+            log.info("rollout traffic: %s %.1f%% to version %s", mode, percent, version)
+        return changed
 
     def by_version(self, version: int) -> LoadedModel | None:
         for model in (self.primary, self.second):
@@ -184,7 +264,16 @@ class Deployment:
             version = await loop.run_in_executor(None, self._resolve, ref)
             if current is not None and version == current.version:
                 continue
-            fresh = await loop.run_in_executor(None, self._load, f"{ref.split('@')[0]}@{version}")
+            if (
+                attribute == "primary"
+                and self.second is not None
+                and self.second.version == version
+            ):
+                fresh = self.second  # a promoted canary: already loaded, verified and warm
+            else:
+                fresh = await loop.run_in_executor(
+                    None, self._load, f"{ref.split('@')[0]}@{version}"
+                )
             setattr(self, attribute, fresh)  # one assignment: the swap
             self.swaps += 1
             swapped = True
@@ -207,6 +296,8 @@ class Deployment:
             await asyncio.sleep(self.settings.poll_s)
             try:
                 await self.check_aliases()
+                if self.follows_rollout:
+                    await self.check_traffic()
             except Exception:  # keep serving the version in hand; say why
                 log.exception(
                     "could not follow %s; still serving what is loaded", self.settings.ref
