@@ -45,8 +45,8 @@ def labelled_rows(
     """
     log = PredictionLog(project.root / ".mlcycle" / "log")
     try:
-        table = log.read(version.name)
-        feedback = log.read_feedback()
+        table = log.read(version.name, source="serve", since=since)
+        feedback = log.read_feedback(since=since)
     finally:
         log.close()
     target = str(version.signature.get("target"))
@@ -54,15 +54,9 @@ def labelled_rows(
     empty = pa.table({n: pa.array([], pa.float64()) for n in [*names, target]})
     if table.num_rows == 0 or feedback.num_rows == 0:
         return empty
-    if "source" in table.column_names:
-        table = table.filter(pc.equal(table.column("source"), "serve"))
-    if since is not None:
-        cutoff = pa.scalar(since, type=pa.timestamp("us", tz="UTC"))
-        table = table.filter(pc.greater_equal(table.column("time"), cutoff))
     if versions is not None:
-        table = table.filter(
-            pc.is_in(table.column("version"), pa.array(sorted(versions), pa.int32()))
-        )
+        wanted = pa.array(sorted(versions), pa.int32())
+        table = table.filter(pc.is_in(table.column("version"), wanted))
     joined = join_feedback(table, feedback)
     if joined.num_rows == 0:
         return empty

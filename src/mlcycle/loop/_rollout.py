@@ -117,15 +117,13 @@ def live_figures(
     """Per-version live figures from the prediction log since ``since``."""
     log = PredictionLog(project.root / ".mlcycle" / "log")
     try:
-        rows = log.read(model)
-        feedback = log.read_feedback()
+        rows = log.read(model, since=since)
+        feedback = log.read_feedback(since=since)
     finally:
         log.close()
     empty = {"champion": {"requests": 0}, "challenger": {"requests": 0}, "agreement": None}
     if rows.num_rows == 0:
         return empty
-    cutoff = pa.scalar(since, type=pa.timestamp("us", tz="UTC"))
-    rows = rows.filter(pc.greater_equal(rows.column("time"), cutoff))
     labelled = pa.table({})
     if feedback.num_rows and rows.num_rows:
         # one label per request id; shadow rows share the champion's request ids

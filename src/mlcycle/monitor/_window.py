@@ -192,21 +192,19 @@ def _log_window(
     last: int | None,
     extra_columns: list[str],
 ) -> Window:
+    cutoff = None if since is None else datetime.now(UTC) - since
     log = PredictionLog(project.root / ".mlcycle" / "log")
     try:
-        table = log.read(version.name)
-        feedback = log.read_feedback()
+        # what this version answered in the window, read no further back than needed
+        table = log.read(
+            version.name, version=version.version, source="serve", since=cutoff, last=last
+        )
+        first = None
+        if table.num_rows:
+            first = pc.min(table.column("time")).as_py()
+        feedback = log.read_feedback(since=first) if first is not None else pa.table({})
     finally:
         log.close()
-    if table.num_rows and "source" in table.column_names:
-        table = table.filter(pc.equal(table.column("source"), "serve"))
-    if table.num_rows and "version" in table.column_names:  # what this version answered
-        table = table.filter(pc.equal(table.column("version"), version.version))
-    if since is not None and table.num_rows:
-        cutoff = pa.scalar(datetime.now(UTC) - since, type=pa.timestamp("us", tz="UTC"))
-        table = table.filter(pc.greater_equal(table.column("time"), cutoff))
-    if last is not None and table.num_rows:
-        table = table.slice(max(0, table.num_rows - last))
     if table.num_rows == 0:
         raise NotFoundError(f"the prediction log of {version.name!r} has no rows in this window")
     types = _types(version)

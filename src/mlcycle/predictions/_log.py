@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 __all__ = ["LoggedBatch", "PredictionLog"]
@@ -382,17 +383,67 @@ class PredictionLog:
         self._thread.join(timeout=30)
         self.flush()
 
-    def read(self, model: str | None = None) -> pa.Table:
-        """All logged predictions (of ``model``), oldest segment first."""
+    def read(
+        self,
+        model: str | None = None,
+        *,
+        version: int | None = None,
+        source: str | None = None,
+        since: datetime | None = None,
+        last: int | None = None,
+    ) -> pa.Table:
+        """Logged predictions (of ``model``, ``version``, ``source``), oldest first.
+
+        ``since`` keeps rows logged at or after it and skips the day folders
+        before it; ``last`` keeps the newest N rows and reads segments newest
+        first only until it has them. So a monitoring window costs what the
+        window holds, not what the whole log has grown to.
+        """
         folder = self.root / "predictions" / (model or "")
-        return _read_segments(folder)
+        if model is not None and version is not None:
+            folder = folder / f"v{version}"
 
-    def read_feedback(self) -> pa.Table:
-        return _read_segments(self.root / "feedback")
+        def keep(table: pa.Table) -> pa.Table:
+            if table.num_rows == 0:
+                return table
+            if version is not None and model is None:
+                table = table.filter(pc.equal(table.column("version"), version))
+            if source is not None and "source" in table.column_names:
+                table = table.filter(pc.equal(table.column("source"), source))
+            if since is not None:
+                cutoff = pa.scalar(since, type=pa.timestamp("us", tz="UTC"))
+                table = table.filter(pc.greater_equal(table.column("time"), cutoff))
+            return table
+
+        files = _segments(folder, since)
+        if last is None:
+            return keep(_concat([pq.read_table(f) for f in files]))
+        parts: list[pa.Table] = []
+        rows = 0
+        for path in reversed(files):
+            part = keep(pq.read_table(path))
+            parts.append(part)
+            rows += part.num_rows
+            if rows >= last:
+                break
+        table = _concat(parts[::-1])
+        return table.slice(max(0, table.num_rows - last))
+
+    def read_feedback(self, since: datetime | None = None) -> pa.Table:
+        """Feedback rows (``request_id``, ``label``, ``time``), oldest first; ``since`` as for :meth:`read`."""
+        return _concat([pq.read_table(f) for f in _segments(self.root / "feedback", since)])
 
 
-def _read_segments(folder: Path) -> pa.Table:
+def _segments(folder: Path, since: datetime | None) -> list[Path]:
+    """Segment files under ``folder`` in time order, from the day of ``since`` on."""
     files = sorted(folder.rglob("*.parquet"), key=lambda p: (p.parent.name, p.name))
-    if not files:
+    if since is not None:
+        day = f"date={since.astimezone(UTC):%Y-%m-%d}"
+        files = [f for f in files if f.parent.name >= day]
+    return files
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    if not tables:
         return pa.table({})
-    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+    return pa.concat_tables(tables, promote_options="permissive")
