@@ -171,3 +171,26 @@ def test_traffic_and_state_are_events_and_one_loop_holds_the_lease(
         pass
     with hold_lease(tmp_path, "stream"):  # released when the holder is done
         pass
+
+
+@pytest.mark.postgres
+def test_loops_on_two_machines_sharing_a_postgresql_store_exclude_each_other(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from mlcycle.store import MetadataStore
+
+    one, two = MetadataStore(pg_url), MetadataStore(pg_url)
+    try:
+        with hold_lease(tmp_path / "a", "stream", one):  # different folders: other machines
+            with (
+                pytest.raises(ConflictError, match="on the PostgreSQL store"),
+                hold_lease(tmp_path / "b", "stream", two),
+            ):
+                pass
+            with hold_lease(tmp_path / "b", "other-model", two):
+                pass
+        with hold_lease(tmp_path / "b", "stream", two):  # released with the first
+            pass
+    finally:
+        one.close()
+        two.close()

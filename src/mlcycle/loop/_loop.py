@@ -429,7 +429,7 @@ def run_loop(
     name = loop_model(project, model)
     interval = project.spec.loop.interval_s if interval_s is None else interval_s
     ticks = 0
-    with hold_lease(project.root, name):
+    with hold_lease(project.root, name, project.store):
         while True:
             result = tick(project, name)
             ticks += 1

@@ -9,9 +9,9 @@ idempotent (content-addressed datasets, a run found again by its name, a
 version found again by its run), so redoing the step a kill interrupted is
 safe.
 
-One loop per project at a time: :func:`hold_lease` takes an exclusive lock
-on ``.mlcycle/loop-<model>.lock`` (released by the kernel if the process
-dies).
+One loop per model at a time: :func:`hold_lease` takes an exclusive lock on
+``.mlcycle/loop-<model>.lock`` and, on PostgreSQL, an advisory lock, both
+released if the process dies.
 """
 
 from __future__ import annotations
@@ -87,8 +87,14 @@ def history(store: MetadataStore, model: str, limit: int = 50) -> list[EventReco
 
 
 @contextmanager
-def hold_lease(root: Path, model: str) -> Iterator[None]:
-    """Run the loop of ``model`` alone; raise if another process holds it."""
+def hold_lease(root: Path, model: str, store: MetadataStore | None = None) -> Iterator[None]:
+    """Run the loop of ``model`` alone; raise if another process holds it.
+
+    Always an exclusive file lock on ``.mlcycle/loop-<model>.lock`` (released
+    by the kernel if the process dies); with a PostgreSQL store also a session
+    advisory lock, so loops on other machines sharing the store are kept out
+    too (released by the server when the connection goes).
+    """
     path = root / ".mlcycle" / f"loop-{model}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -101,6 +107,25 @@ def hold_lease(root: Path, model: str) -> Iterator[None]:
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
-        yield
+        if store is None or store.backend != "postgresql":
+            yield
+            return
+        from sqlalchemy import text
+
+        with store.engine.connect() as connection:
+            key = {"key": f"mlcycle-loop:{model}"}
+            held = connection.execute(
+                text("SELECT pg_try_advisory_lock(hashtext(:key))"), key
+            ).scalar()
+            connection.commit()  # the lock is the session's: no transaction left open
+            if not held:
+                raise ConflictError(
+                    f"another mlcycle loop is running for {model!r} on the PostgreSQL store"
+                )
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), key)
+                connection.commit()
     finally:
         os.close(fd)
