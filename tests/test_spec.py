@@ -42,7 +42,29 @@ from mlcycle.spec import Spec, load_spec, parse_spec
         ),
         (
             {"stroe": {}},
-            "stroe: unknown field; allowed: artifacts, data, evaluate, project, store, train",
+            "stroe: unknown field; allowed: artifacts, data, evaluate, loop, monitor, project,"
+            " store, train",
+        ),
+        (
+            {"monitor": {"columns": {"age": {"test": "ttest"}}}},
+            "monitor.columns.age.test: 'ttest' is not one of 'ks', 'chi2', 'wasserstein',"
+            " 'jensenshannon' or 'psi'",
+        ),
+        (
+            {"monitor": {"webhook": "ftp://hooks"}},
+            "monitor.webhook: 'ftp://hooks' does not match",
+        ),
+        (
+            {"loop": {"triggers": {"interval": "weekly"}}},
+            "loop.triggers.interval: 'weekly' does not match",
+        ),
+        (
+            {"loop": {"rollout": {"steps": [0.1, 1.5]}}},
+            "loop.rollout.steps[1]: 1.5 is not <= 1",
+        ),
+        (
+            {"loop": {"holdout": 1}},
+            "loop.holdout: 1 is not < 1",
         ),
         (
             {"data": {"datasets": {"c": {"spilt": {}}}}},
