@@ -10,8 +10,8 @@ Monitoring reads both.
 
 Layout under the log's root::
 
-    predictions/MODEL/vVERSION/date=YYYY-MM-DD/HHMMSS-<random>.parquet
-    feedback/date=YYYY-MM-DD/HHMMSS-<random>.parquet
+    predictions/MODEL/vVERSION/date=YYYY-MM-DD/HHMMSSffffff-<seq>-<random>.parquet
+    feedback/date=YYYY-MM-DD/HHMMSSffffff-<seq>-<random>.parquet
 
 Each segment is written to a temporary name and renamed, so a reader never
 sees half a file. Needs numpy and pyarrow only.
@@ -19,6 +19,7 @@ sees half a file. Needs numpy and pyarrow only.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -258,10 +259,15 @@ def _columnar(batches: list[_Buffered]) -> pa.Table:
     return pa.table(columns)
 
 
+_SEQUENCE = itertools.count()
+
+
 def _write_atomic(table: pa.Table, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
-    final = folder / f"{now:%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
+    # Names sort in write order (microseconds, then this process's sequence number),
+    # so a window reads its newest segments first; the random part keeps processes apart.
+    final = folder / f"{now:%H%M%S%f}-{next(_SEQUENCE):08d}-{uuid.uuid4().hex[:8]}.parquet"
     tmp = folder / f".{final.name}.part"
     try:
         # Dictionary-encode only text (ids, labels, categories): floats do not repeat.
