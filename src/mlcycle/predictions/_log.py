@@ -289,6 +289,8 @@ class PredictionLog:
         root: the log's folder (a project uses ``.mlcycle/log``).
         flush_interval_s: write what is buffered at least this often.
         segment_rows: write as soon as this many rows are buffered.
+        convert_interval_s: how often the writer turns buffered rows into Arrow
+            tables between writes (small pieces keep a server's latency even).
         max_buffer_rows: beyond this, the oldest buffered rows are dropped (counted).
 
     Example:
@@ -308,9 +310,11 @@ class PredictionLog:
         flush_interval_s: float = 1.0,
         segment_rows: int = 50_000,
         max_buffer_rows: int = 200_000,
+        convert_interval_s: float = 0.05,
     ) -> None:
         self.root = Path(root)
         self.flush_interval_s = flush_interval_s
+        self.convert_interval_s = convert_interval_s
         self.segment_rows = segment_rows
         self.max_buffer_rows = max_buffer_rows
         self.dropped_rows = 0
@@ -319,6 +323,10 @@ class PredictionLog:
         self._feedback: list[tuple[str, str, datetime]] = []
         self._buffered = 0
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # the converted tables and the files
+        self._tables: dict[tuple[str, int, str], list[pa.Table]] = {}
+        self._converted = 0
+        self._last_write = time.monotonic()
         self._wake = threading.Event()
         self._closed = False
         self._thread = threading.Thread(
@@ -349,20 +357,44 @@ class PredictionLog:
         self._wake.set()
         return len(rows)
 
-    def flush(self) -> None:
-        """Write everything buffered now (from the caller's thread)."""
+    def _convert(self) -> None:
+        """Turn the buffered batches into Arrow tables (kept until the next write).
+
+        The writer thread does this every ``convert_interval_s``: small pieces
+        often, so a server's event loop never waits behind one long conversion
+        (it was the tail of the serving latency), and the file write itself
+        only concatenates tables.
+        """
         with self._lock:
             batches, self._batches = list(self._batches), deque()
             self._buffered = 0
-            feedback, self._feedback = self._feedback, []
         groups: dict[tuple[str, int, str], list[_Buffered]] = {}
         for batch in batches:
             day = f"{batch.at:%Y-%m-%d}"
             groups.setdefault((batch.model, batch.version, day), []).append(batch)
-        for (model, version, day), group in groups.items():
-            table = _to_table(group)
-            _write_atomic(table, self.root / "predictions" / model / f"v{version}" / f"date={day}")
-            self.written_rows += table.num_rows
+        with self._write_lock:
+            for key, group in groups.items():
+                self._tables.setdefault(key, []).append(_to_table(group))
+                self._converted += sum(b.rows() for b in group)
+
+    def flush(self) -> None:
+        """Write everything buffered now (from the caller's thread)."""
+        self._convert()
+        with self._lock:
+            feedback, self._feedback = self._feedback, []
+        with self._write_lock:
+            tables, self._tables = self._tables, {}
+            self._converted = 0
+            for (model, version, day), parts in tables.items():
+                table = (
+                    parts[0]
+                    if len(parts) == 1
+                    else pa.concat_tables(parts, promote_options="permissive")
+                )
+                folder = self.root / "predictions" / model / f"v{version}" / f"date={day}"
+                _write_atomic(table, folder)
+                self.written_rows += table.num_rows
+            self._last_write = time.monotonic()
         if feedback:
             table = pa.table(
                 {
@@ -375,10 +407,13 @@ class PredictionLog:
 
     def _run(self) -> None:
         while not self._closed:
-            self._wake.wait(self.flush_interval_s)
+            self._wake.wait(min(self.convert_interval_s, self.flush_interval_s))
             self._wake.clear()
             try:
-                self.flush()
+                due = time.monotonic() - self._last_write >= self.flush_interval_s
+                self._convert()
+                if due or self._converted >= self.segment_rows:
+                    self.flush()
             except OSError:  # a full or vanished disk must not kill serving; retry next tick
                 time.sleep(self.flush_interval_s)
 
