@@ -11,12 +11,7 @@ change must cause no promotion.
 
 from __future__ import annotations
 
-import http.client
-import json
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +20,9 @@ import pandas as pd
 import pytest
 
 from mlcycle import Project
+from mlcycle.demo import replaying
 from mlcycle.loop import read_state, read_traffic, tick
 from mlcycle.registry import load, register
-from mlcycle.serve import ServeSettings, create_app, serve_in_thread
 from mlcycle.train import train
 from tests.loop._stream import FEATURES, chunks, make_project, rows
 
@@ -42,59 +37,6 @@ LOOP = {
     "gate": {"bootstrap": 500},
     "rollout": {"mode": "canary", "steps": [0.5], "bake_s": 0, "min_requests": 20},
 }
-
-
-class Client:
-    """One keep-alive connection to the server: predictions, then their labels."""
-
-    def __init__(self, url: str) -> None:
-        host, port = url.removeprefix("http://").split(":")
-        self.connection = http.client.HTTPConnection(host, int(port), timeout=30)
-        self.versions: list[int] = []
-
-    def post(self, path: str, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
-        if key:
-            headers["x-request-key"] = key
-        try:
-            self.connection.request("POST", path, json.dumps(body), headers)
-            response = self.connection.getresponse()
-        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
-            # the server closes an idle keep-alive connection while the loop retrains
-            self.connection.close()
-            self.connection.request("POST", path, json.dumps(body), headers)
-            response = self.connection.getresponse()
-        data = json.loads(response.read())
-        assert response.status == 200, data
-        return dict(data)
-
-    def replay(self, frame: pd.DataFrame, per_request: int = 10) -> None:
-        """Predict every row (requests of ``per_request`` rows), then post all labels."""
-        labels = []
-        for start in range(0, len(frame), per_request):
-            part = frame.iloc[start : start + per_request]
-            rid = uuid.uuid4().hex
-            answer = self.post(
-                "/predict", {"id": rid, "records": part[FEATURES].to_dict("records")}, key=rid
-            )
-            self.versions.append(int(answer["version"]))
-            ids = [rid] if len(part) == 1 else [f"{rid}:{i}" for i in range(len(part))]
-            labels += [{"request_id": i, "label": y} for i, y in zip(ids, part["y"], strict=True)]
-        self.post("/feedback", {"labels": labels})
-
-    def close(self) -> None:
-        self.connection.close()
-
-
-@contextmanager
-def served(root: Path) -> Iterator[Client]:
-    settings = ServeSettings(project=root, ref="stream@champion", poll_s=0.2, log_flush_s=0.1)
-    with serve_in_thread(create_app(settings)) as url:
-        client = Client(url)
-        try:
-            yield client
-        finally:
-            client.close()
 
 
 def _settle() -> None:
@@ -117,23 +59,22 @@ def _accuracy(project: Project, ref: str, frame: pd.DataFrame) -> float:
 def test_a_concept_change_is_caught_retrained_gated_canaried_and_promoted(tmp_path: Path) -> None:
     project = _champion(tmp_path, "change", LOOP)
     decisions: list[str] = []
-    with served(project.root) as client:
+    with replaying(project.root, "stream@champion") as client:
         for frame in chunks(600, 300, changed=False, seed=100):
-            client.replay(frame)
+            client.replay(frame, FEATURES, "y")
         _settle()
         decisions += tick(project).steps
         assert read_state(project.store, "stream").phase == "idle", decisions
 
         for frame in chunks(6000, 300, changed=True, seed=10_000):
-            client.replay(frame)
+            client.replay(frame, FEATURES, "y")
             _settle()
             decisions += tick(project).steps
             if project.store.registry.get("stream@champion").version != 1:
                 break
         _settle()
-        client.versions.clear()
-        client.replay(rows(100, changed=True, seed=99))  # after the swap
-        served_by = set(client.versions)
+        after_swap = client.replay(rows(100, changed=True, seed=99), FEATURES, "y")
+        served_by = set(after_swap["versions"])
 
     text = "\n".join(decisions)
     assert "triggered: dataset drift" in text, text
@@ -164,9 +105,9 @@ def test_a_concept_change_is_caught_retrained_gated_canaried_and_promoted(tmp_pa
 def test_a_stream_without_change_promotes_nothing(tmp_path: Path) -> None:
     project = _champion(tmp_path, "control", LOOP)
     decisions: list[str] = []
-    with served(project.root) as client:
+    with replaying(project.root, "stream@champion") as client:
         for frame in chunks(3000, 300, changed=False, seed=500):
-            client.replay(frame)
+            client.replay(frame, FEATURES, "y")
             _settle()
             decisions += tick(project).steps
     text = "\n".join(decisions)

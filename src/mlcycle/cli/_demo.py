@@ -12,18 +12,13 @@ scoring and one HTML story of the whole run close it.
 
 from __future__ import annotations
 
-import http.client
 import json
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-import pandas as pd
 import typer
 import yaml
 
@@ -32,7 +27,6 @@ from mlcycle.cli._render import render_profile
 from mlcycle.project import SPEC_FILE, Project
 
 MODEL = "loans"
-PER_REQUEST = 10
 CHUNK = 300
 SPEC: dict[str, Any] = {
     "project": {"name": "demo"},
@@ -48,68 +42,6 @@ SPEC: dict[str, Any] = {
         "rollout": {"mode": "canary", "steps": [0.5], "bake_s": 0, "min_requests": 20},
     },
 }
-
-
-class _Client:
-    """One keep-alive connection to the loopback server (reopened if the server closed it)."""
-
-    def __init__(self, url: str) -> None:
-        self.host = url.removeprefix("http://")
-        self.connection = http.client.HTTPConnection(self.host, timeout=30)
-        self.latencies: list[float] = []
-
-    def post(self, path: str, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
-        headers = {"content-type": "application/json", **({"x-request-key": key} if key else {})}
-        data = json.dumps(body).encode()
-        started = time.perf_counter()
-        try:
-            self.connection.request("POST", path, data, headers)
-            response = self.connection.getresponse()
-        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
-            self.connection.close()
-            self.connection.request("POST", path, data, headers)
-            response = self.connection.getresponse()
-        answer: dict[str, Any] = json.loads(response.read())
-        if response.status != 200:
-            raise RuntimeError(f"the demo server answered {response.status}: {answer}")
-        if path == "/predict":
-            self.latencies.append((time.perf_counter() - started) * 1000)
-        return answer
-
-    def replay(self, frame: pd.DataFrame, features: list[str], target: str) -> dict[str, Any]:
-        """Predict every row, then post the true labels late; how the served answers did."""
-        labels: list[dict[str, Any]] = []
-        correct = 0
-        versions: dict[int, int] = {}
-        for start in range(0, len(frame), PER_REQUEST):
-            part = frame.iloc[start : start + PER_REQUEST]
-            rid = uuid.uuid4().hex
-            answer = self.post(
-                "/predict", {"id": rid, "records": part[features].to_dict("records")}, key=rid
-            )
-            truth = part[target].tolist()
-            correct += sum(a == t for a, t in zip(answer["labels"], truth, strict=True))
-            versions[answer["version"]] = versions.get(answer["version"], 0) + len(part)
-            ids = [f"{rid}:{i}" for i in range(len(part))] if len(part) > 1 else [rid]
-            labels += [{"request_id": i, "label": t} for i, t in zip(ids, truth, strict=True)]
-        self.post("/feedback", {"labels": labels})
-        return {"accuracy": correct / max(len(frame), 1), "versions": versions}
-
-    def close(self) -> None:
-        self.connection.close()
-
-
-@contextmanager
-def _served(root: Path) -> Iterator[_Client]:
-    from mlcycle.serve import ServeSettings, create_app, serve_in_thread
-
-    settings = ServeSettings(project=root, ref=f"{MODEL}@champion", poll_s=0.2, log_flush_s=0.1)
-    with serve_in_thread(create_app(settings)) as url:
-        client = _Client(url)
-        try:
-            yield client
-        finally:
-            client.close()
 
 
 def _settle() -> None:
@@ -132,7 +64,7 @@ def demo(
     """The whole loop on a bundled stream whose population and rules change part-way."""
     from mlcycle.batch import score_file
     from mlcycle.cli._train import headline_table
-    from mlcycle.demo import FEATURES, TARGET, chunks, loan_rows
+    from mlcycle.demo import FEATURES, TARGET, chunks, loan_rows, replaying
     from mlcycle.edge import write_bundle
     from mlcycle.loop import read_state, render_story, tick
     from mlcycle.monitor import monitor
@@ -192,7 +124,7 @@ def demo(
             "[bold]6. serve @champion on loopback[/] and replay the stream; labels come back "
             "late; the loop checks after every 300 applications"
         )
-        with _served(project.root) as client:
+        with replaying(project.root, f"{MODEL}@champion") as client:
             for i, frame in enumerate(chunks(900, CHUNK, changed=False, seed=100)):
                 served = client.replay(frame, FEATURES, TARGET)
                 _settle()
@@ -204,7 +136,7 @@ def demo(
                 )
             ordered = sorted(client.latencies)
             out.print(
-                f"   {len(ordered)} requests of {PER_REQUEST} rows: median latency "
+                f"   {len(ordered)} requests of {client.per_request} rows: median latency "
                 f"{ordered[len(ordered) // 2]:.2f} ms, p99 "
                 f"{ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]:.2f} ms"
             )

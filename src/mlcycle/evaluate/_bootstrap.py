@@ -33,7 +33,13 @@ from mlcycle.evaluate._classification import (
 from mlcycle.evaluate._regression import check_regression, regression_metrics
 from mlcycle.evaluate._task import resolve_task
 
-__all__ = ["HEADLINE", "bootstrap_ci", "headline_with_ci", "index_chunks"]
+__all__ = [
+    "HEADLINE",
+    "bootstrap_ci",
+    "confusion_metrics",
+    "headline_with_ci",
+    "index_chunks",
+]
 
 IntArray = npt.NDArray[np.intp]
 FloatArray = npt.NDArray[np.float64]
@@ -178,6 +184,24 @@ def _multiplicities(block: IntArray, n: int) -> FloatArray:
     return flat.reshape(block.shape).astype(np.float64)
 
 
+def confusion_metrics(cm: FloatArray) -> dict[str, FloatArray]:
+    """Accuracy, balanced accuracy and macro F1 of confusion matrices ``(m, K, K)``, rows true.
+
+    The matrices may hold expected (fractional) counts, as CBPE's do.
+    """
+    hits = np.diagonal(cm, axis1=1, axis2=2)
+    true_n, pred_n = cm.sum(axis=2), cm.sum(axis=1)
+    present = true_n > 0
+    recall = np.divide(hits, true_n, out=np.zeros_like(hits), where=present)
+    both = true_n + pred_n
+    f1 = np.divide(2 * hits, both, out=np.zeros_like(hits), where=both > 0)
+    return {
+        "accuracy": hits.sum(axis=1) / cm.sum(axis=(1, 2)),
+        "balanced_accuracy": recall.sum(axis=1) / np.maximum(present.sum(axis=1), 1),
+        "f1_macro": f1.mean(axis=1),
+    }
+
+
 def _classification_draws(
     y: IntArray, p: FloatArray, pred: IntArray, n_boot: int, seed: int
 ) -> dict[str, FloatArray]:
@@ -191,16 +215,8 @@ def _classification_draws(
         m = block.shape[0]
         offsets = np.arange(m)[:, None] * (k * k)
         cm = np.bincount((pair[block] + offsets).ravel(), minlength=m * k * k)
-        cm = cm.reshape(m, k, k).astype(np.float64)
-        hits = np.diagonal(cm, axis1=1, axis2=2)
-        true_n, pred_n = cm.sum(axis=2), cm.sum(axis=1)
-        present = true_n > 0
-        recall = np.divide(hits, true_n, out=np.zeros_like(hits), where=present)
-        both = true_n + pred_n
-        f1 = np.divide(2 * hits, both, out=np.zeros_like(hits), where=both > 0)
-        out["accuracy"].append(hits.sum(axis=1) / n)
-        out["balanced_accuracy"].append(recall.sum(axis=1) / present.sum(axis=1))
-        out["f1_macro"].append(f1.mean(axis=1))
+        for name, values in confusion_metrics(cm.reshape(m, k, k).astype(np.float64)).items():
+            out[name].append(values)
         counts = _multiplicities(block, n)
         aucs = np.stack(
             [

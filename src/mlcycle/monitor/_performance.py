@@ -33,7 +33,7 @@ from mlcycle.evaluate import (
     headline_with_ci,
     regression_metrics,
 )
-from mlcycle.evaluate._bootstrap import HEADLINE
+from mlcycle.evaluate._bootstrap import HEADLINE, confusion_metrics
 from mlcycle.evaluate._classification import check_labels, predict_labels
 from mlcycle.evaluate._task import resolve_task
 
@@ -447,21 +447,6 @@ Calibration = Literal["isotonic", "auto", "none"]
 _BLOCK = 1 << 22
 
 
-def _confusion_metrics(cm: FloatArray) -> dict[str, FloatArray]:
-    """Accuracy, balanced accuracy and macro F1 of confusion matrices (m, K, K), rows true."""
-    hits = np.diagonal(cm, axis1=1, axis2=2)
-    true_n, pred_n = cm.sum(axis=2), cm.sum(axis=1)
-    present = true_n > 0
-    recall = np.divide(hits, true_n, out=np.zeros_like(hits), where=present)
-    both = true_n + pred_n
-    f1 = np.divide(2 * hits, both, out=np.zeros_like(hits), where=both > 0)
-    return {
-        "accuracy": hits.sum(axis=1) / cm.sum(axis=(1, 2)),
-        "balanced_accuracy": recall.sum(axis=1) / np.maximum(present.sum(axis=1), 1),
-        "f1_macro": f1.mean(axis=1),
-    }
-
-
 def _auc(order: IntArray, starts: IntArray, pos: FloatArray, neg: FloatArray) -> FloatArray:
     """ROC AUC with weighted rows: ``pos``/``neg`` (m, n) are each row's positive/negative mass.
 
@@ -754,7 +739,7 @@ class CBPE:
         cm = np.stack([np.bincount(pred, weights=q[:, j], minlength=k) for j in range(k)]).astype(
             np.float64
         )
-        values = {name: float(v[0]) for name, v in _confusion_metrics(cm[None]).items()}
+        values = {name: float(v[0]) for name, v in confusion_metrics(cm[None]).items()}
         aucs = [
             _auc(order, starts, q[None, :, c], 1.0 - q[None, :, c])
             for c, (order, starts) in zip(scored, rankers, strict=True)
@@ -796,7 +781,7 @@ class CBPE:
             labels = (u[:, :, None] >= cumulative[None]).sum(axis=2)
             offsets = np.arange(m)[:, None] * (k * k)
             flat = np.bincount((labels * k + pred + offsets).ravel(), minlength=m * k * k)
-            for name, v in _confusion_metrics(flat.reshape(m, k, k).astype(np.float64)).items():
+            for name, v in confusion_metrics(flat.reshape(m, k, k).astype(np.float64)).items():
                 parts[name].append(v)
             aucs = []
             for c, (order, starts) in zip(scored, rankers, strict=True):

@@ -93,17 +93,18 @@ class LoggedBatch:
             columns["ood_score"] = pa.array(np.asarray(self.ood_score, dtype=np.float32))
             columns["ood"] = pa.array(np.asarray(self.ood, dtype=bool))
         for name, values in self.inputs.items():
-            arr = np.asarray(values)
-            if arr.ndim > 1:
-                flat = pa.array(arr.reshape(n, -1).astype(np.float32).ravel())
-                columns[INPUT_PREFIX + name] = pa.FixedSizeListArray.from_arrays(
-                    flat, int(np.prod(arr.shape[1:]))
-                )
-            elif arr.dtype == object:
-                columns[INPUT_PREFIX + name] = pa.array(arr.tolist(), type=pa.string())
-            else:
-                columns[INPUT_PREFIX + name] = pa.array(arr)
+            columns[INPUT_PREFIX + name] = _input_column(np.asarray(values), n)
         return pa.table(columns)
+
+
+def _input_column(arr: np.ndarray[Any, Any], n: int) -> pa.Array:
+    """One input's values as a log column: images as fixed-size lists, text as strings."""
+    if arr.ndim > 1:
+        flat = pa.array(arr.reshape(n, -1).astype(np.float32).ravel())
+        return pa.FixedSizeListArray.from_arrays(flat, int(np.prod(arr.shape[1:])))
+    if arr.dtype == object:
+        return pa.array(arr.tolist(), type=pa.string())
+    return pa.array(arr)
 
 
 class _Buffered(NamedTuple):
@@ -247,15 +248,7 @@ def _columnar(batches: list[_Buffered]) -> pa.Table:
             columns[INPUT_PREFIX + name] = pa.array(matrix[i])
             continue
         arr = np.concatenate([b.input(i) for b in batches])
-        if arr.ndim > 1:
-            flat = pa.array(arr.reshape(n, -1).astype(np.float32).ravel())
-            columns[INPUT_PREFIX + name] = pa.FixedSizeListArray.from_arrays(
-                flat, int(np.prod(arr.shape[1:]))
-            )
-        elif arr.dtype == object:
-            columns[INPUT_PREFIX + name] = pa.array(arr.tolist(), type=pa.string())
-        else:
-            columns[INPUT_PREFIX + name] = pa.array(arr)
+        columns[INPUT_PREFIX + name] = _input_column(arr, n)
     return pa.table(columns)
 
 
