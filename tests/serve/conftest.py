@@ -8,11 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from starlette.applications import Starlette
 
 from mlcycle import Project
 from mlcycle.registry import register
-from mlcycle.serve import ServeSettings, create_app, serve_in_thread
+from mlcycle.serve import ServeSettings, ServingApp, create_app, serve_in_thread
 from mlcycle.train import train
 from tests.registry.conftest import mixed_table
 
@@ -34,7 +33,7 @@ def serve(served_project: Path) -> Callable[..., object]:
     """``with serve(**settings) as (url, app):`` starts a real server on a free port."""
 
     @contextmanager
-    def start(**changes: object) -> Iterator[tuple[str, Starlette]]:
+    def start(**changes: object) -> Iterator[tuple[str, ServingApp]]:
         settings = replace(
             ServeSettings(project=served_project, ref="loyalty@champion", poll_s=0), **changes
         )

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mlcycle.registry import to_feeds
 from mlcycle.serve import Batcher, Overloaded
 
 
@@ -38,6 +39,45 @@ def test_concurrent_requests_are_merged_and_split_back_in_order() -> None:
     for i, result in enumerate(rest):
         assert result["y"].tolist() == [2.0 * i, 2.0 * i + 1.0]
     assert calls[0] == 1 and sum(calls) == 21 and len(calls) < 11
+
+
+SIGNATURE = {
+    "task": "regression",
+    "inputs": [
+        {"name": "a", "kind": "numeric", "dtype": "float32", "shape": [-1]},
+        {"name": "b", "kind": "numeric", "dtype": "float32", "shape": [-1]},
+    ],
+}
+
+
+def test_packed_and_unpacked_requests_merge_into_the_same_rows() -> None:
+    """Requests whose inputs came as one block merge with one concatenation, others per input."""
+    seen: list[Any] = []
+
+    def run(feeds: Any) -> dict[str, np.ndarray[Any, Any]]:
+        seen.append(feeds)
+        return {"y": feeds["a"] * 10 + feeds["b"]}
+
+    packed = [to_feeds([{"a": float(i), "b": i + 0.5}], SIGNATURE) for i in range(6)]
+    plain = [to_feeds([{"a": float(i), "b": None}], SIGNATURE) for i in range(6, 9)]  # no block
+    assert all(f.block is not None for f in packed) and all(f.block is None for f in plain)
+
+    async def main(parts: list[Any]) -> list[Any]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(run, pool, max_batch_rows=64, max_delay_ms=20)
+            results = await asyncio.gather(*(batcher.submit(f, 1) for f in parts))
+            await batcher.drain()
+            return results
+
+    results = asyncio.run(main(packed))
+    assert [r["y"].tolist() for r in results] == [[i * 10 + i + 0.5] for i in range(6)]
+    merged = seen[-1]
+    assert len(merged["a"]) == 6 and merged.block is not None  # merged as a block
+    assert list(merged) == ["a", "b"] and np.shares_memory(merged["a"], merged.block)
+    results = asyncio.run(main([*packed[:2], *plain]))
+    assert [r["y"].tolist()[0] for r in results[:2]] == [0.5, 11.5]
+    assert all(np.isnan(r["y"][0]) for r in results[2:])
+    assert getattr(seen[-1], "block", None) is None and len(seen[-1]["a"]) == 5
 
 
 def test_a_full_queue_refuses_at_once() -> None:

@@ -133,14 +133,17 @@ class _Buffered(NamedTuple):
 
     @classmethod
     def of(cls, b: LoggedBatch) -> _Buffered:
-        n, names, arrays = len(b), tuple(b.inputs), list(b.inputs.values())
-        packed = None
-        try:
-            flat = np.concatenate(arrays) if arrays else None
-        except (ValueError, TypeError):  # images, or mixed dimensions
-            flat = None
-        if flat is not None and flat.dtype == np.float32 and flat.size == n * len(names):
-            packed = flat.reshape(len(names), n)
+        n, names = len(b), tuple(b.inputs)
+        packed = getattr(b.inputs, "block", None)  # already packed by to_feeds
+        if packed is None or packed.shape != (len(names), n) or packed.dtype != np.float32:
+            packed = None
+            arrays = list(b.inputs.values())
+            try:
+                flat = np.concatenate(arrays) if arrays else None
+            except (ValueError, TypeError):  # images, or mixed dimensions
+                flat = None
+            if flat is not None and flat.dtype == np.float32 and flat.size == n * len(names):
+                packed = flat.reshape(len(names), n)
         return cls(
             b.model,
             b.version,

@@ -6,7 +6,7 @@ Importing this package (and loading a model) never imports torch; only
 
 from __future__ import annotations
 
-from mlcycle.registry._inputs import to_feeds
+from mlcycle.registry._inputs import Feeds, FeedsPlan, to_feeds
 from mlcycle.registry._load import load
 from mlcycle.registry._predictor import Prediction, Predictor
 from mlcycle.registry._register import check_parity, register
@@ -14,6 +14,8 @@ from mlcycle.registry._signature import make_signature
 from mlcycle.store import ModelRecord, ModelVersionRecord, parse_model_ref
 
 __all__ = [
+    "Feeds",
+    "FeedsPlan",
     "ModelRecord",
     "ModelVersionRecord",
     "Prediction",

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from mlcycle.errors import DataError
 
-__all__ = ["to_feeds"]
+__all__ = ["Feeds", "FeedsPlan", "to_feeds"]
 
 _TRUE = {"true", "1", "yes", "t", "y"}
 _FALSE = {"false", "0", "no", "f", "n"}
@@ -43,12 +43,12 @@ def _columns_of(data: Any, names: list[str]) -> tuple[dict[str, Any], int]:
         if not all(isinstance(r, Mapping) for r in data):
             bad = next(i for i, r in enumerate(data) if not isinstance(r, Mapping))
             raise DataError(f"record {bad} is a {type(data[bad]).__name__}: expected a mapping")
-        keys: list[str] = []
+        if len(data) == 1:  # a single record: its own mapping, with string keys
+            return {str(k): [v] for k, v in data[0].items()}, 1
+        keys: dict[Any, None] = {}  # the union of the records' keys, in first-seen order
         for record in data:
-            for key in record:
-                if key not in keys:
-                    keys.append(str(key))
-        return {k: [r.get(k) for r in data] for k in keys}, len(data)
+            keys.update(dict.fromkeys(record))
+        return {str(k): [r.get(k) for r in data] for k in keys}, len(data)
     raise DataError(
         f"cannot predict on a {type(data).__name__}: expected a DataFrame, an Arrow table, "
         "a numpy array, a mapping of columns or a list of records"
@@ -98,6 +98,33 @@ def _objects(values: Any, n: int) -> np.ndarray[Any, Any]:
     return out
 
 
+def _numeric_block(columns: list[Any], n: int) -> np.ndarray[Any, Any] | None:
+    """Numeric columns given as lists of plain numbers, as one float32 ``[columns, rows]`` array.
+
+    One conversion for all of them instead of one per column: the common case
+    of a served request (a V2 tensor or a record per row) with many numeric
+    inputs. ``None`` when anything is unusual (a missing value, a string, a
+    nested list, arrays): the caller then goes column by column, which gives
+    the same numbers and names what is wrong.
+    """
+    if len(columns) < 2 or not all(type(c) is list for c in columns):
+        return None
+    try:
+        block = np.array(columns)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if block.shape != (len(columns), n) or block.dtype.kind not in "fiub":
+        return None
+    return block.astype(np.float32)
+
+
+def _check_boolean(name: str, out: np.ndarray[Any, Any]) -> None:
+    bad = ~np.isnan(out) & (out != 0) & (out != 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"column {name!r}: value {out[i]:g} at row {i} is not a boolean")
+
+
 def _numeric(name: str, values: Any, n: int, boolean: bool) -> np.ndarray[Any, Any]:
     try:
         arr = np.asarray(values)
@@ -114,10 +141,7 @@ def _numeric(name: str, values: Any, n: int, boolean: bool) -> np.ndarray[Any, A
     if out.shape != (n,):
         raise DataError(f"column {name!r}: expected one value per row, got shape {list(out.shape)}")
     if boolean:
-        bad = ~np.isnan(out) & (out != 0) & (out != 1)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"column {name!r}: value {out[i]:g} at row {i} is not a boolean")
+        _check_boolean(name, out)
     return out
 
 
@@ -186,39 +210,90 @@ def _image(name: str, values: Any, n: int, shape: list[int]) -> np.ndarray[Any, 
     return np.ascontiguousarray(arr)
 
 
+class Feeds(dict[str, np.ndarray[Any, Any]]):
+    """Graph inputs by name, as :func:`to_feeds` returns them.
+
+    ``block``: when every input of the model is a number column and the
+    values came as plain numbers, all of them as one float32 ``[inputs, rows]``
+    array whose rows are the feeds (in the signature's order). Dynamic
+    batching and the prediction log then move one array per request instead
+    of one per input. ``None`` otherwise.
+    """
+
+    block: np.ndarray[Any, Any] | None = None
+
+
+class FeedsPlan(NamedTuple):
+    """What :func:`to_feeds` needs of a signature, worked out once per model."""
+
+    inputs: tuple[Mapping[str, Any], ...]
+    names: tuple[str, ...]
+    allowed: frozenset[Any]
+    numbers: tuple[Mapping[str, Any], ...]  # the numeric and boolean inputs
+    booleans: tuple[int, ...]  # positions of the boolean ones in ``numbers``
+
+    @classmethod
+    def of(cls, signature: Mapping[str, Any]) -> FeedsPlan:
+        inputs = tuple(signature["inputs"])
+        names = tuple(spec["name"] for spec in inputs)
+        numbers = tuple(spec for spec in inputs if spec["kind"] in ("numeric", "boolean"))
+        booleans = tuple(j for j, spec in enumerate(numbers) if spec["kind"] == "boolean")
+        allowed = frozenset({*names, signature.get("target")})
+        return cls(inputs, names, allowed, numbers, booleans)
+
+
 def to_feeds(
-    data: Any, signature: Mapping[str, Any], *, max_rows: int | None = None
-) -> dict[str, np.ndarray[Any, Any]]:
+    data: Any,
+    signature: Mapping[str, Any],
+    *,
+    max_rows: int | None = None,
+    plan: FeedsPlan | None = None,
+) -> Feeds:
     """The ONNX Runtime feeds for ``data``, checked against ``signature``.
 
     Columns the signature does not take are an error, except the target
-    column (it may ride along in a table of labelled rows).
+    column (it may ride along in a table of labelled rows). ``plan`` (from
+    ``FeedsPlan.of(signature)``) saves working it out on every call.
 
     Raises:
         DataError: a column is missing or unexpected, or a value is unusable;
             the message names the column (and the row and value where one is bad).
     """
-    inputs = signature["inputs"]
-    names = [spec["name"] for spec in inputs]
-    columns, n = _columns_of(data, names)
+    if plan is None:
+        plan = FeedsPlan.of(signature)
+    names = plan.names
+    columns, n = _columns_of(data, list(names))
     if n == 0:
         raise DataError("no rows to predict")
     if max_rows is not None and n > max_rows:
         raise DataError(f"{n} rows: at most {max_rows} are taken at once")
-    missing = [name for name in names if name not in columns]
-    if missing:
-        raise DataError(
-            f"missing input column {missing[0]!r}"
-            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-            + f"; the model takes: {', '.join(names)}"
-        )
-    allowed = {*names, signature.get("target")}
-    extra = [c for c in columns if c not in allowed]
-    if extra:
-        raise DataError(f"unexpected column {extra[0]!r}: the model takes {', '.join(names)}")
-    feeds: dict[str, np.ndarray[Any, Any]] = {}
-    for spec in inputs:
+    if len(columns) != len(names) or not all(name in columns for name in names):
+        missing = [name for name in names if name not in columns]
+        if missing:
+            raise DataError(
+                f"missing input column {missing[0]!r}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                + f"; the model takes: {', '.join(names)}"
+            )
+        extra = [c for c in columns if c not in plan.allowed]
+        if extra:
+            raise DataError(f"unexpected column {extra[0]!r}: the model takes {', '.join(names)}")
+    numbers = plan.numbers
+    block = _numeric_block([columns[spec["name"]] for spec in numbers], n)
+    if block is not None:
+        for j in plan.booleans:
+            _check_boolean(numbers[j]["name"], block[j])
+        if len(numbers) == len(names):  # every input is in the block, in the signature's order
+            feeds = Feeds(zip(names, block, strict=True))
+            feeds.block = block
+            return feeds
+        feeds = Feeds((spec["name"], row) for spec, row in zip(numbers, block, strict=True))
+    else:
+        feeds = Feeds()
+    for spec in plan.inputs:
         name, kind = spec["name"], spec["kind"]
+        if name in feeds:
+            continue
         if kind in ("numeric", "boolean"):
             feeds[name] = _numeric(name, columns[name], n, kind == "boolean")
         elif kind == "categorical":
@@ -227,4 +302,5 @@ def to_feeds(
             feeds[name] = _image(name, columns[name], n, list(spec["shape"][1:]))
         else:  # pragma: no cover - signatures are written by mlcycle
             raise DataError(f"input {name!r} has unknown kind {kind!r}")
-    return feeds
+    ordered = Feeds((name, feeds[name]) for name in names)  # in the signature's order
+    return ordered

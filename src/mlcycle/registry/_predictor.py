@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from mlcycle.registry._inputs import to_feeds
+from mlcycle.registry._inputs import Feeds, FeedsPlan, to_feeds
 
 __all__ = ["Prediction", "Predictor", "session_options"]
 
@@ -82,6 +82,8 @@ class Predictor:
         )
         self.task: str = signature["task"]
         self.classes: list[str] | None = signature.get("classes")
+        self.input_specs: dict[str, Any] = {spec["name"]: spec for spec in signature["inputs"]}
+        self._plan = FeedsPlan.of(signature)
         self._outputs = [o.name for o in self.session.get_outputs()]
 
     @property
@@ -92,9 +94,9 @@ class Predictor:
     def input_names(self) -> list[str]:
         return [spec["name"] for spec in self.signature["inputs"]]
 
-    def feeds(self, data: Any, *, max_rows: int | None = None) -> dict[str, np.ndarray[Any, Any]]:
+    def feeds(self, data: Any, *, max_rows: int | None = None) -> Feeds:
         """Validated graph inputs for ``data`` (see :func:`to_feeds`)."""
-        return to_feeds(data, self.signature, max_rows=max_rows)
+        return to_feeds(data, self.signature, max_rows=max_rows, plan=self._plan)
 
     def run(self, feeds: dict[str, np.ndarray[Any, Any]]) -> Prediction:
         """Run already validated feeds."""

@@ -5,7 +5,7 @@ ONNX Runtime only: importing or running this package never imports torch.
 
 from __future__ import annotations
 
-from mlcycle.serve._app import create_app
+from mlcycle.serve._app import ServingApp, create_app
 from mlcycle.serve._batcher import Batcher, Overloaded
 from mlcycle.serve._deployment import Deployment, ServeSettings
 from mlcycle.serve._run import run, serve_in_thread
@@ -15,6 +15,7 @@ __all__ = [
     "Deployment",
     "Overloaded",
     "ServeSettings",
+    "ServingApp",
     "create_app",
     "run",
     "serve_in_thread",

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from mlcycle.registry._inputs import Feeds as RegistryFeeds
+
 __all__ = ["Batcher", "Overloaded"]
 
 INLINE_S = 0.0002  # calls expected to be shorter than this run on the event loop's thread
@@ -40,6 +42,27 @@ class _Item:
     feeds: Feeds
     rows: int
     future: asyncio.Future[Outputs]
+
+
+def _merge(parts: list[Feeds]) -> Feeds:
+    """One request's worth of feeds from several, rows in order.
+
+    Requests whose number inputs came as one ``[inputs, rows]`` block (see
+    :class:`mlcycle.registry.Feeds`) are merged with one concatenation
+    instead of one per input.
+    """
+    blocks: list[np.ndarray[Any, Any]] = []
+    for part in parts:
+        block = getattr(part, "block", None)
+        if block is None or block.shape[0] != len(part):
+            break
+        blocks.append(block)
+    else:
+        joined = np.concatenate(blocks, axis=1)
+        merged = RegistryFeeds(zip(parts[0], joined, strict=True))
+        merged.block = joined
+        return merged
+    return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
 
 
 class Batcher:
@@ -136,10 +159,7 @@ class Batcher:
             rows = sum(i.rows for i in items)
             started = time.perf_counter()
             try:
-                if len(items) == 1:
-                    feeds = items[0].feeds
-                else:
-                    feeds = {k: np.concatenate([i.feeds[k] for i in items]) for k in items[0].feeds}
+                feeds = items[0].feeds if len(items) == 1 else _merge([i.feeds for i in items])
                 if self._row_s is not None and self._row_s * rows < INLINE_S:
                     # a call this short costs less than the hop to a thread and back
                     outputs = self.run(feeds)

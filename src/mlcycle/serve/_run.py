@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
-from mlcycle.serve._app import create_app
+from mlcycle.serve._app import ServingApp, create_app
 from mlcycle.serve._deployment import ServeSettings
 
 __all__ = ["app_from_env", "run", "serve_in_thread"]
@@ -23,11 +23,11 @@ __all__ = ["app_from_env", "run", "serve_in_thread"]
 _ENV = "MLCYCLE_SERVE_SETTINGS"
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> ServingApp:
     """The app factory uvicorn's worker processes call (settings come through the env)."""
     raw = json.loads(os.environ[_ENV])
     raw["project"] = Path(raw["project"])
-    return create_app(ServeSettings(**raw))
+    return create_app(ServeSettings(**raw), own_process=True)
 
 
 def run(
@@ -51,7 +51,7 @@ def run(
         )
         uvicorn.run("mlcycle.serve._run:app_from_env", factory=True, workers=workers, **common)
     else:
-        uvicorn.run(create_app(settings), **common)
+        uvicorn.run(create_app(settings, own_process=True), **common)
 
 
 def _free_port() -> int:
@@ -62,7 +62,7 @@ def _free_port() -> int:
 
 @contextmanager
 def serve_in_thread(
-    app: Starlette, *, host: str = "127.0.0.1", port: int | None = None
+    app: ASGIApp, *, host: str = "127.0.0.1", port: int | None = None
 ) -> Iterator[str]:
     """Serve ``app`` on loopback from a background thread; yields its base URL.
 

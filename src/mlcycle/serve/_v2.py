@@ -100,10 +100,46 @@ def _flatten(data: Any) -> list[Any]:
     return data
 
 
+def _specs(signature: Mapping[str, Any]) -> dict[str, Any]:
+    return {spec["name"]: spec for spec in signature["inputs"]}
+
+
+def _rows_of(name: str, shape: Any, spec: Mapping[str, Any], max_rows: int) -> tuple[int, int]:
+    """``(rows, values per row)`` of a tensor's ``shape``, checked against its input."""
+    if (
+        not isinstance(shape, list)
+        or not shape
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise DataError(f"input {name!r}: shape {shape!r} is not a list of non-negative integers")
+    n = shape[0]
+    if n == 0:
+        raise DataError(f"input {name!r}: shape {shape} holds no rows")
+    if n > max_rows:
+        raise DataError(f"input {name!r}: {n} rows, at most {max_rows} are taken at once")
+    per_row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    if spec["kind"] == "image":
+        expected = int(np.prod(spec["shape"][1:]))
+        if per_row != expected:
+            raise DataError(
+                f"input {name!r}: shape {shape} gives {per_row} values per row, "
+                f"expected {expected} ({spec['shape'][1:]})"
+            )
+    elif per_row != 1:
+        raise DataError(f"input {name!r}: shape {shape}, expected [{n}] or [{n}, 1]")
+    return n, per_row
+
+
 def decode_inputs(
-    body: Any, signature: Mapping[str, Any], max_rows: int
+    body: Any,
+    signature: Mapping[str, Any],
+    max_rows: int,
+    specs: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Columns (name → values) and the row count of a V2 infer request.
+
+    ``specs`` (the signature's inputs by name) may be given to save building
+    it on every request.
 
     Raises:
         DataError: a malformed request; the message names the input.
@@ -113,20 +149,21 @@ def decode_inputs(
     tensors = body.get("inputs")
     if not isinstance(tensors, list) or not tensors:
         raise DataError("'inputs': expected a non-empty list of tensors")
-    specs = {spec["name"]: spec for spec in signature["inputs"]}
+    if specs is None:
+        specs = _specs(signature)
     columns: dict[str, Any] = {}
     rows: int | None = None
     for i, tensor in enumerate(tensors):
-        if not isinstance(tensor, dict):
+        if type(tensor) is not dict:
             raise DataError(f"inputs[{i}]: expected an object with name, shape, datatype, data")
         name = tensor.get("name")
-        if not isinstance(name, str):
+        if type(name) is not str:
             raise DataError(f"inputs[{i}].name: expected a string")
-        if name not in specs:
+        spec = specs.get(name)
+        if spec is None:
             raise DataError(f"input {name!r} is not an input of the model ({', '.join(specs)})")
         if name in columns:
             raise DataError(f"input {name!r} is given twice")
-        spec = specs[name]
         datatype = tensor.get("datatype")
         if datatype not in _ACCEPTED[spec["kind"]]:
             raise DataError(
@@ -134,30 +171,15 @@ def decode_inputs(
                 f"(expected one of {', '.join(sorted(_ACCEPTED[spec['kind']]))})"
             )
         shape = tensor.get("shape")
-        if (
-            not isinstance(shape, list)
-            or not shape
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-        ):
-            raise DataError(
-                f"input {name!r}: shape {shape!r} is not a list of non-negative integers"
-            )
-        n = shape[0]
-        if n == 0:
-            raise DataError(f"input {name!r}: shape {shape} holds no rows")
-        if n > max_rows:
-            raise DataError(f"input {name!r}: {n} rows, at most {max_rows} are taken at once")
-        per_row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-        if spec["kind"] == "image":
-            expected = int(np.prod(spec["shape"][1:]))
-            if per_row != expected:
-                raise DataError(
-                    f"input {name!r}: shape {shape} gives {per_row} values per row, "
-                    f"expected {expected} ({spec['shape'][1:]})"
-                )
-        elif per_row != 1:
-            raise DataError(f"input {name!r}: shape {shape}, expected [{n}] or [{n}, 1]")
-        data = _flatten(tensor.get("data"))
+        if type(shape) is list and len(shape) == 1 and type(shape[0]) is int and shape[0] > 0:
+            n, per_row = shape[0], 1  # the common case: a column of n rows
+            if n > max_rows or spec["kind"] == "image":
+                n, per_row = _rows_of(name, shape, spec, max_rows)
+        else:
+            n, per_row = _rows_of(name, shape, spec, max_rows)
+        data = tensor.get("data")
+        if type(data) is not list or (data and type(data[0]) is list):
+            data = _flatten(data)
         if len(data) != n * per_row:
             raise DataError(
                 f"input {name!r}: {len(data)} values in data, shape {shape} needs {n * per_row}"
