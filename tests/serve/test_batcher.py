@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -85,7 +87,6 @@ def test_a_full_queue_refuses_at_once() -> None:
         with ThreadPoolExecutor(1) as pool:
 
             def slow(feeds: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
-                import time
 
                 time.sleep(0.05)
                 return {"y": feeds["x"]}
@@ -162,3 +163,26 @@ def test_batches_never_exceed_the_row_cap(rows: int) -> None:
     asyncio.run(main())
     assert sum(calls) == 20 * rows
     assert max(calls) <= max(8, rows)
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_calls_run_inline_on_one_core_and_on_a_worker_otherwise(inline: bool) -> None:
+    """With one core a worker thread cannot run beside the event loop: the call stays inline."""
+    threads: list[int] = []
+
+    def run(feeds: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+        threads.append(threading.get_ident())
+        time.sleep(0.002)  # long enough that the worker would be chosen (INLINE_S is 0.2 ms)
+        return {"y": feeds["x"]}
+
+    async def main() -> int:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(run, pool, max_delay_ms=0, inline=inline)
+            for _ in range(3):
+                await batcher.submit({"x": np.array([1.0])}, 1)
+            await batcher.drain()
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert len(threads) == 3
+    assert (threads[-1] == loop_thread) is inline

@@ -15,7 +15,7 @@ import numpy as np
 
 from mlcycle.errors import DataError
 
-__all__ = ["Feeds", "FeedsPlan", "to_feeds"]
+__all__ = ["Feeds", "FeedsPlan", "block_feeds", "to_feeds"]
 
 _TRUE = {"true", "1", "yes", "t", "y"}
 _FALSE = {"false", "0", "no", "f", "n"}
@@ -232,6 +232,11 @@ class FeedsPlan(NamedTuple):
     numbers: tuple[Mapping[str, Any], ...]  # the numeric and boolean inputs
     booleans: tuple[int, ...]  # positions of the boolean ones in ``numbers``
 
+    @property
+    def all_numbers(self) -> bool:
+        """Every input is a number column (so feeds can come as one block)."""
+        return len(self.numbers) == len(self.names)
+
     @classmethod
     def of(cls, signature: Mapping[str, Any]) -> FeedsPlan:
         inputs = tuple(signature["inputs"])
@@ -240,6 +245,42 @@ class FeedsPlan(NamedTuple):
         booleans = tuple(j for j, spec in enumerate(numbers) if spec["kind"] == "boolean")
         allowed = frozenset({*names, signature.get("target")})
         return cls(inputs, names, allowed, numbers, booleans)
+
+
+def block_feeds(plan: FeedsPlan, lists: list[Any], n: int) -> Feeds | None:
+    """Feeds with a ``block`` from one list of ``n`` values per input, in the signature's order.
+
+    For a model whose inputs are all numbers (``plan.all_numbers``). ``None``
+    when a value is not a plain number: the caller then takes the general
+    path, which converts what it can and names what it cannot.
+
+    Raises:
+        DataError: a boolean input holds a number other than 0 or 1.
+    """
+    block = _numeric_block(lists, n) if plan.all_numbers else None
+    if block is None:
+        return None
+    for j in plan.booleans:
+        _check_boolean(plan.numbers[j]["name"], block[j])
+    feeds = Feeds(zip(plan.names, block, strict=True))
+    feeds.block = block
+    return feeds
+
+
+def _record_lists(data: Any, names: tuple[str, ...]) -> list[Any] | None:
+    """Records with exactly the model's keys, as one list per input; else ``None``."""
+    if type(data) is not list or not data:
+        return None
+    k = len(names)
+    if not all(type(r) is dict and len(r) == k for r in data):
+        return None
+    try:
+        if len(data) == 1:
+            record = data[0]
+            return [[record[name]] for name in names]
+        return [[r[name] for r in data] for name in names]
+    except KeyError:
+        return None
 
 
 def to_feeds(
@@ -262,6 +303,12 @@ def to_feeds(
     if plan is None:
         plan = FeedsPlan.of(signature)
     names = plan.names
+    if plan.all_numbers and type(data) is list and (max_rows is None or len(data) <= max_rows):
+        lists = _record_lists(data, names)  # records of plain numbers: straight to the block
+        if lists is not None:
+            fast = block_feeds(plan, lists, len(data))
+            if fast is not None:
+                return fast
     columns, n = _columns_of(data, list(names))
     if n == 0:
         raise DataError("no rows to predict")
@@ -279,14 +326,17 @@ def to_feeds(
         if extra:
             raise DataError(f"unexpected column {extra[0]!r}: the model takes {', '.join(names)}")
     numbers = plan.numbers
-    block = _numeric_block([columns[spec["name"]] for spec in numbers], n)
-    if block is not None:
+    lists = [columns[spec["name"]] for spec in numbers]
+    if plan.all_numbers:
+        fast = block_feeds(plan, lists, n)
+        if fast is not None:
+            return fast
+        block = None
+    else:
+        block = _numeric_block(lists, n)
+    if block is not None:  # a block of some inputs: the others come column by column
         for j in plan.booleans:
             _check_boolean(numbers[j]["name"], block[j])
-        if len(numbers) == len(names):  # every input is in the block, in the signature's order
-            feeds = Feeds(zip(names, block, strict=True))
-            feeds.block = block
-            return feeds
         feeds = Feeds((spec["name"], row) for spec, row in zip(numbers, block, strict=True))
     else:
         feeds = Feeds()

@@ -83,7 +83,7 @@ class Predictor:
         self.task: str = signature["task"]
         self.classes: list[str] | None = signature.get("classes")
         self.input_specs: dict[str, Any] = {spec["name"]: spec for spec in signature["inputs"]}
-        self._plan = FeedsPlan.of(signature)
+        self.plan = FeedsPlan.of(signature)
         self._outputs = [o.name for o in self.session.get_outputs()]
 
     @property
@@ -96,7 +96,7 @@ class Predictor:
 
     def feeds(self, data: Any, *, max_rows: int | None = None) -> Feeds:
         """Validated graph inputs for ``data`` (see :func:`to_feeds`)."""
-        return to_feeds(data, self.signature, max_rows=max_rows, plan=self._plan)
+        return to_feeds(data, self.signature, max_rows=max_rows, plan=self.plan)
 
     def run(self, feeds: dict[str, np.ndarray[Any, Any]]) -> Prediction:
         """Run already validated feeds."""

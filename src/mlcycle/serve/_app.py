@@ -38,9 +38,16 @@ from starlette.types import Receive, Scope, Send
 from mlcycle import __version__
 from mlcycle.errors import DataError
 from mlcycle.predictions import LoggedBatch, PredictionLog
+from mlcycle.registry import Feeds
 from mlcycle.serve._batcher import Overloaded
 from mlcycle.serve._deployment import OOD_FLAG, OOD_SCORE, Deployment, LoadedModel, ServeSettings
-from mlcycle.serve._v2 import attach_binary_data, decode_inputs, encode_outputs, model_metadata
+from mlcycle.serve._v2 import (
+    attach_binary_data,
+    decode_inputs,
+    encode_outputs,
+    model_metadata,
+    numeric_feeds,
+)
 
 __all__ = ["ServingApp", "create_app"]
 
@@ -231,13 +238,16 @@ class Server:
                 raise _HTTPError(400, str(exc)) from None
         return parsed
 
-    async def predict_rows(
-        self, model: LoadedModel, columns: Any, request_id: str, started: float
-    ) -> dict[str, np.ndarray[Any, Any]]:
+    def feeds(self, model: LoadedModel, columns: Any) -> Feeds:
+        """Validated feeds, or a 422 naming the column."""
         try:
-            feeds = model.predictor.feeds(columns, max_rows=self.settings.max_request_rows)
+            return model.predictor.feeds(columns, max_rows=self.settings.max_request_rows)
         except DataError as exc:
             raise _HTTPError(422, str(exc)) from None
+
+    async def predict_rows(
+        self, model: LoadedModel, feeds: Feeds, request_id: str, started: float
+    ) -> dict[str, np.ndarray[Any, Any]]:
         rows = len(next(iter(feeds.values())))
         try:
             outputs = await model.infer(feeds, rows)
@@ -345,17 +355,19 @@ class Server:
                 key = params["key"]
                 if request.path_params.get("version") is None:
                     model = self.deployment.route(key)
+        predictor, limit = model.predictor, self.settings.max_request_rows
         try:
-            columns, _ = decode_inputs(
-                body,
-                model.predictor.signature,
-                self.settings.max_request_rows,
-                model.predictor.input_specs,
-            )
+            feeds = numeric_feeds(body, predictor.plan, limit)  # the common case, quickly
         except DataError as exc:
-            raise _HTTPError(400, str(exc)) from None
+            raise _HTTPError(422, str(exc)) from None
+        if feeds is None:
+            try:
+                columns, _ = decode_inputs(body, predictor.signature, limit, predictor.input_specs)
+            except DataError as exc:
+                raise _HTTPError(400, str(exc)) from None
+            feeds = self.feeds(model, columns)
         request_id = str(body.get("id") or self.ids.next())
-        outputs = await self.predict_rows(model, columns, request_id, started)
+        outputs = await self.predict_rows(model, feeds, request_id, started)
         requested = body.get("outputs")
         names = (
             [str(o.get("name")) for o in requested if isinstance(o, dict)]
@@ -384,7 +396,8 @@ class Server:
             raise _HTTPError(400, 'request body: expected {"records": [{column: value, ...}, ...]}')
         model = self._model_for(request, None)
         request_id = str(body.get("id") or request.headers.get("x-request-id") or self.ids.next())
-        outputs = await self.predict_rows(model, body["records"], request_id, started)
+        feeds = self.feeds(model, body["records"])
+        outputs = await self.predict_rows(model, feeds, request_id, started)
         answer: dict[str, Any] = {
             "model": model.name,
             "version": model.version,

@@ -1,7 +1,8 @@
 """Dynamic batching: concurrent requests merged into one ONNX Runtime call.
 
 Requests queue up; one task takes what is waiting (up to ``max_batch_rows``),
-runs it as one call on a worker thread, and splits the answers back. It only
+runs it as one call on a worker thread (on the event loop's own thread when
+the call is short or the process has one core), and splits the answers back. It only
 waits for more (up to ``max_delay_ms``) when the previous batch had company,
 so a lone request is never delayed, while a busy server fills its batches.
 The queue is bounded in rows: past ``max_queue_rows`` a request is refused
@@ -11,6 +12,7 @@ at once with :class:`Overloaded` instead of growing memory and latency.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -24,6 +26,12 @@ from mlcycle.registry._inputs import Feeds as RegistryFeeds
 __all__ = ["Batcher", "Overloaded"]
 
 INLINE_S = 0.0002  # calls expected to be shorter than this run on the event loop's thread
+
+
+def _one_core() -> bool:
+    """The process may run on one core only (``taskset``, a container's cpuset)."""
+    return hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) == 1
+
 
 Feeds = dict[str, np.ndarray[Any, Any]]
 Outputs = dict[str, np.ndarray[Any, Any]]
@@ -77,8 +85,12 @@ class Batcher:
         max_delay_ms: float = 2.0,
         max_queue_rows: int = 4096,
         on_batch: Callable[[int, float], None] | None = None,
+        inline: bool | None = None,
     ) -> None:
         self.run = run
+        # On one core a worker thread cannot run beside the event loop: the hop
+        # to it and back is pure cost, so every call runs inline.
+        self.inline = _one_core() if inline is None else inline
         self.executor = executor
         self.max_batch_rows = max_batch_rows
         self.max_delay_s = max_delay_ms / 1000
@@ -160,7 +172,7 @@ class Batcher:
             started = time.perf_counter()
             try:
                 feeds = items[0].feeds if len(items) == 1 else _merge([i.feeds for i in items])
-                if self._row_s is not None and self._row_s * rows < INLINE_S:
+                if self.inline or (self._row_s is not None and self._row_s * rows < INLINE_S):
                     # a call this short costs less than the hop to a thread and back
                     outputs = self.run(feeds)
                 else:
