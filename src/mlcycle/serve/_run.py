@@ -44,6 +44,7 @@ def run(
         "access_log": False,
         "log_level": "warning",
         "timeout_graceful_shutdown": 30,
+        "server_header": False,  # do not advertise the server software
     }
     if workers > 1:
         os.environ[_ENV] = json.dumps(
