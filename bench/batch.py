@@ -14,6 +14,7 @@ Arms, each in its own fresh process, interleaved in rotating order:
   one thread per core, every chunk written to the prediction log), from the
   Parquet file to a Parquet output;
 * ``score-nolog``: the same with ``log=False``;
+* ``score-sample``: the same logging a tenth of the rows (``log_sample=0.1``);
 * ``ort@chunk``: the ceiling as the issue states it: the same ONNX graph in one
   ONNX Runtime session (same session options, one intra-op thread per worker,
   as many workers as ``score`` uses), run with all outputs on the same rows
@@ -66,9 +67,10 @@ def peak_mb():
     with open('/proc/self/status') as f:
         return next(int(l.split()[1]) for l in f if l.startswith('VmHWM')) / 1024
 
-source, output, project, log = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == 'log'
+source, output, project, log = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 before = peak_mb()
-s = score_file('bench@champion', source, output, project=project, log=log)
+s = score_file('bench@champion', source, output, project=project, log=log != 'nolog',
+               log_sample=0.1 if log == 'sample' else 1.0)
 print(json.dumps({'rows_per_s': s.scored / s.seconds, 'seconds': s.seconds, 'rows': s.scored,
                   'peak_mb': peak_mb(), 'before_mb': before}))
 """
@@ -182,7 +184,8 @@ def main() -> None:
         ref = register_model(project)
         print(f"model: {ref} (30 -> 128 -> 64 -> 2 MLP)", flush=True)
 
-        arms = ["score", "score-nolog", "ort"]
+        arms = ["score", "score-nolog", "score-sample", "ort"]
+        scoring = ("score", "score-nolog", "score-sample")
         samples: dict[str, list[dict[str, Any]]] = {a: [] for a in arms}
         check = tmp / "ceiling_first_chunk.npy"
         for repeat in range(args.repeats):
@@ -197,7 +200,7 @@ def main() -> None:
                         ",".join(map(str, SWEEP)),
                     )
                 else:
-                    log = "log" if arm == "score" else "nolog"
+                    log = {"score": "log", "score-nolog": "nolog", "score-sample": "sample"}[arm]
                     result = _run(
                         SCORE, str(source), str(tmp / f"{arm}.parquet"), str(project), log
                     )
@@ -228,18 +231,16 @@ def main() -> None:
             "ort@best": ceiling_best,
             "score": median("score", "rows_per_s"),
             "score-nolog": median("score-nolog", "rows_per_s"),
+            "score-sample": median("score-sample", "rows_per_s"),
         }
-        peaks = {arm: max(s["peak_mb"] for s in samples[arm]) for arm in ("score", "score-nolog")}
+        peaks = {arm: max(s["peak_mb"] for s in samples[arm]) for arm in scoring}
         figures = {
             "rows": args.rows,
             "chunk_rows": DEFAULT_CHUNK_ROWS,
             "workers": samples["ort"][0]["workers"],
             **{f"{arm}_rows_per_s": rate for arm, rate in rates.items()},
-            **{
-                f"{arm}_vs_ort@chunk": rates[arm] / ceiling_chunk
-                for arm in ("score", "score-nolog")
-            },
-            **{f"{arm}_vs_ort@best": rates[arm] / ceiling_best for arm in ("score", "score-nolog")},
+            **{f"{arm}_vs_ort@chunk": rates[arm] / ceiling_chunk for arm in scoring},
+            **{f"{arm}_vs_ort@best": rates[arm] / ceiling_best for arm in scoring},
             **{f"{arm}_peak_mb": peak for arm, peak in peaks.items()},
             "peak_mb_before_scoring": max(s["before_mb"] for s in samples["score"]),
             "max_abs_diff_first_chunk": diff,
@@ -253,6 +254,7 @@ def main() -> None:
             "ort@best": f"ort@best (probabilities, best of {len(SWEEP)} slice sizes)",
             "score": "score_file (log on, the default)",
             "score-nolog": "score_file (log=False)",
+            "score-sample": "score_file (log_sample=0.1)",
         }
         print()
         print(

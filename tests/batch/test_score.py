@@ -129,6 +129,48 @@ def test_scored_chunks_go_to_the_prediction_log(scoring: Scoring, tmp_path: Path
     np.testing.assert_allclose([values[str(v)] for v in frame["visit_id"]], expected, rtol=1e-6)
 
 
+def test_a_log_sample_keeps_the_same_rows_whatever_the_chunks(
+    scoring: Scoring, tmp_path: Path
+) -> None:
+    frame = cancer_rows()  # 569 rows with a patient_id column: request ids are the ids
+    expected = scoring.cancer.predict(frame[scoring.cancer.input_names])
+    assert expected.labels is not None
+    rows = []
+    for tag, chunk_rows, workers in (("a", 50, 1), ("b", 7, 3)):
+        frame["patient_id"] = [f"{tag}-{i}" for i in range(len(frame))]
+        source = write_input(frame, "parquet", tmp_path / tag)
+        out = tmp_path / f"{tag}.parquet"
+        summary = score_file(
+            "cancer@champion",
+            source,
+            out,
+            project=scoring.root,
+            chunk_rows=chunk_rows,
+            workers=workers,
+            log_sample=0.2,
+        )
+        assert summary.scored == 569 and read_output(out).shape[0] == 569  # output is whole
+        log = PredictionLog(scoring.root / ".mlcycle" / "log")
+        table = log.read("cancer")
+        log.close()
+        ids = table.column("request_id").to_pylist()
+        mine = {r: k for k, r in enumerate(ids) if r.startswith(f"{tag}-")}
+        rows.append({int(r.split("-")[1]) for r in mine})
+        for request, k in sorted(mine.items())[:20]:  # each logged row is that row
+            row = int(request.split("-")[1])
+            assert table.column("label")[k].as_py() == expected.labels[row]
+            assert table.column("in.mean_radius")[k].as_py() == pytest.approx(
+                frame["mean_radius"][row], rel=1e-6
+            )
+    # the same rows (by row number) with other chunks and workers, about a fifth of them
+    assert rows[0] == rows[1] and 0.15 * 569 < len(rows[0]) < 0.25 * 569
+    assert min(rows[0]) < 100 and max(rows[0]) > 469  # spread over the file, not its start
+    with pytest.raises(DataError, match=r"log_sample: 1.5 is not in \(0, 1\]"):
+        score_file(
+            "cancer@champion", source, tmp_path / "x.pq", project=scoring.root, log_sample=1.5
+        )
+
+
 def test_a_missing_model_input_is_named(scoring: Scoring, tmp_path: Path) -> None:
     frame = cancer_rows().drop(columns=["worst_area"])
     source = write_input(frame, "parquet", tmp_path)

@@ -127,6 +127,7 @@ def score_file(
     rejects: str | os.PathLike[str] | None = None,
     restart: bool = False,
     log: bool = True,
+    log_sample: float = 1.0,
     progress: Progress | None = None,
 ) -> ScoreSummary:
     """Score every row of a CSV or Parquet file (or a folder of Parquet files) into ``output``.
@@ -153,6 +154,11 @@ def score_file(
         restart: discard the parts of an unfinished job made from another model
             version or input, instead of refusing.
         log: write each scored chunk to the project's prediction log (source ``batch``).
+        log_sample: the fraction of scored rows the log keeps (``1.0``: every row).
+            Which rows is decided by their row number, so a resumed job logs the
+            same ones; a sample is enough for drift and is much cheaper on a large
+            file (see ``bench/RESULTS.md``), but feedback can only be joined to
+            the rows logged.
         progress: called after each chunk with the rows done and the total.
 
     Returns:
@@ -172,6 +178,8 @@ def score_file(
     started = time.perf_counter()
     if chunk_rows < 1:
         raise DataError(f"chunk_rows: {chunk_rows} is not >= 1")
+    if not 0.0 < log_sample <= 1.0:
+        raise DataError(f"log_sample: {log_sample} is not in (0, 1]: the fraction of rows to log")
     out_path, fmt = Path(output), _output_format(Path(output))
     source = open_source(input)
     if out_path.resolve() in {f.resolve() for f in source.files}:
@@ -209,7 +217,7 @@ def score_file(
     )
     try:
         done = work.done()
-        scorer = ChunkScorer(predictor, work, ids, str(record["job_id"]), batch_log)
+        scorer = ChunkScorer(predictor, work, ids, str(record["job_id"]), batch_log, log_sample)
         totals = run_chunks(source, columns, chunk_rows, done, scorer, writer, n_workers, progress)
         if totals.chunks == 0:
             work.remove()

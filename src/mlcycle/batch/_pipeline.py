@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,7 +27,7 @@ from mlcycle.batch._predict import ChunkPredictor
 from mlcycle.batch._source import Source
 from mlcycle.registry import Predictor
 
-__all__ = ["ChunkScorer", "Progress", "Totals", "run_chunks"]
+__all__ = ["ChunkScorer", "Progress", "Totals", "run_chunks", "sampled"]
 
 Progress = Callable[[int, int | None], None]
 """Called with (rows done, total rows or ``None`` when the input does not record it)."""
@@ -41,6 +42,17 @@ class Done:
     rejects: str
 
 
+def sampled(row_numbers: np.ndarray[Any, Any], fraction: float) -> np.ndarray[Any, Any]:
+    """Which input rows a job logs when it logs ``fraction`` of them.
+
+    Decided by the row number alone (a multiplicative hash), so a resumed job
+    logs the same rows as an uninterrupted one, and the sample is spread over
+    the whole file rather than its start.
+    """
+    hashed = (row_numbers.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+    return hashed < np.uint64(int(fraction * 2**24))
+
+
 class ChunkScorer:
     """Scores one chunk in a worker thread: validate, predict, log, commit the part."""
 
@@ -51,6 +63,7 @@ class ChunkScorer:
         ids: list[str],
         job_id: str,
         log: BatchLog | None,
+        log_sample: float = 1.0,
     ) -> None:
         self.predictor = predictor
         self.run = ChunkPredictor(predictor)
@@ -58,6 +71,7 @@ class ChunkScorer:
         self.ids = ids
         self.job_id = job_id
         self.log = log
+        self.log_sample = log_sample
 
     def __call__(self, index: int, first_row: int, table: pa.Table) -> Done:
         started = time.perf_counter()
@@ -68,8 +82,15 @@ class ChunkScorer:
         scored = self.run(checked.feeds, len(rows)) if len(rows) else None
         if self.log is not None and scored is not None:
             latency_ms = (time.perf_counter() - started) * 1000.0
-            request = request_ids(ids, rows, self.job_id, first_row)
-            self.log.write(request, checked.feeds, scored.prediction, latency_ms)
+            feeds, prediction, logged = checked.feeds, scored.prediction, rows
+            if self.log_sample < 1.0:
+                keep = np.flatnonzero(sampled(rows + first_row, self.log_sample))
+                feeds = {k: v[keep] for k, v in feeds.items()}
+                prediction = prediction.take(keep)
+                logged = rows[keep]
+            if len(logged):
+                request = request_ids(ids, logged, self.job_id, first_row)
+                self.log.write(request, feeds, prediction, latency_ms)
         if checked.rows is not None:
             ids = ids.take(pa.array(rows))
         out = output_table(

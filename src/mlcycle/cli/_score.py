@@ -98,6 +98,13 @@ def score(
     no_log: Annotated[
         bool, typer.Option("--no-log", help="Do not write the predictions to the prediction log.")
     ] = False,
+    log_sample: Annotated[
+        float,
+        typer.Option(
+            "--log-sample",
+            help="Fraction of the scored rows written to the prediction log (default: all).",
+        ),
+    ] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -118,6 +125,7 @@ def score(
                 rejects=rejects,
                 restart=restart,
                 log=not no_log,
+                log_sample=log_sample,
                 progress=bar,
             )
         finally:

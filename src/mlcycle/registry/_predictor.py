@@ -50,6 +50,20 @@ class Prediction:
     classes: list[str] | None
     version: str
 
+    def take(self, rows: Any) -> Prediction:
+        """The predictions of some rows (positions, or a boolean mask)."""
+
+        def pick(array: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any] | None:
+            return None if array is None else array[rows]
+
+        return Prediction(
+            pick(self.labels),
+            pick(self.probabilities),
+            pick(self.values),
+            self.classes,
+            self.version,
+        )
+
     def to_records(self) -> list[dict[str, Any]]:
         """One JSON-able mapping per row."""
         if self.values is not None:
