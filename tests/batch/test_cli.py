@@ -72,6 +72,12 @@ def test_errors_are_one_red_line(
     code = main(["-p", str(scoring.root), "score", "nosuch@champion", str(source), "o.parquet"])
     assert code == 1 and "nosuch" in capsys.readouterr().err
 
+    good = write_input(cancer_rows(), "csv", tmp_path / "good")
+    args = ["-p", str(scoring.root), "score", "cancer@champion", str(good), "o.parquet"]
+    assert main([*args, "--log-sample", "0"]) == 1
+    line = " ".join(capsys.readouterr().err.split())
+    assert line == "error: log_sample: 0.0 is not in (0, 1]: the fraction of rows to log"
+
 
 def test_progress_bar_shows_rows_per_second(scoring: Scoring, tmp_path: Path) -> None:
     source = write_input(cancer_rows(), "parquet", tmp_path)
