@@ -102,9 +102,7 @@ def _csv_lines(rows: Sequence[Sequence[Any]]) -> str:
     return buffer.getvalue()
 
 
-def request_ids(
-    ids: pa.Table, rows: np.ndarray[Any, Any], job_id: str, first_row: int
-) -> list[str]:
+def request_ids(ids: pa.Table, rows: np.ndarray[Any, Any], job_id: str, first_row: int) -> pa.Array:
     """One request id per scored row: its first id column's value, else ``JOB:ROW``.
 
     ``rows`` are the scored rows' positions in the chunk; ``first_row`` is the
@@ -114,9 +112,10 @@ def request_ids(
         job_id, pc.cast(pa.array(rows + first_row), pa.string()), ":"
     )
     if ids.num_columns == 0:
-        return list(fallback.to_pylist())
+        return fallback
     own = pc.cast(ids.column(0).take(pa.array(rows)), pa.string())
-    return list(pc.coalesce(own, fallback).to_pylist())
+    coalesced = pc.coalesce(own, fallback)
+    return coalesced.combine_chunks() if isinstance(coalesced, pa.ChunkedArray) else coalesced
 
 
 class BatchLog:
@@ -138,7 +137,7 @@ class BatchLog:
 
     def write(
         self,
-        ids: list[str],
+        ids: pa.Array,
         feeds: Mapping[str, np.ndarray[Any, Any]],
         prediction: Prediction,
         latency_ms: float,

@@ -53,7 +53,7 @@ class LoggedBatch:
     model: str
     version: int
     source: str
-    request_ids: Sequence[str]
+    request_ids: Sequence[str] | pa.Array  # an Arrow string array is taken as it is
     inputs: Mapping[str, np.ndarray[Any, Any]]
     latency_ms: float
     labels: np.ndarray[Any, Any] | None = None
@@ -74,14 +74,14 @@ class LoggedBatch:
 
         columns: dict[str, pa.Array] = {
             "time": constant(self.at, pa.timestamp("us", tz="UTC")),
-            "request_id": pa.array(list(self.request_ids), type=pa.string()),
+            "request_id": _ids(self.request_ids),
             "model": constant(self.model, pa.string()),
             "version": constant(self.version, pa.int32()),
             "source": constant(self.source, pa.string()),
             "latency_ms": pa.array(np.full(n, self.latency_ms, dtype=np.float32)),
         }
         if self.labels is not None:
-            columns["label"] = pa.array(np.asarray(self.labels).astype(str).tolist(), pa.string())
+            columns["label"] = _labels(self.labels)
         if self.probabilities is not None:
             p = np.asarray(self.probabilities, dtype=np.float32)
             columns["probabilities"] = pa.FixedSizeListArray.from_arrays(
@@ -95,6 +95,21 @@ class LoggedBatch:
         for name, values in self.inputs.items():
             columns[INPUT_PREFIX + name] = _input_column(np.asarray(values), n)
         return pa.table(columns)
+
+
+def _ids(ids: Sequence[str] | pa.Array) -> pa.Array:
+    return ids if isinstance(ids, pa.Array) else pa.array(list(ids), type=pa.string())
+
+
+def _labels(labels: Any) -> pa.Array:
+    """Labels as strings: ONNX Runtime's are already ``str`` objects, taken without a copy to lists."""
+    arr = np.asarray(labels)
+    if arr.dtype == object:
+        try:
+            return pa.array(arr, type=pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all str: the general way below
+            pass
+    return pa.array(arr.astype(str).tolist(), pa.string())
 
 
 def _input_column(arr: np.ndarray[Any, Any], n: int) -> pa.Array:
@@ -119,7 +134,7 @@ class _Buffered(NamedTuple):
     model: str
     version: int
     source: str
-    request_ids: tuple[str, ...]
+    request_ids: tuple[str, ...] | pa.Array
     names: tuple[str, ...]
     packed: np.ndarray[Any, Any] | None
     inputs: Mapping[str, np.ndarray[Any, Any]] | None  # when not packed
@@ -148,7 +163,7 @@ class _Buffered(NamedTuple):
             b.model,
             b.version,
             b.source,
-            tuple(b.request_ids),
+            b.request_ids if isinstance(b.request_ids, pa.Array) else tuple(b.request_ids),
             names,
             packed,
             None if packed is not None else b.inputs,
@@ -216,7 +231,11 @@ def _columnar(batches: list[_Buffered]) -> pa.Table:
     )
     columns: dict[str, pa.Array] = {
         "time": pa.array(np.repeat(stamps, lengths), type=pa.timestamp("us", tz="UTC")),
-        "request_id": pa.array([r for b in batches for r in b.request_ids], type=pa.string()),
+        "request_id": (
+            pa.array([r for b in batches for r in b.request_ids], type=pa.string())
+            if not any(isinstance(b.request_ids, pa.Array) for b in batches)
+            else pa.concat_arrays([_ids(b.request_ids) for b in batches])
+        ),
         "model": pa.array(repeat([b.model for b in batches]), type=pa.string()),
         "version": pa.array(np.repeat(np.array([b.version for b in batches], np.int32), lengths)),
         "source": pa.array(repeat([b.source for b in batches]), type=pa.string()),
@@ -226,8 +245,7 @@ def _columnar(batches: list[_Buffered]) -> pa.Table:
     }
     first = batches[0]
     if first.labels is not None:
-        labels = np.concatenate([np.asarray(b.labels) for b in batches])
-        columns["label"] = pa.array(labels.astype(str).tolist(), pa.string())
+        columns["label"] = _labels(np.concatenate([np.asarray(b.labels) for b in batches]))
     if first.probabilities is not None:
         p = np.concatenate([np.asarray(b.probabilities, dtype=np.float32) for b in batches])
         columns["probabilities"] = pa.FixedSizeListArray.from_arrays(
