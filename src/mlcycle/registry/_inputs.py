@@ -247,6 +247,15 @@ class FeedsPlan(NamedTuple):
         return cls(inputs, names, allowed, numbers, booleans)
 
 
+def _checked_block(plan: FeedsPlan, lists: list[Any], n: int) -> np.ndarray[Any, Any] | None:
+    """The number inputs' block (see :func:`_numeric_block`), its boolean rows checked."""
+    block = _numeric_block(lists, n)
+    if block is not None:
+        for j in plan.booleans:
+            _check_boolean(plan.numbers[j]["name"], block[j])
+    return block
+
+
 def block_feeds(plan: FeedsPlan, lists: list[Any], n: int) -> Feeds | None:
     """Feeds with a ``block`` from one list of ``n`` values per input, in the signature's order.
 
@@ -257,11 +266,9 @@ def block_feeds(plan: FeedsPlan, lists: list[Any], n: int) -> Feeds | None:
     Raises:
         DataError: a boolean input holds a number other than 0 or 1.
     """
-    block = _numeric_block(lists, n) if plan.all_numbers else None
+    block = _checked_block(plan, lists, n) if plan.all_numbers else None
     if block is None:
         return None
-    for j in plan.booleans:
-        _check_boolean(plan.numbers[j]["name"], block[j])
     feeds = Feeds(zip(plan.names, block, strict=True))
     feeds.block = block
     return feeds
@@ -327,19 +334,13 @@ def to_feeds(
             raise DataError(f"unexpected column {extra[0]!r}: the model takes {', '.join(names)}")
     numbers = plan.numbers
     lists = [columns[spec["name"]] for spec in numbers]
-    if plan.all_numbers:
-        fast = block_feeds(plan, lists, n)
-        if fast is not None:
-            return fast
-        block = None
-    else:
-        block = _numeric_block(lists, n)
-    if block is not None:  # a block of some inputs: the others come column by column
-        for j in plan.booleans:
-            _check_boolean(numbers[j]["name"], block[j])
-        feeds = Feeds((spec["name"], row) for spec, row in zip(numbers, block, strict=True))
-    else:
-        feeds = Feeds()
+    fast = block_feeds(plan, lists, n)  # every input a plain number: one block
+    if fast is not None:
+        return fast
+    block = None if plan.all_numbers else _checked_block(plan, lists, n)
+    feeds = Feeds()
+    if block is not None:  # a block of the number inputs: the others come column by column
+        feeds.update((spec["name"], row) for spec, row in zip(numbers, block, strict=True))
     for spec in plan.inputs:
         name, kind = spec["name"], spec["kind"]
         if name in feeds:
@@ -352,5 +353,4 @@ def to_feeds(
             feeds[name] = _image(name, columns[name], n, list(spec["shape"][1:]))
         else:  # pragma: no cover - signatures are written by mlcycle
             raise DataError(f"input {name!r} has unknown kind {kind!r}")
-    ordered = Feeds((name, feeds[name]) for name in names)  # in the signature's order
-    return ordered
+    return Feeds((name, feeds[name]) for name in names)  # in the signature's order

@@ -170,29 +170,20 @@ class Server:
         self.started = time.time()
         self.ids = _RequestIds()
         self._background: set[asyncio.Task[None]] = set()
-        self._counters: dict[tuple[str, int], Any] = {}  # (route, status) -> its counter
-        self._latencies: dict[str, Any] = {}  # route -> its histogram
-        self._by_version: dict[tuple[str, int], Any] = {}  # (metric, version) -> its child
+        self._children: dict[tuple[str, ...], Any] = {}  # (metric, *labels) -> its child
 
-    def _counter(self, metric: str, version: int) -> Any:
-        """``self.metrics.<metric>`` for ``version`` (created on first use, then cached)."""
-        child = self._by_version.get((metric, version))
+    def _child(self, metric: str, *labels: str) -> Any:
+        """``self.metrics.<metric>.labels(*labels)``, cached: each ``labels()`` call takes a lock."""
+        key = (metric, *labels)
+        child = self._children.get(key)
         if child is None:
-            child = getattr(self.metrics, metric).labels(str(version))
-            self._by_version[(metric, version)] = child
+            child = self._children[key] = getattr(self.metrics, metric).labels(*labels)
         return child
 
     def count(self, route: str, status: int, seconds: float) -> None:
-        """Count an answer and its latency (label lookups cached: they take a lock each)."""
-        counter = self._counters.get((route, status))
-        if counter is None:
-            counter = self.metrics.requests.labels(route, str(status))
-            self._counters[(route, status)] = counter
-        counter.inc()
-        histogram = self._latencies.get(route)
-        if histogram is None:
-            histogram = self._latencies[route] = self.metrics.latency.labels(route)
-        histogram.observe(seconds)
+        """Count an answer and its latency."""
+        self._child("requests", route, str(status)).inc()
+        self._child("latency", route).observe(seconds)
 
     def _on_batch(self, rows: int, seconds: float) -> None:
         self.metrics.batch_rows.observe(rows)
@@ -259,10 +250,10 @@ class Server:
             # a failed inference is logged too: a rollout compares error rates per version
             self._log(model, "error", request_id, feeds, {}, started)
             raise
-        self._counter("rows", model.version).inc(rows)
+        self._child("rows", str(model.version)).inc(rows)
         if OOD_FLAG in outputs:
             flagged = int(np.count_nonzero(outputs[OOD_FLAG]))
-            self._counter("ood", model.version).inc(flagged)
+            self._child("ood", str(model.version)).inc(flagged)
         self._log(model, "serve", request_id, feeds, outputs, started)
         shadow = self.deployment.shadow()
         if shadow is not None and shadow is not model:
