@@ -10,6 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One worker per core (scripts/test): a worker's PyTorch and OpenMP threads stay on
+    # one core each instead of every worker spinning threads on every core (subprocesses
+    # the tests start inherit it).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 PG_ADMIN_URL = os.environ.get(
     "MLCYCLE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
