@@ -166,10 +166,19 @@ class DatasetSpec(_Frozen):
 
 
 class DataSpec(_Frozen):
-    """Datasets the project knows, and data-wide settings."""
+    """Datasets the project knows, and data-wide settings.
+
+    Attributes:
+        datasets: dataset name → its overrides.
+        imbalance_ratio: warn when the largest class has at least this many
+            times the rows of the smallest.
+        max_classes: refuse a classification target with more classes (a
+            target with more than half as many classes as rows is refused too).
+    """
 
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
     imbalance_ratio: float = Field(default=3.0, gt=1)
+    max_classes: int = Field(default=1000, ge=3)
 
 
 class ModelSpec(_Frozen):
