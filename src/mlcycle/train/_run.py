@@ -75,10 +75,13 @@ class TrainOutcome:
     report: Path
 
 
-def resolve_data(project: Project, ref: str | None) -> str:
+def resolve_data(
+    project: Project, ref: str | None, *, how: str = "pass data='NAME[@VERSION]'"
+) -> str:
     """The dataset version to train on: ``NAME[@VERSION]``, or a source to version first.
 
-    With no reference, the project's only dataset is used.
+    With no reference, the project's only dataset is used; ``how`` tells the
+    caller how to name one when there is no such dataset (the CLI says its flag).
     """
     if ref is None:
         known = [d.name for d in project.datasets.list()]
@@ -88,7 +91,7 @@ def resolve_data(project: Project, ref: str | None) -> str:
         if not known and len(configured) == 1:
             return project.datasets.add(configured[0]).version.ref
         hint = f"known: {', '.join(known)}" if known else "none is versioned yet"
-        raise NotFoundError(f"which dataset? pass --data NAME[@VERSION] ({hint})")
+        raise NotFoundError(f"which dataset? {how} ({hint})")
     if ":" in ref or Path(project.root / ref).exists():
         return project.datasets.add(ref).version.ref
     return project.datasets.get(ref).ref
