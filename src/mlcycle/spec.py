@@ -403,8 +403,10 @@ class Spec(_Frozen):
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
     loop: LoopSpec = Field(default_factory=LoopSpec)
 
-    def with_overrides(self, overrides: Mapping[str, Any]) -> Spec:
+    def with_overrides(self, overrides: Mapping[str, Any], *, via: str = "override") -> Spec:
         """A copy with dotted keys replaced (``train.lr``, or ``lr`` for ``train.lr``).
+
+        ``via`` names where the overrides came from in error messages (the CLI: ``--set``).
 
         Raises:
             SpecError: a key names no field, or a value is invalid.
@@ -422,12 +424,12 @@ class Spec(_Frozen):
             for part in path[:-1]:
                 child = node.get(part)
                 if not isinstance(child, dict):
-                    raise SpecError(f"--set {key}: {'.'.join(path)} names no field of the spec")
+                    raise SpecError(f"{via} {key}: {'.'.join(path)} names no field of the spec")
                 node = child
             if path[-1] not in node and not _is_open_mapping(path):
-                raise SpecError(f"--set {key}: {'.'.join(path)} names no field of the spec")
+                raise SpecError(f"{via} {key}: {'.'.join(path)} names no field of the spec")
             node[path[-1]] = value
-        return parse_spec(data, source="--set")
+        return parse_spec(data, source=via)
 
     def dataset(self, name: str) -> DatasetSpec:
         """The spec of dataset ``name``, or the defaults when the spec names none."""

@@ -79,7 +79,7 @@ def _announce(project: Project, data: str | None, overrides: dict[str, Any], qui
     from mlcycle._datasets import describe_target
     from mlcycle.train import resolve_data
 
-    spec = project.spec.with_overrides(overrides) if overrides else project.spec
+    spec = project.spec.with_overrides(overrides, via="--set") if overrides else project.spec
     version = project.datasets.get(
         resolve_data(project, data or spec.train.data, how="pass --data NAME[@VERSION]")
     )
