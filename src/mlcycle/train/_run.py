@@ -167,7 +167,7 @@ def _prepare(project: Project, version: DatasetVersionRecord) -> _Prepared:
     )
 
 
-def _build(spec: TrainSpec, prepared: _Prepared) -> MlcycleNet:
+def _build(spec: TrainSpec, prepared: _Prepared, root: Path) -> MlcycleNet:
     data = prepared.data
     n_out = 1 if data.task == "regression" or spec.loss == "bce" else data.n_classes
     target_mean, target_std = 0.0, 1.0
@@ -182,6 +182,7 @@ def _build(spec: TrainSpec, prepared: _Prepared) -> MlcycleNet:
         n_out,
         target_mean=target_mean,
         target_std=target_std,
+        root=root,
     )
 
 
@@ -406,7 +407,7 @@ def train(
     ref = resolve_data(project, data or tspec.data)
     prepared = _prepare(project, project.datasets.get(ref))
     torch_device = pick_device(tspec.device)
-    net = _build(tspec, prepared)
+    net = _build(tspec, prepared, project.root)
     run = project.runs.start(
         name or f"{tspec.model.kind}-{prepared.version.dataset}",
         params={
@@ -449,7 +450,7 @@ def resume(project: Project, run_id: str, *, quiet: bool = True) -> TrainOutcome
     except ValueError as exc:
         raise SpecError(f"run {record.id}: its recorded spec is invalid: {exc}") from None
     prepared = _prepare(project, project.store.get_dataset_version_by_id(record.dataset_version_id))
-    net = _build(tspec, prepared)
+    net = _build(tspec, prepared, project.root)
     checkpoint = None
     if CHECKPOINT_TENSORS in record.artifacts and CHECKPOINT_STATE in record.artifacts:
         checkpoint = Checkpoint.from_bytes(
@@ -497,6 +498,7 @@ def load_model(project: Project, run_id: str) -> tuple[MlcycleNet, dict[str, Any
         FeatureLayout.from_dict(config["layout"]),
         config["task"],
         int(config["n_outputs"]),
+        root=project.root,
     )
     net.load_state_dict(weights)
     net.eval()
