@@ -137,7 +137,10 @@ def test_bad_roles_types_and_tasks_are_one_line_naming_what_is_allowed(project: 
             "error: --role 'ref=boss': 'boss' is not one of feature, target, sensitive, id, "
             "timestamp, ignore",
         ),
-        (("--role", "ref"), "error: --role 'ref': expected COLUMN=VALUE, e.g. --role zip_code="),
+        (
+            ("--role", "ref"),
+            "error: --role 'ref': expected COLUMN=VALUE, e.g. --role customer_id=id",
+        ),
         (
             ("--type", "zip=text"),
             "error: --type 'zip=text': 'text' is not one of numeric, categorical, boolean, image",

@@ -34,23 +34,23 @@ _SPEC_FIX = re.compile(
 )
 
 
-def parse_assignments(flag: str, pairs: list[str], allowed: tuple[str, ...]) -> dict[str, str]:
+def parse_assignments(
+    flag: str, pairs: list[str], allowed: tuple[str, ...], example: str
+) -> dict[str, str]:
     """``COLUMN=VALUE`` pairs of a repeatable flag; a value must be one of ``allowed``.
 
     Raises:
         SpecError: a pair has no ``=``, no column, or a value not in ``allowed``.
 
     Example:
-        >>> parse_assignments("--role", ["zip=id"], ("id", "feature"))
+        >>> parse_assignments("--role", ["zip=id"], ("id", "feature"), "zip_code=id")
         {'zip': 'id'}
     """
     found: dict[str, str] = {}
     for pair in pairs:
         column, sep, value = pair.rpartition("=")
         if not sep or not column:
-            raise SpecError(
-                f"{flag} {pair!r}: expected COLUMN=VALUE, e.g. {flag} zip_code={allowed[0]}"
-            )
+            raise SpecError(f"{flag} {pair!r}: expected COLUMN=VALUE, e.g. {flag} {example}")
         if value not in allowed:
             raise SpecError(f"{flag} {pair!r}: {value!r} is not one of {', '.join(allowed)}")
         found[column] = value
@@ -130,8 +130,8 @@ def add(
     """Version a dataset: the same content twice gives the same version."""
     if task is not None and task not in _TASKS:
         raise SpecError(f"--task {task!r}: expected one of {', '.join(_TASKS)}")
-    role_map = parse_assignments("--role", roles or [], _ROLES)
-    type_map = parse_assignments("--type", types or [], _TYPES)
+    role_map = parse_assignments("--role", roles or [], _ROLES, "customer_id=id")
+    type_map = parse_assignments("--type", types or [], _TYPES, "zip_code=categorical")
     with state(ctx).open() as project:
         try:
             with err.status(f"reading and profiling {source}…"):
