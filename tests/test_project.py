@@ -39,8 +39,31 @@ def test_open_finds_the_project_from_a_subfolder(project: Project) -> None:
 
 
 def test_open_outside_a_project_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(NotFoundError, match=r"no mlcycle.yaml in .* or any folder above it"):
+    with pytest.raises(
+        NotFoundError, match=r"no mlcycle.yaml in .* or any folder above it"
+    ) as info:
         Project.open(tmp_path)
+    # Said the Python way: a notebook has no --project flag.
+    assert str(info.value).endswith(
+        ": make one with Project.init(path), or open one with Project.open(path)"
+    )
+
+
+def test_errors_of_the_python_api_name_its_arguments_not_cli_flags(project: Project) -> None:
+    from mlcycle.monitor import parse_since
+    from mlcycle.train import resolve_data
+
+    project.datasets.add("sklearn:iris")
+    project.datasets.add("sklearn:wine")
+    with pytest.raises(NotFoundError) as info:
+        resolve_data(project, None)
+    assert str(info.value) == "which dataset? pass data='NAME[@VERSION]' (known: iris, wine)"
+    with pytest.raises(SpecError) as spec_info:
+        project.spec.with_overrides({"lrr": 1})
+    assert str(spec_info.value) == "override lrr: train.lrr names no field of the spec"
+    with pytest.raises(SpecError) as since_info:
+        parse_since("soon")
+    assert str(since_info.value).startswith("duration 'soon': expected a number and s, m, h or d")
 
 
 def test_an_invalid_spec_is_reported_with_its_path(project: Project) -> None:

@@ -12,16 +12,26 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 
-from mlcycle.data import DataSource, PreparedData, Schema, prepare, resolve_source
-from mlcycle.errors import DataError, NotFoundError
-from mlcycle.spec import SplitSpec
+from mlcycle.data import DataSource, FrameSource, PreparedData, Schema, prepare, resolve_source
+from mlcycle.errors import DataError, NotFoundError, SpecError
+from mlcycle.spec import (
+    ColumnRole,
+    ColumnType,
+    DatasetSpec,
+    SplitSpec,
+    Task,
+    format_validation_error,
+)
 from mlcycle.store import DatasetRecord, DatasetVersionRecord, SplitRecord
 
 if TYPE_CHECKING:
@@ -29,7 +39,9 @@ if TYPE_CHECKING:
 
     from mlcycle.project import Project
 
-__all__ = ["DatasetAdded", "Datasets", "parse_ref"]
+__all__ = ["DatasetAdded", "Datasets", "describe_target", "parse_ref"]
+
+_log = logging.getLogger("mlcycle.datasets")
 
 PARQUET = "application/vnd.apache.parquet"
 SPLIT_PARTS = ("train", "validation", "test")
@@ -72,6 +84,39 @@ def version_fingerprint(prepared: PreparedData) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+def _kind(source: FrameSource) -> str:
+    return "pyarrow Table" if isinstance(source.obj, pa.Table) else "pandas DataFrame"
+
+
+def _overridden(
+    spec: DatasetSpec,
+    name: str,
+    target: str | None,
+    task: Task | None,
+    roles: Mapping[str, ColumnRole] | None,
+    types: Mapping[str, ColumnType] | None,
+) -> DatasetSpec:
+    """The dataset's spec with this call's overrides, validated like the spec itself."""
+    if target is None and task is None and not roles and not types:
+        return spec
+    data = spec.model_dump()
+    merged_roles = dict(data["roles"])
+    if target is not None:
+        # An explicit target replaces the one the spec's roles name.
+        merged_roles = {c: r for c, r in merged_roles.items() if r != "target"}
+        data["target"] = target
+    merged_roles.update(roles or {})
+    data["roles"] = merged_roles
+    data["types"] = {**data["types"], **(types or {})}
+    if task is not None:
+        data["task"] = task
+    try:
+        return DatasetSpec.model_validate(data)
+    except ValidationError as exc:
+        message = format_validation_error(exc, DatasetSpec).replace("\n", "; ")
+        raise SpecError(f"dataset {name!r}: {message}") from None
+
+
 def _split_key(split: SplitSpec) -> str:
     blob = json.dumps(split.model_dump(mode="json"), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -79,15 +124,100 @@ def _split_key(split: SplitSpec) -> str:
 
 @dataclass(frozen=True)
 class DatasetAdded:
-    """What :meth:`Datasets.add` did."""
+    """What :meth:`Datasets.add` did, and where the version stands among its dataset's.
+
+    ``str()`` of it is the summary a person reads (what :meth:`Datasets.add`
+    also logs).
+
+    Attributes:
+        version: the version the data is (new, or the one with the same content
+            and schema).
+        created: whether this call made it.
+        split: its recorded train/validation/test split.
+        latest: the dataset's latest version now, which ``NAME`` without ``@N``
+            means (in ``train``, for instance).
+        previous: the latest version before this call made a new one (``None``
+            when nothing was made or the dataset is new).
+    """
 
     version: DatasetVersionRecord
     created: bool
     split: SplitRecord
+    latest: DatasetVersionRecord
+    previous: DatasetVersionRecord | None = None
 
     @property
     def warnings(self) -> list[str]:
+        """What looks wrong in the data, and what to do about it."""
         return list(self.version.profile.get("warnings", []))
+
+    @property
+    def notes(self) -> list[str]:
+        """What was done to the data on the way in (a dropped row index)."""
+        return list(self.version.profile.get("notes", []))
+
+    @property
+    def is_latest(self) -> bool:
+        return self.version.version == self.latest.version
+
+    @property
+    def target(self) -> str | None:
+        return _target_task(self.version)[0]
+
+    @property
+    def task(self) -> str | None:
+        return _target_task(self.version)[1]
+
+    @property
+    def retargeted(self) -> str | None:
+        """A sentence when this call changed what the dataset's latest version predicts."""
+        before = self.previous
+        if before is None or _target_task(before) == _target_task(self.version):
+            return None
+        return (
+            f"{self.version.ref} predicts {describe_target(self.version)} where "
+            f"{before.ref} predicted {describe_target(before)}; {self.version.dataset!r} "
+            f"without a version now means @{self.version.version}: name {before.ref} "
+            "to keep the old target"
+        )
+
+    def __str__(self) -> str:
+        version = self.version
+        what = f"{version.n_rows} rows, {describe_target(version)}"
+        if self.created:
+            line = f"added {version.ref} ({what}), now the latest of {version.dataset!r}"
+        elif self.is_latest:
+            line = f"unchanged: the same data as {version.ref} ({what}), the latest"
+        else:
+            line = (
+                f"unchanged: the same data as {version.ref} ({what}), which is not the latest: "
+                f"{self.latest.ref} is ({describe_target(self.latest)})"
+            )
+        extra = [self.retargeted] if self.retargeted else []
+        return "\n".join([line, *extra, *self.notes, *self.warnings])
+
+    def __repr__(self) -> str:
+        return (
+            f"DatasetAdded({self.version.ref!r}, created={self.created}, "
+            f"latest={self.latest.ref!r}, target={self.target!r}, task={self.task!r})"
+        )
+
+
+def _target_task(version: DatasetVersionRecord) -> tuple[str | None, str | None]:
+    schema = version.schema if isinstance(version.schema, dict) else {}
+    return schema.get("target"), schema.get("task")
+
+
+def describe_target(version: DatasetVersionRecord) -> str:
+    """``target 'y' (binary)``, or ``no target`` for a version without one.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> describe_target(SimpleNamespace(schema={"target": "y", "task": "binary"}))
+        "target 'y' (binary)"
+    """
+    target, task = _target_task(version)
+    return f"target {target!r} ({task})" if target is not None else "no target"
 
 
 class Datasets:
@@ -103,17 +233,36 @@ class Datasets:
         *,
         name: str | None = None,
         target: str | None = None,
+        task: Task | None = None,
+        roles: Mapping[str, ColumnRole] | None = None,
+        types: Mapping[str, ColumnType] | None = None,
     ) -> DatasetAdded:
         """Version the data of ``source`` under ``name``.
 
         ``source`` is ``sklearn:NAME``, a CSV/Parquet file or folder, a DataFrame or
-        Arrow table, or the name of a dataset whose ``source`` the spec gives.
+        Arrow table (then ``name`` is required), or the name of a dataset whose
+        ``source`` the spec gives. ``target``, ``task``, ``roles`` and ``types``
+        override the dataset's spec for this call, as ``data.datasets.NAME``
+        would.
 
         Returns:
-            The version (new, or the existing one with the same content) and its split.
+            The version (new, or the existing one with the same content), its
+            split, and the dataset's latest version; ``str()`` of it says which
+            version the data is and what it predicts, and is logged at INFO.
 
         Raises:
-            DataError: the source is missing, empty or malformed.
+            DataError: the source is missing, empty or malformed, or a frame
+                comes without a name.
+            SpecError: the overrides contradict each other or the spec.
+
+        Example:
+            >>> import tempfile
+            >>> from mlcycle import Project
+            >>> with Project.init(tempfile.mkdtemp(), name="demo") as project:
+            ...     print(project.datasets.add("sklearn:iris"))
+            ...     print(project.datasets.add("sklearn:iris", task="multiclass"))
+            added iris@1 (150 rows, target 'target' (multiclass)), now the latest of 'iris'
+            unchanged: the same data as iris@1 (150 rows, target 'target' (multiclass)), the latest
         """
         spec_datasets = self._project.spec.data.datasets
         if isinstance(source, str) and source in spec_datasets and name is None:
@@ -122,26 +271,37 @@ class Datasets:
                 raise DataError(f"data.datasets.{source}.source is not set in the spec")
             name, source = source, configured
         resolved = resolve_source(source, base_dir=self._project.root)
+        if name is None and isinstance(resolved, FrameSource):
+            raise DataError(
+                f"a {_kind(resolved)} has no name to version it under: pass name='...' "
+                "(letters, digits, '_', '.' or '-')"
+            )
         name = name or resolved.default_name
-        spec = self._project.spec.dataset(name)
-        if target is not None:
-            spec = spec.model_copy(update={"target": target})
+        spec = _overridden(self._project.spec.dataset(name), name, target, task, roles, types)
         prepared = prepare(
             resolved,
             spec,
             name=name,
             base_dir=self._project.root,
             imbalance_ratio=self._project.spec.data.imbalance_ratio,
+            max_classes=self._project.spec.data.max_classes,
         )
-        version, created = self._record(prepared)
+        known = self._known_versions(prepared.name)
+        version, created = self._record(prepared, known)
         split = self._record_split(version, prepared, spec.split)
-        return DatasetAdded(version=version, created=created, split=split)
+        latest = version if created else max(known, key=lambda v: v.version)
+        previous = max(known, key=lambda v: v.version) if created and known else None
+        added = DatasetAdded(version, created, split, latest, previous)
+        _log.info("%s", added)
+        return added
 
-    def _record(self, prepared: PreparedData) -> tuple[DatasetVersionRecord, bool]:
+    def _record(
+        self, prepared: PreparedData, known: list[DatasetVersionRecord]
+    ) -> tuple[DatasetVersionRecord, bool]:
         fingerprint = version_fingerprint(prepared)
-        for known in self._known_versions(prepared.name):
-            if known.fingerprint == fingerprint:
-                return known, False
+        for version in known:
+            if version.fingerprint == fingerprint:
+                return version, False
         artifact = self._project.artifacts.put_bytes(_parquet_bytes(prepared.table), PARQUET)
         profile = {**prepared.profile, "content_fingerprint": prepared.fingerprint}
         return self._store.add_dataset_version(

@@ -26,7 +26,7 @@ from mlcycle.errors import ConflictError, NotFoundError, SpecError
 from mlcycle.spec import Spec, load_spec
 from mlcycle.store import Artifacts, FsspecArtifactStore, MetadataStore
 
-__all__ = ["SPEC_FILE", "STATE_DIR", "Project", "find_project_root"]
+__all__ = ["NO_PROJECT_HINT", "SPEC_FILE", "STATE_DIR", "Project", "find_project_root"]
 
 SPEC_FILE = "mlcycle.yaml"
 STATE_DIR = ".mlcycle"
@@ -69,8 +69,16 @@ data:
 """
 
 
-def find_project_root(start: str | os.PathLike[str] | None = None) -> Path:
+#: What to do when no project is found, said the Python way (the CLI says its own).
+NO_PROJECT_HINT = "make one with Project.init(path), or open one with Project.open(path)"
+
+
+def find_project_root(
+    start: str | os.PathLike[str] | None = None, *, hint: str = NO_PROJECT_HINT
+) -> Path:
     """The nearest folder at or above ``start`` (default: the current one) with ``mlcycle.yaml``.
+
+    ``hint`` ends the error message: what the caller can do about it.
 
     Raises:
         NotFoundError: no folder up to the file-system root has one.
@@ -79,9 +87,7 @@ def find_project_root(start: str | os.PathLike[str] | None = None) -> Path:
     for folder in (here, *here.parents):
         if (folder / SPEC_FILE).is_file():
             return folder
-    raise NotFoundError(
-        f"no {SPEC_FILE} in {here} or any folder above it: run 'mlcycle init' or pass --project DIR"
-    )
+    raise NotFoundError(f"no {SPEC_FILE} in {here} or any folder above it: {hint}")
 
 
 class Project:

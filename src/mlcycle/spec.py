@@ -166,10 +166,19 @@ class DatasetSpec(_Frozen):
 
 
 class DataSpec(_Frozen):
-    """Datasets the project knows, and data-wide settings."""
+    """Datasets the project knows, and data-wide settings.
+
+    Attributes:
+        datasets: dataset name → its overrides.
+        imbalance_ratio: warn when the largest class has at least this many
+            times the rows of the smallest.
+        max_classes: refuse a classification target with more classes (a
+            target with more than half as many classes as rows is refused too).
+    """
 
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
     imbalance_ratio: float = Field(default=3.0, gt=1)
+    max_classes: int = Field(default=1000, ge=3)
 
 
 class ModelSpec(_Frozen):
@@ -394,8 +403,10 @@ class Spec(_Frozen):
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
     loop: LoopSpec = Field(default_factory=LoopSpec)
 
-    def with_overrides(self, overrides: Mapping[str, Any]) -> Spec:
+    def with_overrides(self, overrides: Mapping[str, Any], *, via: str = "override") -> Spec:
         """A copy with dotted keys replaced (``train.lr``, or ``lr`` for ``train.lr``).
+
+        ``via`` names where the overrides came from in error messages (the CLI: ``--set``).
 
         Raises:
             SpecError: a key names no field, or a value is invalid.
@@ -413,12 +424,12 @@ class Spec(_Frozen):
             for part in path[:-1]:
                 child = node.get(part)
                 if not isinstance(child, dict):
-                    raise SpecError(f"--set {key}: {'.'.join(path)} names no field of the spec")
+                    raise SpecError(f"{via} {key}: {'.'.join(path)} names no field of the spec")
                 node = child
             if path[-1] not in node and not _is_open_mapping(path):
-                raise SpecError(f"--set {key}: {'.'.join(path)} names no field of the spec")
+                raise SpecError(f"{via} {key}: {'.'.join(path)} names no field of the spec")
             node[path[-1]] = value
-        return parse_spec(data, source="--set")
+        return parse_spec(data, source=via)
 
     def dataset(self, name: str) -> DatasetSpec:
         """The spec of dataset ``name``, or the defaults when the spec names none."""

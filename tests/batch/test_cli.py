@@ -96,3 +96,34 @@ def test_progress_bar_shows_rows_per_second(scoring: Scoring, tmp_path: Path) ->
         *args, str(tmp_path / "b.parquet"), "--quiet", cwd=tmp_path, env={"FORCE_COLOR": "1"}
     )
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_a_refused_resume_names_the_flags(
+    scoring: Scoring, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlcycle.batch import score_file
+
+    source = write_input(cancer_rows(), "parquet", tmp_path)
+    output = tmp_path / "s.csv"
+    done: list[int] = []
+
+    def stop_after_two(rows: int, total: int | None) -> None:
+        done.append(rows)
+        if len(done) > 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        score_file(
+            "cancer@champion",
+            source,
+            output,
+            project=scoring.root,
+            chunk_rows=100,
+            log=False,
+            progress=stop_after_two,
+        )
+    args = ["-p", str(scoring.root), "score", "cancer@champion", str(source), str(output)]
+    assert main([*args, "--chunk-rows", "10", "--no-log"]) == 1
+    line = " ".join(capsys.readouterr().err.split())
+    assert "chunk size (--chunk-rows) differ" in line
+    assert line.endswith("run with --restart to discard them and start over")

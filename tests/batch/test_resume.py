@@ -82,14 +82,14 @@ def test_changed_input_or_model_is_refused_unless_restarted(
     with pytest.raises(Stop):
         score_file("cancer@champion", source, output, progress=_stop_after(2), **options)
 
-    with pytest.raises(ConflictError, match=r"chunk size \(--chunk-rows\) differ"):
+    with pytest.raises(ConflictError, match=r"chunk size \(chunk_rows\) differ"):
         score_file("cancer@champion", source, output, project=scoring.root, chunk_rows=10)
 
     job = tmp_path / "s.csv.parts" / "job.json"
     record = json.loads(job.read_text())
     job.write_text(json.dumps({**record, "model": "cancer@999"}))
     with pytest.raises(
-        ConflictError, match=r"model version differ.*then cancer@999, now cancer@1.*--restart"
+        ConflictError, match=r"model version differ.*then cancer@999, now cancer@1.*restart=True"
     ):
         score_file("cancer@champion", source, output, **options)
     job.write_text(json.dumps(record))

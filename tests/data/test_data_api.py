@@ -32,6 +32,7 @@ def test_exported_names_are_pinned() -> None:
             "SKLEARN_DATASETS",
             "FashionMnistSource",
             "FASHION_MNIST_CLASSES",
+            "MODEL_OUTPUTS",
         ]
     )
     for name in mlcycle.data.__all__:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -109,7 +110,7 @@ def test_missing_target_column_lists_available(cancer_frame: pd.DataFrame) -> No
 
 def test_spec_roles_naming_a_missing_column() -> None:
     message = fails("sklearn:iris", DatasetSpec(roles={"petal": "sensitive"}))
-    assert message.startswith("spec roles name column 'petal', which is not in the data")
+    assert message.startswith("roles: column 'petal' is not in the data; available columns: ")
 
 
 def test_column_all_missing(tmp_path: Path) -> None:
@@ -266,3 +267,34 @@ def test_time_split_without_a_time_column() -> None:
     assert fails("sklearn:iris", text) == (
         "split: time column 'target' holds string; expected date-times or numbers"
     )
+
+
+def test_a_target_with_one_row_per_class_is_refused() -> None:
+    # The reported case: a unique reference picked as the target (K x K matrices later).
+    frame = pd.DataFrame({"x": np.arange(2000.0), "ref": [f"R{i:05d}" for i in range(2000)]})
+    assert fails(frame, DatasetSpec(target="ref")) == (
+        "target 'ref' has 2000 classes in 2000 rows; expected at most 1000 and at most half "
+        "the rows (1000): if it identifies rows, set roles: {ref: id} and choose another "
+        "target; otherwise group its values into fewer classes"
+    )
+
+
+def test_more_classes_than_the_limit_are_refused_unless_raised() -> None:
+    codes = [i % 1200 for i in range(3000)]  # 1,200 classes of 2-3 rows
+    frame = pd.DataFrame({"x": np.arange(3000.0), "code": codes})
+    spec = DatasetSpec(target="code", task="multiclass")
+    assert fails(frame, spec) == (
+        "target 'code' has 1200 classes in 3000 rows; expected at most 1000 and at most half "
+        "the rows (1500): if it is a quantity, set task: regression; if it identifies rows, "
+        "set roles: {code: id} and choose another target"
+    )
+    data = prepare(frame, spec, max_classes=1200)
+    assert len(data.schema.classes or ()) == 1200
+    assert prepare(frame, DatasetSpec(target="code", task="regression")).schema.classes is None
+
+
+def test_the_class_limit_comes_from_the_spec() -> None:
+    from mlcycle.spec import Spec
+
+    assert Spec().data.max_classes == 1000
+    assert Spec.model_validate({"data": {"max_classes": 5000}}).data.max_classes == 5000

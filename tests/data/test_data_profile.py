@@ -145,3 +145,60 @@ def test_profile_of_100k_rows_by_30_columns_is_fast() -> None:
     profile = profile_table(table, schema)
     assert time.perf_counter() - start < 2.0
     assert profile["columns"] == 30 and profile["features"] == 29
+
+
+def test_a_unique_reference_column_is_called_a_row_key() -> None:
+    table = pa.table(
+        {
+            "ref": [f"INV-{i:04d}" for i in range(600)],
+            "amount": np.arange(600.0),
+            "y": ["a", "b", "c"] * 200,
+        }
+    )
+    assert profile_of(table)["warnings"] == [
+        "column 'ref' holds a different value in each of its 600 rows: it names rows rather "
+        "than describing them; set roles: {ref: id}"
+    ]
+    assert profile_of(table, DatasetSpec(roles={"ref": "id"}))["warnings"] == []
+
+
+def test_a_categorical_with_few_rows_per_value_warns() -> None:
+    table = pa.table({"city": [f"c{i % 400}" for i in range(2000)], "y": ["a", "b"] * 1000})
+    assert profile_of(table)["warnings"] == [
+        "column 'city' is categorical with 400 distinct values in 2000 rows, too few rows per "
+        "value to learn from: if it identifies rows set roles: {city: id}, otherwise group "
+        "rare values or set roles: {city: ignore}"
+    ]
+    # 4 values of 500 rows each, or 60 of 30: nothing to say.
+    wide = pa.table({"c": [f"v{i % 60}" for i in range(1800)], "y": ["a", "b"] * 900})
+    assert profile_of(wide)["warnings"] == []
+
+
+@pytest.mark.parametrize("name", ["zip_code", "ZipCode", "postal", "store_id", "countryCode"])
+def test_whole_numbers_named_like_a_code_warn(name: str) -> None:
+    table = pa.table({name: [2139 + i % 40 for i in range(200)], "y": ["a", "b"] * 100})
+    assert profile_of(table)["warnings"] == [
+        f"column {name!r} holds whole numbers but its name says it is a code: if they label "
+        f"things rather than count them, set types: {{{name}: categorical}}, or roles: "
+        f"{{{name}: id}} if it identifies rows"
+    ]
+    assert profile_of(table, DatasetSpec(types={name: "categorical"}))["warnings"] == []
+
+
+@pytest.mark.parametrize("name", ["paid", "episode", "valid_count", "decoded"])
+def test_ordinary_numbers_do_not_warn(name: str) -> None:
+    table = pa.table({name: [i % 40 for i in range(200)], "y": ["a", "b"] * 100})
+    assert profile_of(table)["warnings"] == []
+
+
+def test_dates_that_do_not_say_day_or_month_first_warn() -> None:
+    table = pa.table({"when": ["01/02/2024", "03/04/2024"] * 10, "y": ["a", "b"] * 10})
+    assert profile_of(table)["warnings"] == [
+        "column 'when' looks like dates, but no day is above 12 to tell dd/mm/yyyy from "
+        "mm/dd/yyyy, so it stays text: write the dates as yyyy-mm-dd"
+    ]
+
+
+def test_real_data_has_none_of_these_warnings() -> None:
+    for name in ("breast_cancer", "wine", "iris", "diabetes"):
+        assert prepare(f"sklearn:{name}", SPEC).profile["warnings"] == [], name

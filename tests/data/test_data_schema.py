@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from mlcycle.data import ColumnSchema, CsvSource, Schema, SklearnSource, infer_schema
+from mlcycle.data import (
+    ColumnSchema,
+    CsvSource,
+    Schema,
+    SklearnSource,
+    canonicalize,
+    infer_schema,
+)
 from mlcycle.errors import DataError
 from mlcycle.spec import DatasetSpec
 
@@ -236,3 +244,42 @@ def test_schema_from_bad_dict(data: dict[str, object], message: str) -> None:
     with pytest.raises(DataError) as info:
         Schema.from_dict(data)
     assert str(info.value).startswith(message)
+
+
+def _dates_csv(path: Path, values: list[str]) -> pa.Table:
+    rows = [f"{v},{i % 7},{'ab'[i % 2]}" for i, v in enumerate(values)]
+    path.write_text("when,x,y\n" + "\n".join(rows) + "\n")
+    return CsvSource(path).read()
+
+
+@pytest.mark.parametrize(
+    ("form", "write"),
+    [
+        ("dd/mm/yyyy", lambda d: d.strftime("%d/%m/%Y")),
+        ("d.m.yyyy", lambda d: f"{d.day}.{d.month}.{d.year}"),
+        ("mm/dd/yyyy", lambda d: d.strftime("%m/%d/%Y")),
+        ("dd/mm/yyyy hh:mm", lambda d: d.strftime("%d/%m/%Y 10:%M")),
+        ("yyyy/mm/dd", lambda d: d.strftime("%Y/%m/%d")),
+        ("yyyy-mm-dd hh:mm:ss", lambda d: d.strftime("%Y-%m-%d %H:%M:%S")),
+    ],
+)
+def test_common_date_forms_become_timestamps(
+    tmp_path: Path, form: str, write: Callable[[datetime], str]
+) -> None:
+    days = [datetime(2023, 1, 1) + timedelta(days=i) for i in range(400)]
+    raw = _dates_csv(tmp_path / "d.csv", [write(d) for d in days])
+    schema = infer_schema(raw, SPEC)
+    assert (schema.column("when").type, schema.column("when").role) == ("numeric", "timestamp")
+    stamps = canonicalize(raw, schema).column("when").to_pylist()
+    assert [s.date() for s in stamps] == [d.date() for d in days], form
+
+
+def test_dates_that_do_not_say_day_or_month_first_stay_text(tmp_path: Path) -> None:
+    raw = _dates_csv(tmp_path / "d.csv", ["01/02/2024", "03/04/2024", "05/06/2024"] * 10)
+    assert types(infer_schema(raw, SPEC))["when"] == "categorical"
+
+
+@pytest.mark.parametrize("bad", ["31/02/2024", "13/13/2024", "32/01/2024", "15/01/2024 25:00"])
+def test_impossible_dates_are_not_dates(tmp_path: Path, bad: str) -> None:
+    raw = _dates_csv(tmp_path / "d.csv", ["15/01/2024", bad, "20/03/2024"] * 10)
+    assert types(infer_schema(raw, SPEC))["when"] == "categorical"

@@ -73,6 +73,9 @@ def test_commands_find_the_project_upwards_or_by_flag(project: Path, tmp_path: P
     missing = mlcycle("data", "list", cwd=elsewhere)
     assert missing.returncode == 1
     assert missing.stderr.startswith("error: no mlcycle.yaml in")
+    assert " ".join(missing.stderr.split()).endswith(
+        "or any folder above it: run 'mlcycle init' or pass --project DIR"
+    )
 
 
 def test_a_csv_file_is_named_after_its_stem(project: Path) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import uuid
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -97,6 +101,38 @@ def test_custom_factory_is_called_with_the_input_width() -> None:
     missing = ModelSpec(kind="custom", factory="tests.train.nowhere:f")
     with pytest.raises(SpecError, match="cannot be imported"):
         build_model(missing, layout, "binary", 2)
+
+
+FACTORY = """
+from torch import nn
+
+
+def small(in_features, n_outputs, image_shape=None):
+    return nn.Sequential(nn.Linear(in_features, 3), nn.Tanh(), nn.Linear(3, n_outputs))
+"""
+
+
+def test_a_factory_in_the_project_folder_is_found_without_pythonpath(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = f"team_models_{uuid.uuid4().hex[:8]}"  # imported nowhere else
+    (tmp_path / f"{module}.py").write_text(FACTORY)
+    monkeypatch.chdir(tmp_path.parent)  # the project folder is not the working directory
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    table, schema = _mixed()
+    layout = fit_layout(schema, table)
+    spec = ModelSpec(kind="custom", factory=f"{module}:small")
+    path = list(sys.path)
+    with pytest.raises(SpecError, match=f"'{module}:small' cannot be imported: No module"):
+        build_model(spec, layout, "binary", 2)
+    model = build_model(spec, layout, "binary", 2, root=tmp_path)
+    assert model.body[0].out_features == 3
+    assert sys.path == path
+    monkeypatch.delitem(sys.modules, module)
+    with pytest.raises(SpecError, match=rf"cannot be imported \(looked in {tmp_path} too\)"):
+        build_model(
+            ModelSpec(kind="custom", factory=f"{module}:nope"), layout, "binary", 2, root=tmp_path
+        )
 
 
 @pytest.mark.parametrize("scheme", ["xavier", "kaiming", "normal"])

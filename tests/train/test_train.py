@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+import uuid
 
 import numpy as np
 import pyarrow as pa
@@ -175,6 +177,25 @@ def test_regression_trains_and_reports_regression_metrics(project: Project) -> N
         model, encode(project.datasets.load("diabetes"), layout), model.target_mean.device
     )
     assert 50 < float(preds.mean()) < 250
+
+
+def test_a_custom_model_from_the_project_folder_trains_and_loads(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = f"proj_models_{uuid.uuid4().hex[:8]}"
+    (project.root / f"{module}.py").write_text(
+        "from tests.train.custom_models import tiny\n"  # the user's file, as they'd write it
+    )
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    outcome = train(
+        project,
+        data="sklearn:iris",
+        model="custom",
+        overrides={"model.factory": f"{module}:tiny", "max_epochs": 2},
+    )
+    monkeypatch.delitem(sys.modules, module)  # a fresh process, as register would be
+    net, _ = load_model(project, outcome.run_id)
+    assert net.body[0].in_features == 4
 
 
 def test_a_custom_model_trains(project: Project) -> None:

@@ -49,8 +49,8 @@ _REJECTED_KEY = b"mlcycle.rejected"
 _MUST_MATCH = {
     "model": "model version",
     "input": "input file(s)",
-    "chunk_rows": "chunk size (--chunk-rows)",
-    "id_columns": "id columns (--id-column)",
+    "chunk_rows": "chunk size (chunk_rows)",
+    "id_columns": "id columns (id_columns)",
     "inputs": "model input columns",
 }
 
@@ -112,7 +112,7 @@ class WorkFolder:
                     f"{self.path} holds the parts of an unfinished job, but its "
                     f"{', '.join(changed)} differ from this run's "
                     f"(model then {previous.get('model')}, now {job['model']}): "
-                    "run with --restart to discard them and start over"
+                    "pass restart=True to discard them and start over"
                 )
             self._sweep(keep_parts=True)
             return previous, True

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from mlcycle.errors import MlcycleError
-from mlcycle.project import Project
+from mlcycle.project import Project, find_project_root
 
 app = typer.Typer(
     name="mlcycle",
@@ -31,7 +31,8 @@ class State:
     project_dir: Path | None = None
 
     def open(self) -> Project:
-        return Project.open(self.project_dir)
+        root = find_project_root(self.project_dir, hint="run 'mlcycle init' or pass --project DIR")
+        return Project.open(root)
 
 
 def state(ctx: typer.Context) -> State:

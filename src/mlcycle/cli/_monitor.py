@@ -40,7 +40,7 @@ def monitor(
             project,
             ref,
             current=current,
-            since=parse_since(since) if since else None,
+            since=parse_since(since, what="--since") if since else None,
             last=last,
             html=html,
         )

@@ -29,6 +29,8 @@ def version_json(version: DatasetVersionRecord) -> dict[str, Any]:
         "artifact_sha256": version.artifact_sha256,
         "source": version.source,
         "rows": version.n_rows,
+        "target": version.schema.get("target"),
+        "task": version.schema.get("task"),
         "created_at": version.created_at.isoformat(),
         "created_by": version.created_by,
         "schema": version.schema,
@@ -75,6 +77,8 @@ def render_profile(console: Console, version: DatasetVersionRecord) -> None:
         parts.append(
             Text("class balance: " + ", ".join(f"{k} {v}" for k, v in balance.items()), "bold")
         )
+    for note in profile.get("notes", []):
+        parts.append(Text(f"note: {note}", "cyan"))
     for warning in profile.get("warnings", []):
         parts.append(Text(f"warning: {warning}", "yellow"))
     console.print(Panel(Group(*parts), title="dataset profile", expand=False))

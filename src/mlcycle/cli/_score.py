@@ -17,8 +17,28 @@ from rich.progress import (
 )
 
 from mlcycle.cli._app import app, err, out, print_json, state
+from mlcycle.errors import ConflictError
 
 __all__ = ["score"]
+
+# How batch scoring's errors name its Python arguments, and this command's flags for them.
+_FLAGS = {
+    "(chunk_rows)": "(--chunk-rows)",
+    "(id_columns)": "(--id-column)",
+    "pass restart=True": "run with --restart",
+}
+
+
+def with_score_flags(message: str) -> str:
+    """A batch-scoring error as the ``score`` command says it: with its flags.
+
+    Example:
+        >>> with_score_flags("chunk size (chunk_rows) differ: pass restart=True to start over")
+        'chunk size (--chunk-rows) differ: run with --restart to start over'
+    """
+    for python, flag in _FLAGS.items():
+        message = message.replace(python, flag)
+    return message
 
 
 class _Bar:
@@ -128,6 +148,8 @@ def score(
                 log_sample=log_sample,
                 progress=bar,
             )
+        except ConflictError as exc:
+            raise ConflictError(with_score_flags(str(exc))) from None
         finally:
             if bar is not None and bar.progress.live.is_started:
                 bar.progress.stop()

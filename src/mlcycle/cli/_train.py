@@ -12,6 +12,7 @@ from mlcycle.cli._app import app, out, print_json, state
 from mlcycle.errors import SpecError
 
 if TYPE_CHECKING:
+    from mlcycle.project import Project
     from mlcycle.train import TrainOutcome
 
 JsonFlag = Annotated[
@@ -73,6 +74,24 @@ def _report(outcome: TrainOutcome, as_json: bool) -> None:
     out.print(f"run [bold]{outcome.run_id}[/]; report: {outcome.report}")
 
 
+def _announce(project: Project, data: str | None, overrides: dict[str, Any], quiet: bool) -> str:
+    """Resolve the dataset version to train on and say which it is, and what it predicts."""
+    from mlcycle._datasets import describe_target
+    from mlcycle.train import resolve_data
+
+    spec = project.spec.with_overrides(overrides, via="--set") if overrides else project.spec
+    version = project.datasets.get(
+        resolve_data(project, data or spec.train.data, how="pass --data NAME[@VERSION]")
+    )
+    if not quiet:
+        latest = project.datasets.get(version.dataset)
+        where = (
+            "the latest" if latest.version == version.version else f"latest is @{latest.version}"
+        )
+        out.print(f"training on {version.ref} ({describe_target(version)}; {where})")
+    return version.ref
+
+
 @app.command()
 def train(
     ctx: typer.Context,
@@ -110,11 +129,13 @@ def train(
                 )
             outcome = resume_run(project, resume, quiet=quiet or as_json)
         else:
+            overrides = parse_sets(sets or [])
+            ref = _announce(project, data, overrides, as_json)
             outcome = train_run(
                 project,
-                data=data,
+                data=ref,
                 model=model,
-                overrides=parse_sets(sets or []),
+                overrides=overrides,
                 device=device,
                 quiet=quiet or as_json,
             )

@@ -20,6 +20,7 @@ from __future__ import annotations
 from mlcycle.data._base import DataSource
 from mlcycle.data._canonical import canonicalize, fingerprint
 from mlcycle.data._fashion import FASHION_MNIST_CLASSES, FashionMnistSource
+from mlcycle.data._names import MODEL_OUTPUTS
 from mlcycle.data._prepare import PreparedData, prepare
 from mlcycle.data._profile import profile_table
 from mlcycle.data._schema import ColumnSchema, Schema, infer_schema
@@ -35,6 +36,7 @@ from mlcycle.data._split import make_split
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
+    "MODEL_OUTPUTS",
     "SKLEARN_DATASETS",
     "ColumnSchema",
     "CsvSource",

@@ -21,6 +21,7 @@ from mlcycle.errors import DataError
 
 __all__ = [
     "MOSTLY_NUMBERS",
+    "ambiguous_dates",
     "bad_values_error",
     "boolean_mask",
     "number_mask",
@@ -36,6 +37,11 @@ MOSTLY_NUMBERS = 0.9
 _NUMBER = r"^[+-]?((\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|inf|infinity|nan)$"
 _INTEGER = r"^[+-]?\d+$"
 _DATE = r"^\d{4}-\d{2}-\d{2}"
+_YEAR_FIRST = r"^\d{4}[/.](?P<m>\d{1,2})[/.](?P<d>\d{1,2})$"
+_DAY_MONTH = (
+    r"^(?P<a>\d{1,2})[/.-](?P<b>\d{1,2})[/.-]\d{4}"
+    r"(?: \d{1,2}:\d{2}(?::\d{2})?)?$"
+)
 _SHOWN = 5
 
 Column = Any  # a pyarrow Array or ChunkedArray of strings; pyarrow ships no type stubs
@@ -81,28 +87,106 @@ def to_number(arr: Column) -> Column:
 
 
 def to_timestamp(arr: Column) -> Column | None:
-    """A text column of ISO 8601 date-times as ``timestamp[us]``, or None if one fails.
+    """A text column of dates or date-times as ``timestamp[us]``, or None if one fails.
 
-    Naive values stay naive; values with a zone offset (``Z``, ``+02:00``) are
-    converted to UTC. A column mixing both is not a timestamp column.
+    Understood, the whole column in one form:
+
+    * ISO 8601: ``2024-01-31``, ``2024-01-31 10:05:09``, ``2024-01-31T10:05``;
+      naive values stay naive, values with a zone offset (``Z``, ``+02:00``)
+      become UTC, and a column mixing both is not a timestamp column;
+    * ``yyyy/mm/dd``;
+    * ``dd/mm/yyyy`` or ``mm/dd/yyyy`` (``/``, ``.`` or ``-`` between the parts,
+      optionally followed by ``hh:mm`` or ``hh:mm:ss``), when the values tell
+      which part is the day: one above 12 in the first place means day first,
+      in the second place month first. When no value tells (see
+      :func:`ambiguous_dates`), the column is not read as dates.
 
     Example:
         >>> import pyarrow as pa
         >>> to_timestamp(pa.array(["2024-01-01", "2024-01-02 03:04:05"])).type
         TimestampType(timestamp[us])
+        >>> to_timestamp(pa.array(["31/01/2024", "01/02/2024 10:30"])).to_pylist()[1]
+        datetime.datetime(2024, 2, 1, 10, 30)
         >>> to_timestamp(pa.array(["2024-01-01", "soon"])) is None
         True
     """
     text = _trimmed(arr)
     # A failing cast is slow; a regex rules out ordinary text first.
-    if not pc.all(pc.match_substring_regex(text, _DATE)).as_py():
+    if pc.all(pc.match_substring_regex(text, _DATE)).as_py():
+        for stamp in (pa.timestamp("us"), pa.timestamp("us", tz="UTC")):
+            try:
+                return pc.cast(text, stamp)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
         return None
-    for stamp in (pa.timestamp("us"), pa.timestamp("us", tz="UTC")):
-        try:
-            return pc.cast(text, stamp)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            continue
-    return None
+    if pc.all(pc.match_substring_regex(text, _YEAR_FIRST)).as_py():
+        fields = pc.extract_regex(text, _YEAR_FIRST)
+        unified = pc.replace_substring_regex(text, r"[.]", "/")
+        return _parse_formats(text, unified, "%Y/%m/%d", fields, ("d", "m"))
+    parts = _day_month_parts(text)
+    if parts is None:
+        return None
+    fields, first, second = parts
+    if first > 12 and second <= 12:
+        date, names = "%d/%m/%Y", ("a", "b")
+    elif second > 12 and first <= 12:
+        date, names = "%m/%d/%Y", ("b", "a")
+    else:
+        return None
+    unified = pc.replace_substring_regex(text, r"^(\d+)[.-](\d+)[.-]", r"\1/\2/")
+    return _parse_formats(text, unified, date, fields, names)
+
+
+def _parse_formats(
+    original: Column, text: Column, date: str, fields: Column, day_month: tuple[str, str]
+) -> Column | None:
+    """Each value in the first of ``date``, ``date hh:mm``, ``date hh:mm:ss`` it fits.
+
+    ``fields`` are the regex's named parts; ``day_month`` names the day's and
+    the month's, which the parsed value must keep (strptime reads 31/02 as 2 March).
+    """
+    parsed = None
+    for clock in ("", " %H:%M", " %H:%M:%S"):
+        attempt = pc.strptime(text, format=date + clock, unit="us", error_is_null=True)
+        parsed = attempt if parsed is None else pc.coalesce(parsed, attempt)
+    assert parsed is not None
+    # A value none of them fits (25:00) makes the column something else.
+    if parsed.null_count != original.null_count:
+        return None
+    day, month = (pc.cast(pc.struct_field(fields, n), pa.int64()) for n in day_month)
+    kept = pc.and_(pc.equal(pc.day(parsed), day), pc.equal(pc.month(parsed), month))
+    if pc.all(kept).as_py() is False:
+        return None
+    return parsed
+
+
+def _day_month_parts(text: Column) -> tuple[Column, int, int] | None:
+    """The parts of ``dd/mm/yyyy``-like values and the largest first and second, or None."""
+    if len(text) == text.null_count:
+        return None
+    if not pc.all(pc.match_substring_regex(text, _DAY_MONTH)).as_py():
+        return None
+    fields = pc.extract_regex(text, _DAY_MONTH)
+    first = pc.max(pc.cast(pc.struct_field(fields, "a"), pa.int64())).as_py()
+    second = pc.max(pc.cast(pc.struct_field(fields, "b"), pa.int64())).as_py()
+    return fields, int(first), int(second)
+
+
+def ambiguous_dates(arr: Column) -> bool:
+    """Whether a text column holds ``dd/mm/yyyy``-like dates with no part above 12.
+
+    Such a column could be read day-first or month-first: it is left as text,
+    and the profile warns.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> ambiguous_dates(pa.array(["01/02/2024", "03/04/2024"]))
+        True
+        >>> ambiguous_dates(pa.array(["31/01/2024", "03/04/2024"]))
+        False
+    """
+    parts = _day_month_parts(_trimmed(arr))
+    return parts is not None and max(parts[1:]) <= 12
 
 
 def boolean_mask(arr: Column) -> np.ndarray[Any, np.dtype[np.bool_]]:

@@ -10,12 +10,15 @@ quantiles and histograms and categorical ones their frequencies.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
+
+from mlcycle.data._parse import ambiguous_dates
 
 if TYPE_CHECKING:
     from mlcycle.data._schema import ColumnSchema, Schema
@@ -35,6 +38,16 @@ _BINS = 20
 _TOP = 50
 _OTHER = "__other__"
 _HIGH_MISSING = 0.5
+# A categorical column with more values than this, and fewer rows than _ROWS_PER_VALUE per
+# value, teaches a model little; one with a different value in each of at least
+# _ID_MIN_ROWS rows is a row key.
+_HIGH_CARDINALITY = 50
+_ROWS_PER_VALUE = 10
+_ID_MIN_ROWS = 20
+_CODE_WORDS = frozenset(
+    {"zip", "zipcode", "postal", "postcode", "plz", "fips", "code", "id", "sku"}
+)
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
 def _number(value: Any) -> int | float:
@@ -116,6 +129,45 @@ def _column_warnings(name: str, role: str, entry: dict[str, Any], rows: int) -> 
     return warnings
 
 
+def _tokens(name: str) -> list[str]:
+    """``'zipCode'``, ``'ZIP_code'`` → ``['zip', 'code']``."""
+    spaced = _CAMEL.sub(" ", name)
+    return [t.lower() for t in re.split(r"[^A-Za-z0-9]+", spaced) if t]
+
+
+def _looks_like_code(name: str) -> bool:
+    return any(t in _CODE_WORDS or t.endswith("code") for t in _tokens(name))
+
+
+def _meaning_warnings(column: ColumnSchema, col: Any, entry: dict[str, Any]) -> list[str]:
+    """Columns whose type probably says the wrong thing about what they mean."""
+    name = column.name
+    if column.role not in ("feature", "sensitive"):
+        return []
+    if column.type == "categorical":
+        present, unique = entry["count"], entry["unique"]
+        if unique == present >= _ID_MIN_ROWS:
+            return [
+                f"column {name!r} holds a different value in each of its {present} rows: it "
+                f"names rows rather than describing them; set roles: {{{name}: id}}"
+            ]
+        if unique > _HIGH_CARDINALITY and present < _ROWS_PER_VALUE * unique:
+            return [
+                f"column {name!r} is categorical with {unique} distinct values in {present} "
+                f"rows, too few rows per value to learn from: if it identifies rows set "
+                f"roles: {{{name}: id}}, otherwise group rare values or set roles: "
+                f"{{{name}: ignore}}"
+            ]
+        return []
+    if column.type == "numeric" and pat.is_integer(col.type) and _looks_like_code(name):
+        return [
+            f"column {name!r} holds whole numbers but its name says it is a code: if they "
+            f"label things rather than count them, set types: {{{name}: categorical}}, or "
+            f"roles: {{{name}: id}} if it identifies rows"
+        ]
+    return []
+
+
 def _class_balance(
     table: pa.Table, schema: Schema, imbalance_ratio: float
 ) -> tuple[dict[str, int], list[str]]:
@@ -182,6 +234,12 @@ def profile_table(table: pa.Table, schema: Schema, imbalance_ratio: float = 3.0)
             entry.update(_frequency_stats(col))
         per_column[column.name] = entry
         warnings.extend(_column_warnings(column.name, column.role, entry, rows))
+        warnings.extend(_meaning_warnings(column, col, entry))
+        if column.type == "categorical" and ambiguous_dates(col):
+            warnings.append(
+                f"column {column.name!r} looks like dates, but no day is above 12 to tell "
+                "dd/mm/yyyy from mm/dd/yyyy, so it stays text: write the dates as yyyy-mm-dd"
+            )
     profile: dict[str, Any] = {
         "rows": rows,
         "columns": len(schema.columns),

@@ -40,12 +40,15 @@ from mlcycle.data._parse import (
     to_timestamp,
 )
 from mlcycle.errors import DataError
-from mlcycle.spec import ColumnRole, ColumnType, DatasetSpec, Task
+from mlcycle.spec import ColumnRole, ColumnType, DatasetSpec, DataSpec, Task
 
-__all__ = ["ColumnSchema", "Schema", "infer_schema"]
+__all__ = ["MAX_CLASSES", "ColumnSchema", "Schema", "check_classes", "infer_schema"]
+
+#: The most classes a classification target may have unless ``data.max_classes`` says otherwise.
+MAX_CLASSES: int = DataSpec.model_fields["max_classes"].default
 
 _TARGET_NAMES = ("target", "label", "y", "class", "outcome")
-_MAX_CLASSES = 50
+_MAX_INFERRED_CLASSES = 50
 _SHOWN_COLUMNS = 10
 _TYPES = typing.get_args(ColumnType)
 _ROLES = typing.get_args(ColumnRole)
@@ -202,7 +205,7 @@ def _check_named(table: pa.Table, spec: DatasetSpec) -> None:
         for name in mapping:
             if name not in names:
                 raise DataError(
-                    f"spec {field} name column {name!r}, which is not in the data; "
+                    f"{field}: column {name!r} is not in the data; "
                     f"available columns: {_listing(names)}"
                 )
 
@@ -342,7 +345,7 @@ def _infer_task(kind: ColumnType, col: Any, distinct: Any) -> Task:
             return "regression"
     if len(distinct) == 2:
         return "binary"
-    if kind in ("categorical", "boolean") or len(distinct) <= _MAX_CLASSES:
+    if kind in ("categorical", "boolean") or len(distinct) <= _MAX_INFERRED_CLASSES:
         return "multiclass"
     return "regression"
 
@@ -441,3 +444,38 @@ def infer_schema(table: pa.Table, spec: DatasetSpec, hints: dict[str, Any] | Non
             f"task is {spec.task} but no target column was named or found; set target in the spec"
         )
     return Schema(tuple(columns), target, task, classes)
+
+
+def check_classes(schema: Schema, rows: int, max_classes: int = MAX_CLASSES) -> None:
+    """Refuse a classification target with more classes than can be learned or evaluated.
+
+    More than ``max_classes`` classes, or more than half as many classes as
+    rows (most classes then have a single row: nothing to learn from, nothing
+    to test on), is almost always a quantity or a row key taken for a class.
+
+    Raises:
+        DataError: naming the target, its class count and the ways out.
+
+    Example:
+        >>> schema = Schema((ColumnSchema("ref", "categorical", "target"),), "ref",
+        ...                 "multiclass", tuple(f"r{i}" for i in range(8)))
+        >>> check_classes(schema, rows=10)
+        Traceback (most recent call last):
+        ...
+        mlcycle.errors.DataError: target 'ref' has 8 classes in 10 rows; expected at most 1000 and at most half the rows (5): if it identifies rows, set roles: {ref: id} and choose another target; otherwise group its values into fewer classes
+    """
+    if schema.classes is None or schema.target is None:
+        return
+    count = len(schema.classes)
+    if count <= 2 or (count <= max_classes and count <= rows / 2):
+        return
+    name = schema.target
+    as_id = f"if it identifies rows, set roles: {{{name}: id}} and choose another target"
+    if schema.column(name).type == "numeric":
+        advice = f"if it is a quantity, set task: regression; {as_id}"
+    else:
+        advice = f"{as_id}; otherwise group its values into fewer classes"
+    raise DataError(
+        f"target {name!r} has {count} classes in {rows} rows; expected at most {max_classes} "
+        f"and at most half the rows ({rows // 2}): {advice}"
+    )

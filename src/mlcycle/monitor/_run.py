@@ -56,8 +56,8 @@ CBPE_ASSUMPTIONS = (
 )
 
 
-def parse_since(text: str) -> timedelta:
-    """``30m``, ``1h``, ``2d`` → a duration.
+def parse_since(text: str, *, what: str = "duration") -> timedelta:
+    """``30m``, ``1h``, ``2d`` → a duration; ``what`` names it in the error (CLI: ``--since``).
 
     Example:
         >>> parse_since("90m")
@@ -65,7 +65,7 @@ def parse_since(text: str) -> timedelta:
     """
     match = _SINCE.match(text.strip())
     if not match:
-        raise SpecError(f"--since {text!r}: expected a number and s, m, h or d (e.g. 1h)")
+        raise SpecError(f"{what} {text!r}: expected a number and s, m, h or d (e.g. 1h)")
     return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 

@@ -26,6 +26,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper
 
+from mlcycle.data import MODEL_OUTPUTS
 from mlcycle.errors import ConflictError
 from mlcycle.train._features import FeatureLayout
 from mlcycle.train._models import MlcycleNet
@@ -35,7 +36,7 @@ __all__ = ["OPSET", "export_onnx"]
 OPSET = 20
 ML_OPSET = 3
 _CORE = {"numeric": "_mlc_numeric", "categorical": "_mlc_categorical", "image": "_mlc_image"}
-_OUTPUTS = ("probabilities", "label", "value")
+_OUTPUTS = MODEL_OUTPUTS  # data add refuses features named so; one list for both
 
 
 class _Core(torch.nn.Module):

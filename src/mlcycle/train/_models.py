@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import importlib
 import math
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -169,18 +173,43 @@ def _conv_stack(
     return nn.Sequential(*layers), c * h * w
 
 
-def _custom(spec: ModelSpec, in_features: int, n_out: int, layout: FeatureLayout) -> nn.Module:
+@contextmanager
+def _importable_from(folder: Path | None) -> Iterator[None]:
+    """``folder`` first on the import path while a factory is imported and called.
+
+    A factory in the project folder is found as ``PYTHONPATH=.`` would find it,
+    whatever the working directory, and the path is as it was afterwards.
+    """
+    entry = str(folder) if folder is not None else None
+    if entry is None or entry in sys.path:
+        yield
+        return
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        sys.path.remove(entry)
+
+
+def _custom(
+    spec: ModelSpec, in_features: int, n_out: int, layout: FeatureLayout, root: Path | None
+) -> nn.Module:
     assert spec.factory is not None
     module_name, _, attr = spec.factory.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise SpecError(
-            f"train.model.factory: {spec.factory!r} cannot be imported: {exc}"
-        ) from None
-    module = factory(
-        in_features=in_features, n_outputs=n_out, image_shape=layout.image_shape, **spec.options
-    )
+    with _importable_from(root):
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            where = f" (looked in {root} too)" if root is not None else ""
+            raise SpecError(
+                f"train.model.factory: {spec.factory!r} cannot be imported{where}: {exc}"
+            ) from None
+        module = factory(
+            in_features=in_features,
+            n_outputs=n_out,
+            image_shape=layout.image_shape,
+            **spec.options,
+        )
     if not isinstance(module, nn.Module):
         raise SpecError(
             f"train.model.factory: {spec.factory!r} returned {type(module).__name__}, "
@@ -213,8 +242,12 @@ def build_model(
     *,
     target_mean: float = 0.0,
     target_std: float = 1.0,
+    root: Path | None = None,
 ) -> MlcycleNet:
     """Build (and initialise, from the current torch seed) the network the spec asks for.
+
+    ``root`` (the project folder) is where a ``custom`` factory's module is
+    looked for before the import path.
 
     Raises:
         SpecError: ``cnn`` without an image column, or a broken custom factory.
@@ -230,7 +263,7 @@ def build_model(
         conv, image_width = _conv_stack(preprocess.image_channels_shape, spec.channels)
     in_features = preprocess.tabular_width + image_width
     if spec.kind == "custom":
-        body = _custom(spec, in_features, n_outputs, layout)
+        body = _custom(spec, in_features, n_outputs, layout, root)
     else:
         hidden = spec.hidden[:1] if spec.kind == "cnn" else spec.hidden
         body = _mlp(in_features, hidden, spec.dropout, n_outputs)

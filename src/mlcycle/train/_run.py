@@ -75,10 +75,13 @@ class TrainOutcome:
     report: Path
 
 
-def resolve_data(project: Project, ref: str | None) -> str:
+def resolve_data(
+    project: Project, ref: str | None, *, how: str = "pass data='NAME[@VERSION]'"
+) -> str:
     """The dataset version to train on: ``NAME[@VERSION]``, or a source to version first.
 
-    With no reference, the project's only dataset is used.
+    With no reference, the project's only dataset is used; ``how`` tells the
+    caller how to name one when there is no such dataset (the CLI says its flag).
     """
     if ref is None:
         known = [d.name for d in project.datasets.list()]
@@ -88,7 +91,7 @@ def resolve_data(project: Project, ref: str | None) -> str:
         if not known and len(configured) == 1:
             return project.datasets.add(configured[0]).version.ref
         hint = f"known: {', '.join(known)}" if known else "none is versioned yet"
-        raise NotFoundError(f"which dataset? pass --data NAME[@VERSION] ({hint})")
+        raise NotFoundError(f"which dataset? {how} ({hint})")
     if ":" in ref or Path(project.root / ref).exists():
         return project.datasets.add(ref).version.ref
     return project.datasets.get(ref).ref
@@ -164,7 +167,7 @@ def _prepare(project: Project, version: DatasetVersionRecord) -> _Prepared:
     )
 
 
-def _build(spec: TrainSpec, prepared: _Prepared) -> MlcycleNet:
+def _build(spec: TrainSpec, prepared: _Prepared, root: Path) -> MlcycleNet:
     data = prepared.data
     n_out = 1 if data.task == "regression" or spec.loss == "bce" else data.n_classes
     target_mean, target_std = 0.0, 1.0
@@ -179,6 +182,7 @@ def _build(spec: TrainSpec, prepared: _Prepared) -> MlcycleNet:
         n_out,
         target_mean=target_mean,
         target_std=target_std,
+        root=root,
     )
 
 
@@ -403,7 +407,7 @@ def train(
     ref = resolve_data(project, data or tspec.data)
     prepared = _prepare(project, project.datasets.get(ref))
     torch_device = pick_device(tspec.device)
-    net = _build(tspec, prepared)
+    net = _build(tspec, prepared, project.root)
     run = project.runs.start(
         name or f"{tspec.model.kind}-{prepared.version.dataset}",
         params={
@@ -446,7 +450,7 @@ def resume(project: Project, run_id: str, *, quiet: bool = True) -> TrainOutcome
     except ValueError as exc:
         raise SpecError(f"run {record.id}: its recorded spec is invalid: {exc}") from None
     prepared = _prepare(project, project.store.get_dataset_version_by_id(record.dataset_version_id))
-    net = _build(tspec, prepared)
+    net = _build(tspec, prepared, project.root)
     checkpoint = None
     if CHECKPOINT_TENSORS in record.artifacts and CHECKPOINT_STATE in record.artifacts:
         checkpoint = Checkpoint.from_bytes(
@@ -494,6 +498,7 @@ def load_model(project: Project, run_id: str) -> tuple[MlcycleNet, dict[str, Any
         FeatureLayout.from_dict(config["layout"]),
         config["task"],
         int(config["n_outputs"]),
+        root=project.root,
     )
     net.load_state_dict(weights)
     net.eval()
