@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from mlcycle.data import DataSource, PreparedData, Schema, prepare, resolve_source
 from mlcycle.errors import DataError, NotFoundError
 from mlcycle.spec import SplitSpec
-from mlcycle.store import DatasetRecord, DatasetVersionRecord, SplitRecord
+from mlcycle.store import DatasetRecord, DatasetVersionRecord, SplitRecord, check_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -113,6 +113,7 @@ class Datasets:
             The version (new, or the existing one with the same content) and its split.
 
         Raises:
+            InvalidNameError: ``name`` breaks the naming rule (checked before reading).
             DataError: the source is missing, empty or malformed.
         """
         spec_datasets = self._project.spec.data.datasets
@@ -122,7 +123,7 @@ class Datasets:
                 raise DataError(f"data.datasets.{source}.source is not set in the spec")
             name, source = source, configured
         resolved = resolve_source(source, base_dir=self._project.root)
-        name = name or resolved.default_name
+        name = check_name(name or resolved.default_name, "dataset name")
         spec = self._project.spec.dataset(name)
         if target is not None:
             spec = spec.model_copy(update={"target": target})

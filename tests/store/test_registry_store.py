@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from mlcycle.errors import ConflictError, NotFoundError
-from mlcycle.store import MetadataStore
+from mlcycle.errors import ConflictError, InvalidNameError, NotFoundError
+from mlcycle.store import ALIAS_RULE, MAX_NAME_LENGTH, NAME_RULE, MetadataStore, parse_model_ref
 from tests.store import _workers
 
 
@@ -69,8 +69,73 @@ def test_alias_moves_are_recorded_with_who_from_to_and_why(store: MetadataStore)
         ("alice", None, 1, "first"),
         ("bob", 1, 2, "better auc"),
     ]
-    with pytest.raises(ConflictError, match="alias 'latest'"):
+    with pytest.raises(InvalidNameError, match="alias 'latest'"):
         store.registry.set_alias("fraud", 1, "latest", actor="x")
+
+
+# A newline after the name (re.match's $ took it), a path out of the log folder, a hidden
+# file, a path separator, nothing, too long for the column, not ASCII, a space.
+BAD_NAMES = [
+    "nl\n",
+    "..",
+    ".hidden",
+    "a/b",
+    "",
+    "x" * (MAX_NAME_LENGTH + 1),
+    "x" * 300,
+    "naïve",
+    "a b",
+]
+
+
+def _refused(caught: pytest.ExceptionInfo[InvalidNameError], what: str, bad: str) -> None:
+    message = str(caught.value)
+    assert message.startswith(f"{what} {repr(bad)[:MAX_NAME_LENGTH]}"), message
+    assert message.endswith(f": expected {NAME_RULE}"), message
+
+
+def test_one_name_rule_for_models_datasets_and_references(store: MetadataStore) -> None:
+    longest = "m" * MAX_NAME_LENGTH
+    assert _register(store, longest) == 1  # at the limit: taken by both backends
+    assert store.registry.get(f"{longest}@1").name == longest
+    sha = _workers.fake_sha("data")
+    store.record_artifact(sha, 3, f"mem://{sha}", "application/vnd.apache.parquet")
+    for bad in BAD_NAMES:
+        with pytest.raises(InvalidNameError) as caught:
+            _register(store, bad)
+        _refused(caught, "model name", bad)
+        with pytest.raises(InvalidNameError) as caught:
+            parse_model_ref(f"{bad}@1")
+        _refused(caught, "model name", bad)
+        with pytest.raises(InvalidNameError) as caught:
+            store.add_dataset_version(
+                bad,
+                fingerprint=sha,
+                artifact_sha256=sha,
+                source="test",
+                n_rows=1,
+                schema={},
+                profile={},
+                actor="x",
+            )
+        _refused(caught, "dataset name", bad)
+    assert [m.name for m in store.registry.list_models()] == [longest]
+    assert store.list_datasets() == []
+
+
+def test_one_alias_rule(store: MetadataStore) -> None:
+    _register(store)
+    longest = "c" * MAX_NAME_LENGTH
+    assert store.registry.set_alias("fraud", 1, longest, actor="x") is None
+    assert store.registry.get(f"fraud@{longest}").version == 1
+    for bad in ["latest", "Latest", "12", "champion\n", "c" * (MAX_NAME_LENGTH + 1), "-x", "a.b"]:
+        with pytest.raises(InvalidNameError) as caught:
+            store.registry.set_alias("fraud", 1, bad, actor="x")
+        assert str(caught.value) == f"alias {bad!r}: expected {ALIAS_RULE}"
+        if bad not in ("latest", "12"):  # NAME@latest and NAME@12 are references already
+            with pytest.raises(InvalidNameError, match="expected a letter, then"):
+                parse_model_ref(f"fraud@{bad}")
+    assert store.registry.get("fraud@1").aliases == (longest,)
 
 
 def test_rollback_walks_back_through_the_alias_history(store: MetadataStore) -> None:

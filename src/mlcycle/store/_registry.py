@@ -8,7 +8,6 @@ the same transaction as the move, and rollbacks replay that history.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from mlcycle.errors import ConflictError, NotFoundError
 from mlcycle.store import _tables as t
+from mlcycle.store._names import check_alias, check_name
 from mlcycle.store._records import EventRecord, utc
 
 if TYPE_CHECKING:
@@ -26,27 +26,24 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelRecord", "ModelVersionRecord", "RegistryStore", "parse_model_ref"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-
 
 def parse_model_ref(ref: str) -> tuple[str, int | str | None]:
     """``NAME``, ``NAME@3``, ``NAME@champion`` → (name, version number, alias or None).
+
+    Raises:
+        InvalidNameError: the name or the alias breaks the naming rule.
 
     Example:
         >>> parse_model_ref("fraud@champion"), parse_model_ref("fraud@2")
         (('fraud', 'champion'), ('fraud', 2))
     """
     name, _, selector = ref.partition("@")
-    if not _NAME.match(name):
-        raise NotFoundError(f"model reference {ref!r}: expected NAME, NAME@VERSION or NAME@ALIAS")
+    check_name(name, "model name")
     if selector in ("", "latest"):
         return name, None
-    if selector.isdigit():
+    if selector.isascii() and selector.isdigit():  # '²'.isdigit() is True, int('²') fails
         return name, int(selector)
-    if not _ALIAS.match(selector):
-        raise NotFoundError(f"model reference {ref!r}: {selector!r} is not a version or an alias")
-    return name, selector
+    return name, check_alias(selector)
 
 
 @dataclass(frozen=True)
@@ -105,8 +102,7 @@ class RegistryStore:
         description: str | None = None,
     ) -> ModelVersionRecord:
         """Create version N+1 of ``name`` (the model is created with version 1)."""
-        if not _NAME.match(name):
-            raise ConflictError(f"model name {name!r}: expected letters, digits, '_', '.' or '-'")
+        check_name(name, "model name")
         with self._store._write() as session:
             self._store._insert_ignore(
                 session,
@@ -253,10 +249,7 @@ class RegistryStore:
         rollback: bool = False,
     ) -> int | None:
         """Point ``alias`` at ``version``; returns the version it pointed to before."""
-        if not _ALIAS.match(alias) or alias == "latest":
-            raise ConflictError(
-                f"alias {alias!r}: expected a name starting with a letter (not 'latest')"
-            )
+        check_alias(alias)
         with self._store._write() as session:
             model = session.scalars(
                 select(t.RegisteredModel).where(t.RegisteredModel.name == name).with_for_update()
