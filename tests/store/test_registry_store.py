@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ def store(store_url: str) -> Iterator[MetadataStore]:
     s.close()
 
 
-def _register(store: MetadataStore, name: str = "fraud") -> int:
+def _register(store: MetadataStore, name: str = "fraud", **extra: Any) -> int:
     sha = _workers.fake_sha(f"{name}-{uuid.uuid4()}")
     store.record_artifact(sha, 3, f"mem://{sha}", "application/onnx")
     record = store.registry.add_version(
@@ -31,6 +32,7 @@ def _register(store: MetadataStore, name: str = "fraud") -> int:
         signature={"inputs": []},
         files={"model.onnx": sha},
         actor="alice",
+        **extra,
     )
     return record.version
 
@@ -136,6 +138,16 @@ def test_one_alias_rule(store: MetadataStore) -> None:
             with pytest.raises(InvalidNameError, match="expected a letter, then"):
                 parse_model_ref(f"fraud@{bad}")
     assert store.registry.get("fraud@1").aliases == (longest,)
+
+
+def test_a_version_is_registered_with_its_alias_in_one_step(store: MetadataStore) -> None:
+    assert _register(store, alias="champion", reason="first") == 1
+    assert store.registry.get("fraud@champion").aliases == ("champion",)
+    with pytest.raises(InvalidNameError, match="alias 'latest'"):
+        _register(store, alias="latest")
+    assert [v.version for v in store.registry.list_versions("fraud")] == [1]
+    moves = store.registry.history("fraud", "champion")
+    assert [(e.details["from"], e.details["to"], e.reason) for e in moves] == [(None, 1, "first")]
 
 
 def test_rollback_walks_back_through_the_alias_history(store: MetadataStore) -> None:

@@ -100,9 +100,21 @@ class RegistryStore:
         files: Mapping[str, str],
         actor: str,
         description: str | None = None,
+        alias: str | None = None,
+        reason: str | None = None,
     ) -> ModelVersionRecord:
-        """Create version N+1 of ``name`` (the model is created with version 1)."""
+        """Create the next version of ``name`` (the model is created with version 1).
+
+        With ``alias``, the alias points at the new version in the same
+        transaction: there is never a version registered without the alias it
+        was registered with.
+
+        Raises:
+            InvalidNameError: ``name`` or ``alias`` breaks the naming rule.
+        """
         check_name(name, "model name")
+        if alias is not None:
+            check_alias(alias)
         with self._store._write() as session:
             self._store._insert_ignore(
                 session,
@@ -141,6 +153,8 @@ class RegistryStore:
                 actor=actor,
                 details={"version": row.version, "run": run_id, "files": dict(files)},
             )
+            if alias is not None:
+                self._point(session, model, row, alias, actor=actor, reason=reason, rollback=False)
             session.flush()
             return self._record(session, row, name)
 
@@ -263,33 +277,49 @@ class RegistryStore:
             ).first()
             if row is None:
                 raise NotFoundError(f"model {name!r} has no version {version}")
-            current = session.get(t.ModelAlias, (model.id, alias))
-            previous = None
-            if current is None:
-                session.add(
-                    t.ModelAlias(
-                        model_id=model.id,
-                        alias=alias,
-                        version_id=row.id,
-                        updated_at=_now(),
-                        updated_by=actor,
-                    )
-                )
-            else:
-                previous = session.get_one(t.ModelVersion, current.version_id).version
-                current.version_id = row.id
-                current.updated_at = _now()
-                current.updated_by = actor
-            self._store._event(
-                session,
-                "alias.moved",
-                "model",
-                name,
-                actor=actor,
-                reason=reason,
-                details={"alias": alias, "from": previous, "to": version, "rollback": rollback},
+            return self._point(
+                session, model, row, alias, actor=actor, reason=reason, rollback=rollback
             )
-            return previous
+
+    def _point(
+        self,
+        session: Session,
+        model: t.RegisteredModel,
+        row: t.ModelVersion,
+        alias: str,
+        *,
+        actor: str,
+        reason: str | None,
+        rollback: bool,
+    ) -> int | None:
+        """Move (or create) ``alias`` to ``row`` and record the move; the version before."""
+        current = session.get(t.ModelAlias, (model.id, alias))
+        previous = None
+        if current is None:
+            session.add(
+                t.ModelAlias(
+                    model_id=model.id,
+                    alias=alias,
+                    version_id=row.id,
+                    updated_at=_now(),
+                    updated_by=actor,
+                )
+            )
+        else:
+            previous = session.get_one(t.ModelVersion, current.version_id).version
+            current.version_id = row.id
+            current.updated_at = _now()
+            current.updated_by = actor
+        self._store._event(
+            session,
+            "alias.moved",
+            "model",
+            model.name,
+            actor=actor,
+            reason=reason,
+            details={"alias": alias, "from": previous, "to": row.version, "rollback": rollback},
+        )
+        return previous
 
     def history(self, name: str, alias: str | None = None) -> list[EventRecord]:
         """Registrations, deletions and alias moves of a model, oldest first."""
