@@ -7,9 +7,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from mlcycle.errors import ConflictError, InvalidNameError, NotFoundError
-from mlcycle.store import ALIAS_RULE, MAX_NAME_LENGTH, NAME_RULE, MetadataStore, parse_model_ref
+from mlcycle.store import (
+    ALIAS_RULE,
+    HEAD_REVISION,
+    MAX_NAME_LENGTH,
+    NAME_RULE,
+    MetadataStore,
+    current_revision,
+    parse_model_ref,
+    upgrade,
+)
+from mlcycle.store._engine import make_engine
 from tests.store import _workers
 
 
@@ -177,6 +188,81 @@ def test_a_version_an_alias_points_to_cannot_be_deleted(store: MetadataStore) ->
     assert _register(store) == 3  # numbers are never reused
     actions = [e.action for e in store.registry.history("fraud")]
     assert actions.count("model.deleted") == 1
+
+
+def test_version_numbers_are_never_reused_even_after_deleting_the_latest(
+    store: MetadataStore,
+) -> None:
+    assert [_register(store) for _ in range(2)] == [1, 2]
+    store.registry.delete_version("fraud", 2, actor="x", reason="bad weights")
+    assert (
+        _register(store) == 3
+    )  # not 2 again: a server or a log holding "fraud@2" means the old one
+    for version in (3, 1):
+        store.registry.delete_version("fraud", version, actor="x", reason=None)
+    assert store.registry.list_versions("fraud") == []
+    assert _register(store) == 4
+    listed = {m.name: (m.versions, m.latest) for m in store.registry.list_models()}
+    assert listed == {"fraud": (1, 4)}
+
+
+def test_a_registry_made_before_0004_keeps_the_numbers_it_deleted_retired(store_url: str) -> None:
+    engine = make_engine(store_url)
+    upgrade(engine, "0003")
+    # What mlcycle at revision 0003 wrote: fraud@3 was registered, then deleted (only its
+    # events remain); churn's versions have no events; 'empty' lost its only version.
+    with engine.begin() as connection:
+        for id_, name in ((1, "fraud"), (2, "churn"), (3, "empty")):
+            connection.execute(
+                text(
+                    "INSERT INTO registered_models (id, name, created_at, created_by)"
+                    " VALUES (:id, :name, CURRENT_TIMESTAMP, 'someone')"
+                ),
+                {"id": id_, "name": name},
+            )
+        for model_id, version in ((1, 1), (1, 2), (2, 1), (2, 5)):
+            connection.execute(
+                text(
+                    "INSERT INTO model_versions (model_id, version, task, metrics, lineage,"
+                    " signature, created_at, created_by) VALUES (:m, :v, 'binary', '{}', '{}',"
+                    " '{}', CURRENT_TIMESTAMP, 'someone')"
+                ),
+                {"m": model_id, "v": version},
+            )
+        for action, name, version in (
+            ("model.registered", "fraud", 1),
+            ("model.registered", "fraud", 2),
+            ("model.registered", "fraud", 3),
+            ("model.deleted", "fraud", 3),
+            ("model.registered", "empty", 1),
+            ("model.deleted", "empty", 1),
+            ("run.created", "fraud", 9),  # not a model event: ignored
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO events (at, actor, action, entity_type, entity_id, details)"
+                    " VALUES (CURRENT_TIMESTAMP, 'someone', :action, :type, :name, :details)"
+                ),
+                {
+                    "action": action,
+                    "type": "run" if action.startswith("run") else "model",
+                    "name": name,
+                    "details": f'{{"version": {version}}}',
+                },
+            )
+    engine.dispose()
+
+    store = MetadataStore(store_url)
+    try:
+        assert current_revision(store.engine) == HEAD_REVISION
+        assert [_register(store, name) for name in ("fraud", "churn", "empty", "new")] == [
+            4,
+            6,
+            2,
+            1,
+        ]
+    finally:
+        store.close()
 
 
 @pytest.mark.slow

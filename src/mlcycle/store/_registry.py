@@ -1,8 +1,9 @@
 """Registered models in the metadata store: versions, their files, aliases, history.
 
-Version numbers are allocated under a row lock on the model (PostgreSQL) or
-SQLite's write lock, so two processes registering one name at once get
-distinct numbers. Every alias move is an event (who, when, from, to, why) in
+Version numbers come from a counter on the model row, taken under a row lock
+(PostgreSQL) or SQLite's write lock, so two processes registering one name at
+once get distinct numbers, and a number is never given twice: deleting a
+version (even the latest) retires its number. Every alias move is an event (who, when, from, to, why) in
 the same transaction as the move, and rollbacks replay that history.
 """
 
@@ -105,6 +106,8 @@ class RegistryStore:
     ) -> ModelVersionRecord:
         """Create the next version of ``name`` (the model is created with version 1).
 
+        Numbers only grow: after deleting version 3, the next one is 4, not 3.
+
         With ``alias``, the alias points at the new version in the same
         transaction: there is never a version registered without the alias it
         was registered with.
@@ -124,12 +127,11 @@ class RegistryStore:
             model = session.scalars(
                 select(t.RegisteredModel).where(t.RegisteredModel.name == name).with_for_update()
             ).one()
-            latest = session.scalar(
-                select(func.max(t.ModelVersion.version)).where(t.ModelVersion.model_id == model.id)
-            )
+            number = model.next_version
+            model.next_version = number + 1
             row = t.ModelVersion(
                 model_id=model.id,
-                version=(latest or 0) + 1,
+                version=number,
                 run_id=run_id,
                 task=task,
                 metrics=dict(metrics),
