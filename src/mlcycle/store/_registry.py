@@ -3,8 +3,9 @@
 Version numbers come from a counter on the model row, taken under a row lock
 (PostgreSQL) or SQLite's write lock, so two processes registering one name at
 once get distinct numbers, and a number is never given twice: deleting a
-version (even the latest) retires its number. Every alias move is an event (who, when, from, to, why) in
-the same transaction as the move, and rollbacks replay that history.
+version (even the latest) retires its number. Every alias move is an event
+(who, when, from, to, why) in the same transaction as the move, and rollbacks
+replay that history.
 """
 
 from __future__ import annotations
