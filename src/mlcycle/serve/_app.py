@@ -301,6 +301,8 @@ class Server:
 
     def _model_for(self, request: _Call, version: str | None) -> LoadedModel:
         if not self.deployment.ready:
+            if self.deployment.gone is not None:  # its version was deleted from the registry
+                raise _HTTPError(404, self.deployment.gone)
             raise _HTTPError(503, "the model is not loaded yet", {"Retry-After": "1"})
         name = request.path_params.get("name")
         if name is not None and name != self.deployment.name:
@@ -440,8 +442,8 @@ class Server:
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise _HTTPError(401, "admin routes need 'Authorization: Bearer <token>'")
         swapped = await self.deployment.check_aliases()
-        assert self.deployment.primary is not None
-        return _json({"swapped": swapped, "version": self.deployment.primary.version})
+        primary = self.deployment.primary  # None once its version was deleted
+        return _json({"swapped": swapped, "version": primary.version if primary else None})
 
 
 # Garbage-collector thresholds for a server that owns its process. With

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlcycle.errors import NotFoundError
 from mlcycle.project import Project
 from mlcycle.registry import Predictor, load
 from mlcycle.serve._batcher import Batcher, Feeds, Outputs
@@ -109,6 +110,8 @@ class Deployment:
         self.primary: LoadedModel | None = None
         self.second: LoadedModel | None = None
         self.swaps = 0
+        # Why there is nothing to answer with (the version served was deleted), else None.
+        self.gone: str | None = None
         self._watch: asyncio.Task[None] | None = None
         self._project: Project | None = None
         self._draining: set[asyncio.Task[None]] = set()
@@ -254,14 +257,32 @@ class Deployment:
         return None
 
     async def check_aliases(self) -> bool:
-        """Load and swap in new versions if the followed aliases moved; True if swapped."""
+        """Load and swap in new versions if the followed aliases moved; True if swapped.
+
+        A version deleted from the registry is no longer answered with: the
+        server follows its alias (or ``NAME``, the newest version) to the
+        version it names now; a reference that names nothing any more (an
+        explicit ``NAME@3``) leaves nothing to answer with (:attr:`gone`).
+        """
         loop = asyncio.get_running_loop()
         swapped = False
         for attribute, ref in (("primary", self.settings.ref), ("second", self._second_ref)):
             if ref is None:
                 continue
             current: LoadedModel | None = getattr(self, attribute)
-            version = await loop.run_in_executor(None, self._resolve, ref)
+            try:
+                version = await loop.run_in_executor(None, self._resolve, ref)
+            except NotFoundError as exc:
+                if current is not None:
+                    setattr(self, attribute, None)
+                    self._retire(current)
+                    if attribute == "primary":
+                        self.gone = f"{ref} is not served any more: {exc}"
+                    log.warning(
+                        "%s: %s; no longer answering with %s", ref, exc, current.predictor.ref
+                    )
+                    swapped = True
+                continue
             if current is not None and version == current.version:
                 continue
             if (
@@ -275,14 +296,35 @@ class Deployment:
                     None, self._load, f"{ref.split('@')[0]}@{version}"
                 )
             setattr(self, attribute, fresh)  # one assignment: the swap
+            if attribute == "primary":
+                self.gone = None
             self.swaps += 1
             swapped = True
-            log.info("now serving %s for %s", fresh.predictor.ref, ref)
-            if current is not None:  # queued requests finish on the old version
-                task = loop.create_task(current.batcher.drain())
-                self._draining.add(task)
-                task.add_done_callback(self._draining.discard)
+            if current is not None and not await loop.run_in_executor(None, self._exists, current):
+                log.warning(
+                    "%s was deleted from the registry; now serving %s for %s",
+                    current.predictor.ref,
+                    fresh.predictor.ref,
+                    ref,
+                )
+            else:
+                log.info("now serving %s for %s", fresh.predictor.ref, ref)
+            if current is not None:
+                self._retire(current)
         return swapped
+
+    def _retire(self, model: LoadedModel) -> None:
+        """Let requests already queued on ``model`` finish, in the background."""
+        task = asyncio.get_running_loop().create_task(model.batcher.drain())
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    def _exists(self, model: LoadedModel) -> bool:
+        try:
+            self.project.store.registry.get(model.predictor.ref)
+        except NotFoundError:
+            return False
+        return True
 
     @property
     def _second_ref(self) -> str | None:
