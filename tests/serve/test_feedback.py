@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +16,8 @@ import pytest
 
 from mlcycle.predictions import PredictionLog
 from mlcycle.serve._feedback import MAX_ID_CHARS, MAX_LABELS, LabelRule, check_labels
+
+MLCYCLE = str(Path(sys.executable).with_name("mlcycle"))
 
 
 @pytest.mark.parametrize(
@@ -91,3 +99,70 @@ def test_the_feedback_token_is_needed_when_set(serve: Any) -> None:
             assert "Authorization: Bearer" in answer.json()["error"]
         fed = httpx.post(f"{url}/feedback", json=labels, headers={"authorization": "Bearer s3cret"})
         assert fed.json() == {"accepted": 1}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow  # a server process each: 7-10 s on a busy machine
+@pytest.mark.parametrize("source", ["file", "env"])
+def test_mlcycle_serve_takes_the_feedback_token_from_a_file_or_the_env(
+    served_project: Path, tmp_path: Path, source: str
+) -> None:
+    port = _free_port()
+    args = [MLCYCLE, "serve", "loyalty@champion", "--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if k != "MLCYCLE_FEEDBACK_TOKEN"}
+    if source == "file":
+        (tmp_path / "token").write_text("s3cret\n")
+        args += ["--feedback-token-file", str(tmp_path / "token")]
+    else:
+        env["MLCYCLE_FEEDBACK_TOKEN"] = "s3cret"
+    server = subprocess.Popen(
+        args, cwd=served_project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.communicate()[1]
+            try:
+                if httpx.get(f"{url}/v2/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.05)
+        labels = {"labels": [{"request_id": f"cli-{source}", "label": "no"}]}
+        assert httpx.post(f"{url}/feedback", json=labels).status_code == 401
+        fed = httpx.post(f"{url}/feedback", json=labels, headers={"authorization": "Bearer s3cret"})
+        assert fed.json() == {"accepted": 1}
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        assert server.stderr is not None
+        server.stderr.close()
+
+
+def test_a_missing_or_empty_token_file_is_one_line(served_project: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").write_text("\n")
+    for path, message in (
+        (tmp_path / "absent", f"error: --feedback-token-file {tmp_path / 'absent'}: no such file"),
+        (tmp_path / "empty", f"error: --feedback-token-file {tmp_path / 'empty'} is empty"),
+    ):
+        done = subprocess.run(
+            [MLCYCLE, "serve", "loyalty@champion", "--feedback-token-file", str(path)],
+            cwd=served_project,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "500"},  # one line, however long the path
+        )
+        assert done.returncode == 1
+        assert done.stderr.strip() == message
