@@ -1,11 +1,13 @@
-"""A disk that can be full: Parquet writes fail with ENOSPC while ``full`` is set."""
+"""Full disks: an injected one (``full_disk``: ENOSPC while ``full`` is set) and a real tiny one."""
 
 from __future__ import annotations
 
 import errno
 import os
+import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -56,3 +58,52 @@ def full_disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[FullDisk]:
     monkeypatch.setattr(pq, "write_table", disk.write_table)
     yield disk
     disk.full.clear()
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB filesystem (tmpfs), where this test may mount one (root on Linux)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+def fill(folder: Path) -> Path:
+    """Fill the filesystem of ``folder`` to the last byte; returns the file to delete for room."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+        try:
+            while True:
+                f.write(b"\0")
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def open_files_under(folder: Path) -> list[str]:
+    """Files this process holds open under ``folder`` (Linux's /proc)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith(str(folder)):
+            found.append(target)
+    return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from mlcycle.predictions import LoggedBatch, PredictionLog
-from tests.predictions.conftest import FullDisk
+from tests.predictions.conftest import FullDisk, fill, open_files_under
 
 AT = datetime(2026, 11, 27, 12, tzinfo=UTC)
 ONLY_ON_DEMAND = {"flush_interval_s": 3600.0, "convert_interval_s": 3600.0}  # writes on flush()
@@ -161,3 +162,27 @@ def test_a_segment_path_the_filesystem_refuses_holds_only_its_own_rows(
     (error,) = _errors(caplog)
     assert "closing with 2 rows not written" in error.getMessage()
     assert "File name too long" in error.getMessage()
+
+
+def test_on_a_real_full_filesystem_nothing_is_lost_or_left_open(tiny_fs: Path) -> None:
+    log = PredictionLog(tiny_fs, **ONLY_ON_DEMAND)
+    log.append(_batch(0, 1))
+    log.flush()  # the folders exist; now there is no byte left
+    filler = fill(tiny_fs)
+    log.append(_batch(1, 2000))
+    for _ in range(3):
+        with pytest.raises(OSError) as failed:
+            log.flush()
+        assert failed.value.errno == errno.ENOSPC
+        with pytest.raises(OSError) as failed:
+            log.feedback([("r1", "a")])
+        assert failed.value.errno == errno.ENOSPC
+    # a failed write holds no file open: a deleted-but-open file keeps its blocks
+    assert open_files_under(tiny_fs) == []
+    assert not list(tiny_fs.rglob("*.part"))
+    filler.unlink()
+    log.flush()
+    assert log.feedback([("r1", "a")]) == 1
+    log.close()
+    assert _ids(log) == [f"r{i}" for i in range(2001)]
+    assert log.read_feedback().column("request_id").to_pylist() == ["r1"]

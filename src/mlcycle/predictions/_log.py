@@ -312,13 +312,17 @@ def _write_atomic(table: pa.Table, folder: Path, *, sync: bool = False) -> Path:
         "use_dictionary": text or False,
     }
     try:
+        # The file is opened and closed here, not by pyarrow: when a write fails
+        # (ENOSPC) pyarrow's own writer also fails to close, and the file it
+        # opened stayed open, its blocks held after the unlink below.
         if sync:
             with open(tmp, "wb") as sink:
                 pq.write_table(table, sink, **options)
                 sink.flush()
                 os.fsync(sink.fileno())
         else:
-            pq.write_table(table, tmp, **options)
+            with pa.OSFile(str(tmp), "wb") as native:
+                pq.write_table(table, native, **options)
         tmp.replace(final)
         if sync:
             for directory in (folder, folder.parent):  # the new name, and a new day's folder
@@ -334,9 +338,13 @@ def _write_atomic(table: pa.Table, folder: Path, *, sync: bool = False) -> Path:
 
 
 def _cause(exc: BaseException) -> str:
-    """An error in a few words: ``[Errno 28] No space left on device`` (the path is said apart)."""
-    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
-        return f"[Errno {exc.errno}] {exc.strerror}"
+    """An error in a few words: ``[Errno 28] No space left on device`` (the path is said apart).
+
+    The system's words for the errno, since pyarrow's own wrap them in its
+    (``Error writing bytes to file. Detail: [errno 28] ...``).
+    """
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"[Errno {exc.errno}] {os.strerror(exc.errno)}"
     return f"{type(exc).__name__}: {exc}"
 
 

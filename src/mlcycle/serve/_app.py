@@ -443,9 +443,10 @@ class Server:
         try:  # on disk before the answer, written off the event loop
             count = await asyncio.get_running_loop().run_in_executor(None, self.log.feedback, rows)
         except OSError as exc:
+            cause = os.strerror(exc.errno) if exc.errno is not None else type(exc).__name__
             raise _HTTPError(
                 503,
-                f"the labels could not be written ({exc.strerror or type(exc).__name__}); "
+                f"the labels could not be written ({cause}); "
                 "none of them is recorded: send them again later",
                 {"Retry-After": str(RETRY_AFTER_S)},
             ) from None
