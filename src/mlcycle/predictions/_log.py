@@ -298,6 +298,7 @@ def _write_atomic(table: pa.Table, folder: Path, *, sync: bool = False) -> Path:
     for what a caller acknowledges (feedback); prediction segments skip it
     (a crash may lose the last interval, as the module says).
     """
+    new_folder = not folder.is_dir()
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
     # Names sort in write order (microseconds, then this process's sequence number),
@@ -324,8 +325,8 @@ def _write_atomic(table: pa.Table, folder: Path, *, sync: bool = False) -> Path:
             with pa.OSFile(str(tmp), "wb") as native:
                 pq.write_table(table, native, **options)
         tmp.replace(final)
-        if sync:
-            for directory in (folder, folder.parent):  # the new name, and a new day's folder
+        if sync:  # the new name, and a new day's folder in its parent
+            for directory in (folder, folder.parent) if new_folder else (folder,):
                 fd = os.open(directory, os.O_RDONLY)
                 try:
                     os.fsync(fd)
@@ -442,7 +443,8 @@ class PredictionLog:
             self._batches.append(buffered)
             self._buffered += len(batch)
             self._held += len(batch)
-            self._trim()
+            if self._held > self.max_buffer_rows:
+                self._trim()
             full = self._buffered >= self.segment_rows
         if full:
             self._wake.set()
