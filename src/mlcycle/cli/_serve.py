@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,10 +34,17 @@ def serve(
     admin_token: Annotated[
         str | None, typer.Option(help="Token for admin routes (or MLCYCLE_ADMIN_TOKEN).")
     ] = None,
+    feedback_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding a Bearer token /feedback requires (or MLCYCLE_FEEDBACK_TOKEN)."
+        ),
+    ] = None,
 ) -> None:
     """Serve a registered model: KServe V2 API, /predict, /feedback, /metrics."""
     from mlcycle.serve import ServeSettings, run
 
+    feedback_token = _secret(feedback_token_file, "--feedback-token-file", "MLCYCLE_FEEDBACK_TOKEN")
     with state(ctx).open() as project:
         version = project.store.registry.get(ref)  # fails early on a bad reference
         root = project.root
@@ -63,8 +71,24 @@ def serve(
         max_delay_ms=max_delay_ms,
         max_queue_rows=max_queue,
         admin_token=admin_token or os.environ.get("MLCYCLE_ADMIN_TOKEN"),
+        feedback_token=feedback_token,
     )
     err.print(
         f"serving {version.ref} (following {ref}) on http://{host}:{port} with {workers} worker(s)"
     )
     run(settings, host=host, port=port, workers=workers)
+
+
+def _secret(path: Path | None, option: str, env: str) -> str | None:
+    """A token from a file (``option``) or the environment, never from the command line (``ps``)."""
+    if path is None:
+        return os.environ.get(env) or None
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        raise SpecError(f"{option} {path}: no such file") from None
+    except OSError as exc:
+        raise SpecError(f"{option} {path}: {exc.strerror or exc}") from None
+    if not token:
+        raise SpecError(f"{option} {path} is empty")
+    return token

@@ -41,6 +41,7 @@ from mlcycle.predictions import LoggedBatch, PredictionLog
 from mlcycle.registry import Feeds
 from mlcycle.serve._batcher import Overloaded
 from mlcycle.serve._deployment import OOD_FLAG, OOD_SCORE, Deployment, LoadedModel, ServeSettings
+from mlcycle.serve._feedback import RETRY_AFTER_S, LabelRule, bearer_matches, check_labels
 from mlcycle.serve._v2 import (
     attach_binary_data,
     decode_inputs,
@@ -145,7 +146,14 @@ class _Metrics:
             "mlcycle_model_version", "Version served", ["role"], registry=self.registry
         )
         self.dropped = Gauge(
-            "mlcycle_log_dropped_rows", "Rows the prediction log dropped", registry=self.registry
+            "mlcycle_log_dropped_rows",
+            "Rows the prediction log dropped (its buffer was full while writes failed)",
+            registry=self.registry,
+        )
+        self.pending = Gauge(
+            "mlcycle_log_pending_rows",
+            "Rows the prediction log holds, not yet written",
+            registry=self.registry,
         )
         self.ood = Counter(
             "mlcycle_ood_rows",
@@ -164,8 +172,11 @@ class Server:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
         self.executor = ThreadPoolExecutor(max_workers=max(1, cores), thread_name_prefix="ort")
         self.deployment = Deployment(settings, self.executor, on_batch=self._on_batch)
+        bound = {} if settings.log_max_rows is None else {"max_buffer_rows": settings.log_max_rows}
         self.log = PredictionLog(
-            Path(settings.project) / ".mlcycle" / "log", flush_interval_s=settings.log_flush_s
+            Path(settings.project) / ".mlcycle" / "log",
+            flush_interval_s=settings.log_flush_s,
+            **bound,
         )
         self.started = time.time()
         self.ids = _RequestIds()
@@ -410,16 +421,37 @@ class Server:
         return _json(answer)
 
     async def feedback(self, request: _Call) -> _Reply:
+        """Ground-truth labels, checked against the served model; answered once on disk."""
+        token = self.settings.feedback_token
+        if token and not bearer_matches(request.headers.get("authorization"), token):
+            raise _HTTPError(
+                401,
+                "/feedback needs 'Authorization: Bearer <token>'",
+                {"WWW-Authenticate": "Bearer"},
+            )
         body = await self.body(request)
         items = body.get("labels") if isinstance(body, dict) else None
-        if not isinstance(items, list) or not all(
-            isinstance(i, dict) and isinstance(i.get("request_id"), str) and "label" in i
-            for i in items
-        ):
+        if not isinstance(items, list):
             raise _HTTPError(
                 400, 'request body: expected {"labels": [{"request_id": "...", "label": ...}, ...]}'
             )
-        count = self.log.feedback((i["request_id"], i["label"]) for i in items)
+        if not self.deployment.ready or self.deployment.primary is None:
+            raise _HTTPError(503, "the model is not loaded yet", {"Retry-After": "1"})
+        served = [m.predictor for m in (self.deployment.primary, self.deployment.second) if m]
+        try:
+            rows = check_labels(items, LabelRule.of(served))
+        except DataError as exc:
+            raise _HTTPError(422, str(exc)) from None
+        try:  # on disk before the answer, written off the event loop
+            count = await asyncio.get_running_loop().run_in_executor(None, self.log.feedback, rows)
+        except OSError as exc:
+            cause = os.strerror(exc.errno) if exc.errno is not None else type(exc).__name__
+            raise _HTTPError(
+                503,
+                f"the labels could not be written ({cause}); "
+                "none of them is recorded: send them again later",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            ) from None
         return _json({"accepted": count})
 
     async def prometheus(self, request: _Call) -> _Reply:
@@ -430,6 +462,7 @@ class Server:
             if model is not None:
                 self.metrics.version.labels(role).set(model.version)
         self.metrics.dropped.set(self.log.dropped_rows)
+        self.metrics.pending.set(self.log.pending_rows)
         return _Reply(
             generate_latest(self.metrics.registry), media_type="text/plain; version=0.0.4"
         )

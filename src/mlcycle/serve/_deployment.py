@@ -59,6 +59,8 @@ class ServeSettings:
     threads: int | None = None
     admin_token: str | None = None
     log_flush_s: float = 1.0
+    log_max_rows: int | None = None  # rows the log holds unwritten; None: its default
+    feedback_token: str | None = None  # when set, /feedback needs it as a Bearer token
     extra: dict[str, Any] = field(default_factory=dict)
 
 
