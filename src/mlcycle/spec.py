@@ -298,13 +298,21 @@ class PerformanceSpec(_Frozen):
 
 
 class FairnessSpec(_Frozen):
-    """Bias over time for the sensitive columns (Fairlearn's metrics)."""
+    """Bias over time for the sensitive columns (Fairlearn's metrics).
+
+    Each column of ``sensitive`` is reported on its own and, with
+    ``intersections``, all of them together (``sex×race``: one group per
+    combination of values, as Fairlearn's ``MetricFrame`` forms them). Groups
+    with fewer than ``min_group_rows`` rows are reported but left out of the
+    differences.
+    """
 
     sensitive: tuple[str, ...] = ()
     positive_label: str | None = None
     max_difference: float = Field(default=0.1, gt=0, le=1)
     margin: float = Field(default=0.05, ge=0, le=1)
     min_group_rows: int = Field(default=20, gt=0)
+    intersections: bool = True
 
 
 class OODSpec(_Frozen):

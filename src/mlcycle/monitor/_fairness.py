@@ -6,7 +6,11 @@ the selection rate, true- and false-positive rates and accuracy per group, the
 demographic-parity difference and the equalised-odds difference. Labels are
 class names; the positive class is ``positive_label`` and every other class
 counts as negative (one-vs-rest for a multiclass model), except in accuracy,
-which compares the class names themselves.
+which compares the class names themselves. With several sensitive columns,
+each is reported on its own and, unless ``intersections`` is off, so is their
+intersection under the key ``sex×race``: one group per combination of values
+(``female×black``), as Fairlearn's ``MetricFrame`` groups several sensitive
+features.
 
 A rate estimated from a handful of rows is noise, so a group takes part in a
 difference only when enough rows stand behind its rates: ``min_group_rows``
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     from mlcycle.spec import FairnessSpec
 
 __all__ = [
+    "INTERSECTION",
     "MISSING_GROUP",
     "FairnessResult",
     "FairnessWindow",
@@ -49,6 +54,7 @@ __all__ = [
 ]
 
 MISSING_GROUP = "(missing)"
+INTERSECTION = "×"
 
 Strings = NDArray[np.object_]
 
@@ -139,7 +145,8 @@ def fairness_report(
             it must occur among the predictions or the labels.
 
     Returns:
-        A :class:`FairnessResult` per sensitive column, in ``spec.sensitive`` order.
+        A :class:`FairnessResult` per sensitive column, in ``spec.sensitive`` order, then
+        one for their intersection (``"a×b"``) when there are several.
 
     Raises:
         DataError: a length mismatch, a missing sensitive column or prediction,
@@ -313,6 +320,19 @@ def _groups(
         groups = _strings(values)
         groups[values.isna().to_numpy()] = MISSING_GROUP
         columns[name] = groups
+    if spec.intersections and len(columns) >= 2:
+        key = INTERSECTION.join(columns)
+        if key in columns:
+            raise DataError(
+                f"fairness: sensitive column {key!r} has the name of the intersection of "
+                f"{', '.join(repr(c) for c in columns if c != key)}; expected another name"
+            )
+        # Fairlearn's MetricFrame with several sensitive features groups by their combination.
+        first, *rest = columns.values()
+        joined = first
+        for groups in rest:
+            joined = joined + INTERSECTION + groups
+        columns[key] = joined
     return columns
 
 

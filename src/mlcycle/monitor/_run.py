@@ -225,38 +225,38 @@ def _fairness(
     if positive is None:
         notes.append("fairness: set monitor.fairness.positive_label for a multiclass model")
         return {}
-    results: dict[str, FairnessResult] = {}
+    current: dict[str, Array] = {}
     for column in columns:
-        current = window.extra.get(column, window.inputs.get(column))
-        if current is None:
+        values = window.extra.get(column, window.inputs.get(column))
+        if values is None:
             notes.append(f"fairness: the sensitive column {column!r} is not in the current data")
-            continue
-        if column not in reference.validation.column_names:
+        elif column not in reference.validation.column_names:
             notes.append(f"fairness: the sensitive column {column!r} is not in the dataset")
-            continue
-        ref_values = np.asarray(
-            reference.validation.column(column).cast("string").to_pylist(), dtype=object
-        )
-        assert reference.labels is not None
-        baseline = fairness_report(
-            reference.labels,
-            {column: ref_values},
-            y_true=reference.actual,
-            positive_label=positive,
-            spec=spec.fairness,
-        )
-        labelled = window.has_actual is not None and bool(window.has_actual.all())
-        results.update(
-            fairness_report(
-                window.labels,
-                {column: np.asarray(current, dtype=object).astype(str)},
-                y_true=window.actual if labelled else None,
-                positive_label=positive,
-                spec=spec.fairness,
-                reference=baseline,
-            )
-        )
-    return results
+        else:
+            current[column] = np.asarray(values, dtype=object)
+    if not current:
+        return {}
+    # One report over every column present: each on its own, and their intersection.
+    watched = spec.fairness.model_copy(update={"sensitive": tuple(current)})
+    assert reference.labels is not None
+    # Strings, as the window's sensitive columns are read (missing values stay None).
+    groups = {c: reference.validation.column(c).cast("string").to_pylist() for c in current}
+    baseline = fairness_report(
+        reference.labels,
+        {c: np.asarray(values, dtype=object) for c, values in groups.items()},
+        y_true=reference.actual,
+        positive_label=positive,
+        spec=watched,
+    )
+    labelled = window.has_actual is not None and bool(window.has_actual.all())
+    return fairness_report(
+        window.labels,
+        current,
+        y_true=window.actual if labelled else None,
+        positive_label=positive,
+        spec=watched,
+        reference=baseline,
+    )
 
 
 def _ood(reference: Reference, window: Window, spec: MonitorSpec) -> dict[str, Any] | None:
