@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -256,3 +256,26 @@ def test_several_sensitive_columns_are_reported_each_and_intersected(mortgage: M
         assert fair.demographic_parity_difference == pytest.approx(expected, abs=1e-12)
     rows = {g.group: g.rows for g in result.fairness["afam×single"].groups}
     assert sum(rows.values()) == len(test) and set(rows) <= {"no×no", "no×yes", "yes×no", "yes×yes"}
+
+    # The reference: the recorded answers on the validation rows, per column and intersection.
+    validation = mortgage.project.datasets.load_split("hmda@1")["validation"].to_pandas()
+    pred = mortgage.answers(validation) == "yes"
+    true = validation["deny"].to_numpy() == "yes"
+    for key, fair in result.fairness.items():
+        check = fair.checks["demographic_parity_difference"]
+        columns = key.split("×")
+        groups = validation[columns].astype(str).agg("×".join, axis=1)
+        sizes = groups.value_counts()
+        keep = groups.isin(sizes[sizes >= minimum].index).to_numpy()
+        expected = demographic_parity_difference(
+            true[keep], pred[keep], sensitive_features=validation.loc[keep, columns]
+        )
+        assert check.reference == pytest.approx(expected, abs=1e-12), key
+        assert check.rule == "relative" and check.low <= check.high
+
+    # With the default settings clean held-out rows raise no fairness alert.
+    assert [a.message for a in result.alerts if a.kind == "fairness"] == []
+    stored = json.loads(mortgage.project.artifacts.read_bytes(result.report_sha256))
+    assert stored["fairness"]["afam×single"]["checks"] == {
+        name: asdict(check) for name, check in result.fairness["afam×single"].checks.items()
+    }

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -358,6 +358,8 @@ def _timeline(
             row["ood_share"] = ood["share"]
         for name, fair in _fairness(version, reference, part, spec, sensitive, []).items():
             row[f"dpd:{name}"] = fair.demographic_parity_difference
+            check = fair.checks.get("demographic_parity_difference")
+            row[f"dpd_interval:{name}"] = None if check is None else [check.low, check.high]
         rows.append(row)
     return rows
 
@@ -417,8 +419,10 @@ def _alerts(
                 )
             )
     for result in fairness.values():
+        checks = {name: asdict(c) for name, c in result.checks.items() if c.alert}
         for message in result.alerts:
-            alerts.append(Alert("fairness", f"fairness: {message}", {"column": result.column}))
+            details = {"column": result.column, "checks": checks}
+            alerts.append(Alert("fairness", f"fairness: {message}", details))
     if ood is not None and ood["alert"]:
         alerts.append(
             Alert(
