@@ -369,6 +369,7 @@ def test_default_settings_raise_no_alert_on_clean_held_out_rows(case: Case) -> N
         for name, check in result.checks.items():
             assert check.reference == getattr(reference[result.column], name)
             assert check.rule == ("none" if check.reference is None else "relative")
+            assert check.reference is not None or check.reason.startswith("is not judged")
             assert check.low <= check.high and check.limit is None and not check.alert
     # What 0.1 as the default limit made of these rows: the reference itself was "unfair".
     assert reference[spec.sensitive[0]].demographic_parity_difference > 0.1

@@ -279,3 +279,40 @@ def test_several_sensitive_columns_are_reported_each_and_intersected(mortgage: M
     assert stored["fairness"]["afam×single"]["checks"] == {
         name: asdict(check) for name, check in result.fairness["afam×single"].checks.items()
     }
+
+
+def test_each_difference_is_shown_with_its_interval_and_rule(
+    mortgage: Mortgage, tmp_path: Path
+) -> None:
+    """``mlcycle monitor`` prints, and the HTML page shows, what the JSON report holds."""
+    from tests.e2e.test_cli import mlcycle
+
+    page = tmp_path / "monitor.html"
+    root = mortgage.project.root
+    done = mlcycle(
+        "monitor",
+        "mortgage@champion",
+        "--current",
+        str(mortgage.plain),
+        "--html",
+        str(page),
+        cwd=root,
+    )
+    assert done.returncode in (0, 3), done.stderr  # 3: some other alert; fairness has none
+    assert "alert: fairness" not in done.stdout
+    result = monitor(mortgage.project, "mortgage@champion", current=mortgage.plain)
+    assert list(result.fairness) == ["afam", "single", "afam×single"]  # the roles, intersected
+    lines = " ".join(done.stdout.split())
+    html = page.read_text()
+    for key, fair in result.fairness.items():
+        for name, check in fair.checks.items():
+            figure = f"{getattr(fair, name):.3f} (95% interval {check.low:.3f} to {check.high:.3f}"
+            assert f"fairness {key}: {name.replace('_', ' ')} {figure}" in lines
+            assert f"{check.rule} rule: no alert" in lines
+            assert f"95%: {check.low:.3f} to {check.high:.3f}" in html
+            if check.reference is not None:
+                low, high = check.reference_low, check.reference_high
+                assert f"{check.reference:.3f} ({low:.3f} to {high:.3f})" in html
+        for note in fair.notes:  # excluded groups, with their size
+            assert " ".join(note.split()) in lines
+    assert "reference (interval)" in html and "(relative rule)" in html

@@ -699,6 +699,11 @@ def _judge(
         limit = f"the limit {spec.max_difference:g}"
         verdicts.append(("absolute", over, f"is above {limit}" if over else f"is within {limit}"))
     alert = any(fired for _, fired, _ in verdicts)
+    missing = (
+        "there is no reference"
+        if reference is None
+        else "the reference has none (too few groups with enough rows or labels)"
+    )
     deciding = [(rule, why) for rule, fired, why in verdicts if fired or not alert]
     return DifferenceCheck(
         low=low,
@@ -712,7 +717,7 @@ def _judge(
         rule=" and ".join(rule for rule, _ in deciding) or "none",
         alert=alert,
         reason="; ".join(f"{why} ({rule} rule)" for rule, why in deciding)
-        or "is not judged: no reference and no max_difference",
+        or f"is not judged: {missing} and no max_difference is set",
     )
 
 
