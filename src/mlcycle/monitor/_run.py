@@ -8,9 +8,10 @@ since a moment) with the labels that came back later as feedback.
 
 One run checks, in order: feature drift, prediction drift, target drift (with
 labels), realised performance with a bootstrap interval (with labels),
-estimated performance without labels (CBPE), bias per sensitive column
-(Fairlearn), the share of out-of-distribution inputs, and the same figures
-over ``timeline_windows`` consecutive slices of the window. Findings become
+estimated performance without labels (CBPE), bias per sensitive column and
+their intersection (Fairlearn, with bootstrap intervals), the share of
+out-of-distribution inputs, and the same figures over ``timeline_windows``
+consecutive slices of the window. Findings become
 alerts: events in the store, and a POST to the spec's webhook. The whole
 result is stored as a JSON report, from which :func:`render_monitor_report`
 draws the HTML page. ONNX Runtime only; torch is never imported.
