@@ -580,37 +580,27 @@ def _column(
                 "positive and negative labels"
             )
 
+    # Each column draws from its own seeded stream, whatever the order of the columns.
+    seed = (spec.seed, zlib.crc32(column.encode()))
+    judged: list[tuple[str, float, NDArray[np.float64], str]] = []
+    if parity is not None:
+        draws = _parity_draws(groups, selected, parity_groups, spec.bootstrap, seed)
+        spread = _spread(parity_groups, "selection rate")
+        judged.append(("demographic_parity_difference", parity, draws, spread))
+    if odds is not None and truth is not None:
+        actual = truth[labelled] == positive
+        draws = _odds_draws(
+            groups[labelled], selected[labelled], actual, odds_groups, spec.bootstrap, seed
+        )
+        judged.append(("equalized_odds_difference", odds, draws, _odds_spread(odds_groups)))
     checks: dict[str, DifferenceCheck] = {}
     alerts: list[str] = []
-    rng_seed = (spec.seed, zlib.crc32(column.encode()))
-    if parity is not None:
-        draws = _parity_draws(groups, selected, parity_groups, spec.bootstrap, rng_seed)
-        checks["demographic_parity_difference"] = _judge(
-            parity, draws, spec, reference, "demographic_parity_difference"
-        )
-    if odds is not None and truth is not None:
-        draws = _odds_draws(
-            groups[labelled],
-            selected[labelled],
-            truth[labelled] == positive,
-            odds_groups,
-            spec.bootstrap,
-            rng_seed,
-        )
-        checks["equalized_odds_difference"] = _judge(
-            odds, draws, spec, reference, "equalized_odds_difference"
-        )
-    for name, check in checks.items():
+    for name, value, draws, spread in judged:
+        check = checks[name] = _judge(value, draws, spec, reference, name)
         if check.alert:
-            value = parity if name == "demographic_parity_difference" else odds
-            detail = (
-                _spread(parity_groups, "selection rate")
-                if name == "demographic_parity_difference"
-                else _odds_spread(odds_groups)
-            )
             interval = f"{check.confidence:.0%} interval {check.low:.3f} to {check.high:.3f}"
             alerts.append(
-                f"{column}: {_METRICS[name]} {value:.3f} ({interval}) {check.reason} ({detail})"
+                f"{column}: {_METRICS[name]} {value:.3f} ({interval}) {check.reason} ({spread})"
             )
     return FairnessResult(column, metrics, parity, odds, alerts, sorted(excluded), notes, checks)
 
