@@ -416,7 +416,7 @@ def test_the_server_never_imports_torch(served_project: Path) -> None:
         "from mlcycle.serve import ServeSettings, create_app\n"
         "from starlette.testclient import TestClient\n"
         f"app = create_app(ServeSettings(project={str(served_project)!r}, ref='loyalty@champion', poll_s=0))\n"
-        "with TestClient(app) as c:\n"
+        "with TestClient(app, base_url='http://localhost') as c:\n"
         "    r = c.post('/predict', json={'records': [{'income': 1.0, 'city': 'paris', 'member': True}]})\n"
         "    print(r.status_code, 'torch' in sys.modules)\n"
     )

@@ -27,6 +27,7 @@ import numpy as np
 from mlcycle.project import Project
 from mlcycle.registry import Predictor, load
 from mlcycle.serve._batcher import Batcher, Feeds, Outputs
+from mlcycle.serve._guard import LOOPBACK
 
 if TYPE_CHECKING:
     from mlcycle.monitor import OODDetector
@@ -57,6 +58,7 @@ class ServeSettings:
     poll_s: float = 2.0
     threads: int | None = None
     admin_token: str | None = None
+    allowed_hosts: tuple[str, ...] = LOOPBACK
     log_flush_s: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
