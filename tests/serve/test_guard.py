@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -122,23 +121,10 @@ def test_admin_token_needs_the_bearer_scheme(serve: Any) -> None:
             assert got.status_code == 200, given
 
 
-def _copy_with_a_corrupt_version(served_project: Path, tmp_path: Path) -> Path:
-    """A copy of the served project whose version 2 has a tampered graph."""
-    root = tmp_path / "copy"
-    shutil.copytree(served_project, root, ignore=shutil.ignore_patterns("log"))
-    with Project.open(root) as project:
-        version = project.store.registry.get("loyalty@2")
-        blob = next(root.rglob(version.files["model.onnx"]))
-    data = bytearray(blob.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    blob.write_bytes(bytes(data))
-    return root
-
-
 def test_a_reload_onto_a_corrupt_version_is_a_409_and_serving_goes_on(
-    serve: Any, served_project: Path, tmp_path: Path
+    serve: Any, corrupt_copy: Path
 ) -> None:
-    root = _copy_with_a_corrupt_version(served_project, tmp_path)
+    root = corrupt_copy
     with serve(project=root, admin_token="s3cret") as (url, _):
         with Project.open(root) as project:
             project.store.registry.set_alias("loyalty", 2, "champion", actor="test", reason="bad")
