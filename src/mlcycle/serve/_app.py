@@ -31,6 +31,7 @@ import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -622,7 +623,16 @@ def create_app(settings: ServeSettings, *, own_process: bool = False) -> Serving
         Route("/metrics", handler(s.prometheus, "metrics"), methods=["GET"]),
         Route("/admin/reload", handler(s.admin_reload, "admin"), methods=["POST"]),
     ]
-    fallback = Starlette(routes=routes, lifespan=lifespan)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Starlette's own 404/405, in the protocol's error form
+        assert isinstance(exc, HTTPException)
+        body = orjson.dumps({"error": exc.detail})
+        return Response(body, exc.status_code, exc.headers, "application/json")
+
+    fallback = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+    )
     fallback.state.server = server
     app = ServingApp(server, fallback)
     return app
