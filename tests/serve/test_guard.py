@@ -155,6 +155,8 @@ def test_request_ids_are_unguessable_and_client_ids_are_checked(serve: Any) -> N
         assert (
             client.post("/predict", json={**PREDICT, "id": "req-7"}).json()["request_id"] == "req-7"
         )
+        empty = client.post("/predict", json={**PREDICT, "id": ""}).json()["request_id"]
+        assert re.fullmatch("[0-9a-f]{32}", empty)  # an empty id is none: a fresh one
         named = client.post("/predict", json=PREDICT, headers={"x-request-id": "hdr-1"})
         assert named.json()["request_id"] == "hdr-1"
         assert (

@@ -357,9 +357,8 @@ class Server:
             except DataError as exc:
                 raise _HTTPError(400, str(exc)) from None
             feeds = self.feeds(model, columns)
+        request_id = self._client_id(body.get("id"), None)
         try:
-            given = body.get("id")
-            request_id = client_id(given, "'id'") if given is not None else self.ids.next()
             names = requested_outputs(body, predictor.signature)
         except DataError as exc:
             raise _HTTPError(400, str(exc)) from None
@@ -407,11 +406,14 @@ class Server:
         return _json(answer)
 
     def _client_id(self, given: Any, header: str | None) -> str:
-        """The request's id: the body's ``id``, else ``X-Request-Id``, else a fresh one."""
+        """The request's id: the body's ``id``, else ``X-Request-Id``, else a fresh one.
+
+        An empty id counts as none given.
+        """
         try:
-            if given is not None:
+            if given is not None and given != "":
                 return client_id(given, "'id'")
-            if header is not None:
+            if header:
                 return client_id(header, "X-Request-Id")
         except DataError as exc:
             raise _HTTPError(400, str(exc)) from None
