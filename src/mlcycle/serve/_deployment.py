@@ -56,7 +56,12 @@ REPEAT_FAILURE_S = 60.0
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """Knobs of one server process."""
+    """Knobs of one server process.
+
+    ``allowed_hosts``: the ``Host`` names the server answers to (421 for
+    others); loopback by default, :func:`~mlcycle.serve._guard.allowed_hosts`
+    adds the bind address and more, ``("*",)`` allows any.
+    """
 
     project: Path
     ref: str
