@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,15 +25,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlcycle.errors import NotFoundError
+from mlcycle.errors import MlcycleError, NotFoundError
 from mlcycle.project import Project
 from mlcycle.registry import Predictor, load
 from mlcycle.serve._batcher import Batcher, Feeds, Outputs
+from mlcycle.serve._guard import LOOPBACK
 
 if TYPE_CHECKING:
     from mlcycle.monitor import OODDetector
+    from mlcycle.store import ModelVersionRecord
 
-__all__ = ["OOD_FLAG", "OOD_SCORE", "Deployment", "LoadedModel", "ServeSettings"]
+__all__ = [
+    "OOD_FLAG",
+    "OOD_SCORE",
+    "Deployment",
+    "LoadedModel",
+    "ServeSettings",
+    "check_servable",
+]
 
 # Outputs a version with an OOD detector adds to its graph's, row by row.
 OOD_SCORE = "ood_score"
@@ -40,10 +50,18 @@ OOD_FLAG = "ood"
 
 log = logging.getLogger("mlcycle.serve")
 
+# While following an alias keeps failing the same way, say so at most this often.
+REPEAT_FAILURE_S = 60.0
+
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """Knobs of one server process."""
+    """Knobs of one server process.
+
+    ``allowed_hosts``: the ``Host`` names the server answers to (421 for
+    others); loopback by default, :func:`~mlcycle.serve._guard.allowed_hosts`
+    adds the bind address and more, ``("*",)`` allows any.
+    """
 
     project: Path
     ref: str
@@ -58,6 +76,7 @@ class ServeSettings:
     poll_s: float = 2.0
     threads: int | None = None
     admin_token: str | None = None
+    allowed_hosts: tuple[str, ...] = LOOPBACK
     log_flush_s: float = 1.0
     log_max_rows: int | None = None  # rows the log holds unwritten; None: its default
     feedback_token: str | None = None  # when set, /feedback needs it as a Bearer token
@@ -83,6 +102,26 @@ class LoadedModel:
 
     async def infer(self, feeds: Feeds, rows: int) -> Outputs:
         return await self.batcher.submit(feeds, rows)
+
+
+def check_servable(project: Project, settings: ServeSettings) -> ModelVersionRecord:
+    """The primary version, once every version the settings name resolves and its files are intact.
+
+    Run before a server starts, so that a missing alias or artifact is one
+    error line instead of a server that starts and dies in its lifespan.
+
+    Raises:
+        NotFoundError: a reference, or one of its files, does not exist.
+        IntegrityError: a file differs from its recorded hash.
+    """
+    versions = []
+    for ref in (settings.ref, settings.canary, settings.shadow):
+        if ref is not None:
+            version = project.store.registry.get(ref)
+            for sha in version.files.values():
+                project.artifacts.verify(sha)
+            versions.append(version)
+    return versions[0]
 
 
 def _sample_feeds(predictor: Predictor) -> Feeds:
@@ -119,6 +158,8 @@ class Deployment:
         self._draining: set[asyncio.Task[None]] = set()
         self.mode = "canary" if settings.canary else ("shadow" if settings.shadow else "off")
         self.canary_percent = settings.canary_percent
+        self.follow_failures = 0  # polls in a row that could not follow the aliases
+        self._failure: tuple[str, float] | None = None  # (what failed, when it was last logged)
 
     def _load(self, ref: str) -> LoadedModel:
         predictor = load(ref, project=self.project, threads=self.settings.threads)
@@ -342,7 +383,36 @@ class Deployment:
                 await self.check_aliases()
                 if self.follows_rollout:
                     await self.check_traffic()
-            except Exception:  # keep serving the version in hand; say why
-                log.exception(
-                    "could not follow %s; still serving what is loaded", self.settings.ref
-                )
+            except Exception as exc:  # keep serving the version in hand; say why
+                self._follow_failed(exc)
+            else:
+                if self._failure is not None:
+                    log.info("following %s again", self.settings.ref)
+                self.follow_failures, self._failure = 0, None
+
+    def _follow_failed(self, exc: Exception) -> None:
+        """Log a failure to follow the aliases in one line: when it starts or changes, then
+        once every :data:`REPEAT_FAILURE_S` while it lasts (the poll retries every few seconds).
+
+        An :class:`~mlcycle.errors.MlcycleError` (a corrupt or missing artifact) is its
+        message; anything else is a bug and its first line carries the traceback.
+        """
+        self.follow_failures += 1
+        what, now = f"{type(exc).__name__}: {exc}", time.monotonic()
+        if self._failure is not None:
+            last_what, last_logged = self._failure
+            if what == last_what and now - last_logged < REPEAT_FAILURE_S:
+                return
+        first = self._failure is None or self._failure[0] != what
+        self._failure = (what, now)
+        serving = self.primary.predictor.ref if self.primary is not None else "nothing"
+        n = self.follow_failures
+        log.error(
+            "could not follow %s (%d poll%s in a row), still serving %s: %s",
+            self.settings.ref,
+            n,
+            "" if n == 1 else "s",
+            serving,
+            str(exc).replace("\n", " ") if isinstance(exc, MlcycleError) else what,
+            exc_info=exc if first and not isinstance(exc, MlcycleError) else None,
+        )
