@@ -8,9 +8,9 @@ recognises), realised performance once late labels arrive
 (:class:`CBPE`), bias over time per sensitive column and their intersection
 (:func:`fairness_report`, Fairlearn's metrics with bootstrap intervals, judged
 against the reference) and out-of-distribution inputs (:class:`OODDetector`).
-Findings are alerts: events in the store and a webhook POST; the report is
-stored as JSON and drawn as HTML by :func:`render_monitor_report`. Never
-imports torch.
+Drift gives no verdict on too few rows (``monitor.min_rows``). Findings are
+alerts: events in the store and a webhook POST; the report is stored as JSON
+and drawn as HTML by :func:`render_monitor_report`. Never imports torch.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from __future__ import annotations
 from mlcycle.monitor._alerts import Alert, Delivery
 from mlcycle.monitor._base import DriftTest, TestKind
 from mlcycle.monitor._counts import (
+    ChiSquaredGoodnessOfFitTest,
     ChiSquaredTest,
     CountDriftTest,
     JensenShannonTest,
     PSITest,
+    ZTest,
     binned_counts,
     reference_edges,
 )
@@ -58,6 +60,7 @@ __all__ = [
     "CBPE",
     "TESTS",
     "Alert",
+    "ChiSquaredGoodnessOfFitTest",
     "ChiSquaredTest",
     "ColumnDrift",
     "ColumnType",
@@ -81,6 +84,7 @@ __all__ = [
     "TestChoice",
     "TestKind",
     "WassersteinTest",
+    "ZTest",
     "adjust_p_values",
     "binned_counts",
     "drift_report",

@@ -76,6 +76,8 @@ def drift_options(spec: MonitorSpec) -> DriftOptions:
         tests={c: TestChoice(s.test, s.threshold) for c, s in spec.columns.items()},
         multiple_testing=spec.multiple_testing,
         drift_share=spec.drift_share,
+        defaults=spec.defaults,
+        min_rows=spec.min_rows,
     )
 
 
