@@ -115,6 +115,7 @@ class _Tick:
             if (
                 triggers.ood_share is not None
                 and result.ood is not None
+                and result.ood["alert"] is not None  # None: too few rows for a verdict
                 and result.ood["share"] >= triggers.ood_share
             ):
                 reasons.append(f"{result.ood['share']:.1%} out-of-distribution inputs")
@@ -138,7 +139,14 @@ class _Tick:
         if not reasons:
             if result is not None:
                 state = state.next(champion=champion.version, last_healthy=_iso(now))
-                self.steps.append(f"healthy: {result.features.share_drifted:.0%} of inputs drifted")
+                rows = result.window.get("rows", 0)
+                if result.features.drift is None:
+                    self.steps.append(f"no trigger; too few rows for a drift verdict ({rows})")
+                else:
+                    self.steps.append(
+                        f"healthy: {result.features.share_drifted:.0%} of inputs drifted "
+                        f"({rows} rows)"
+                    )
             else:
                 self.steps.append("no served rows to check yet")
             return state

@@ -7,8 +7,11 @@ recognises), realised performance once late labels arrive
 (:func:`window_performance`), performance estimated without labels
 (:class:`CBPE`), bias over time per sensitive column and their intersection
 (:func:`fairness_report`, Fairlearn's metrics with bootstrap intervals, judged
-against the reference) and out-of-distribution inputs (:class:`OODDetector`).
-Drift gives no verdict on too few rows (``monitor.min_rows``). Findings are
+against the reference) and out-of-distribution inputs (:class:`OODDetector`),
+after a check of the window's data quality (:class:`DataQuality`: absent or
+empty inputs, values that are not finite numbers; never a failure of the
+run). Drift and out-of-distribution checks give no verdict on too few rows
+(``monitor.min_rows``). Findings are
 alerts: events in the store and a webhook POST; the report is stored as JSON
 and drawn as HTML by :func:`render_monitor_report`. Never imports torch.
 """
@@ -43,6 +46,7 @@ from mlcycle.monitor._performance import (
     join_feedback,
     window_performance,
 )
+from mlcycle.monitor._quality import DataQuality
 from mlcycle.monitor._report import (
     TESTS,
     ColumnDrift,
@@ -65,6 +69,7 @@ __all__ = [
     "ColumnDrift",
     "ColumnType",
     "CountDriftTest",
+    "DataQuality",
     "Delivery",
     "DriftOptions",
     "DriftReport",
