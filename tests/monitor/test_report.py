@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import numpy as np
 import pyarrow as pa
@@ -21,7 +22,7 @@ from mlcycle.monitor import (
     drift_report,
 )
 from mlcycle.monitor._run import drift_options
-from mlcycle.spec import MonitorSpec
+from mlcycle.spec import DriftTestName, MonitorSpec
 
 
 def _gaussian(n: int, k: int, seed: int) -> dict[str, np.ndarray]:
@@ -275,6 +276,10 @@ def test_evidently_defaults_reproduce_scipy_goodness_of_fit() -> None:
     streamed = StreamingSummary({"c": ref})
     streamed.update({"c": cur})
     assert streamed.report(evidently).columns[0].statistic == pytest.approx(expected.statistic)
+
+
+def test_the_spec_names_every_drift_test() -> None:
+    assert set(get_args(DriftTestName)) == set(TESTS)  # the spec cannot import the registry
 
 
 def test_public_surface() -> None:
