@@ -226,6 +226,11 @@ def test_once_exits_non_zero_and_status_shows_the_error(project: Project) -> Non
     assert status["errors"]["in_a_row"] == 1
     assert status["errors"]["last"]["message"].startswith("ArrowInvalid")
     assert "failing: 1 tick(s) in a row" in cli("status").stdout
+    running = cli("--max-ticks", "2", "--interval", "0.1")  # the loop goes on after a failure
+    lines = running.stderr.splitlines()
+    assert running.returncode == 1 and len(lines) == 2, running.stderr  # the last tick failed too
+    assert lines[0].endswith("(2 in a row; retrying in 0.4 s)")  # 0.1 s x 2^2
+    assert json.loads(cli("status", "--json").stdout)["errors"]["in_a_row"] == 3
     corrupt.unlink()
     assert cli("--once").returncode == 0
     status = json.loads(cli("status", "--json").stdout)

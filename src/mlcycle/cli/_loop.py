@@ -54,7 +54,8 @@ def loop(
         out.print(f"[dim]{result.model}: {result.state.phase}, cycle {result.state.cycle}[/]")
 
     def failed(error: TickError) -> None:
-        print_error(str(error))
+        k, wait = error.error["in_a_row"], error.retry_in_s
+        print_error(f"{error} ({k} in a row; retrying in {wait:g} s)")
 
     with state(ctx).open() as project:
         run_loop(

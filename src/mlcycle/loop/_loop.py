@@ -502,11 +502,10 @@ def _failed(
     }
     if not isinstance(exc, MlcycleError):  # a bug or an outside failure: keep where it came from
         error["traceback"] = "".join(traceback.format_exception(exc))[-_TRACEBACK_CHARS:]
-    where = f"{work.phase} ({work.step})"
-    reason = f"{where}: {message}"
+    what = f"{work.phase} ({work.step}): {message}"
     if configuration:
-        reason += "; fix mlcycle.yaml: the loop reads it again before it retries"
-    reason += f" ({errors} in a row; retrying in {error['retry_in_s']:g} s)"
+        what += "; fix mlcycle.yaml: the loop reads it again before it retries"
+    reason = f"{what} ({errors} in a row; retrying in {error['retry_in_s']:g} s)"
     try:
         persisted = read_state(project.store, work.model)  # with what the tick did record
         write_state(
@@ -519,7 +518,7 @@ def _failed(
         )
     except Exception as unrecorded:  # the store itself is failing: still report the first error
         error["unrecorded"] = _one_line(unrecorded)
-    return TickError(f"loop tick failed in {reason}", error)
+    return TickError(f"loop tick failed in {what}", error)
 
 
 def tick(
