@@ -203,9 +203,12 @@ class ModelSpec(_Frozen):
 class EarlyStoppingSpec(_Frozen):
     """Stop when the validation metric has not improved by ``min_delta`` for ``patience`` epochs.
 
-    ``metric`` is ``loss`` or a validation metric (``accuracy``,
-    ``balanced_accuracy``, ``f1_macro`` for classification; ``mae``, ``rmse``,
-    ``r2`` for regression). The best epoch's weights are restored at the end.
+    ``metric`` is ``loss`` or any metric of the task in evaluation's metric
+    table (``mlcycle.evaluate.METRICS``: ``accuracy``, ``f1_macro``,
+    ``roc_auc``, ``log_loss``, ... for classification; ``mae``, ``rmse``,
+    ``r2``, ``mape`` for regression), computed on the validation rows by the
+    same code that evaluates the test rows, in the direction the table gives.
+    The best epoch's weights are restored at the end.
     """
 
     metric: str = "loss"
