@@ -10,6 +10,7 @@ from mlcycle import Project, SpecError
 from mlcycle.evaluate import classification_metrics
 from mlcycle.train import encode, encode_target, evaluate_run, load_model, predict, train
 from mlcycle.train._features import FeatureLayout
+from tests.evaluate.html_tables import section_tables
 
 
 def _groups(project: Project) -> None:
@@ -79,6 +80,15 @@ def test_metrics_by_slice_of_a_sensitive_column(project: Project) -> None:
         assert slices["a"]["n"] + slices["b"]["n"] == outcome.summary["test_metrics"]["n"]
         # The noisy group is predicted worse: the breakdown shows what the total hides.
         assert slices["a"]["accuracy"] > slices["b"]["accuracy"] + 0.1
+        # The report shows the same numbers, not a table of dashes.
+        [table] = section_tables(outcome.report.read_text(encoding="utf-8"), "By slice")
+        header, *rows = table
+        shown = {row[0]: row for row in rows}
+        assert set(shown) == {"a", "b"}
+        for name in ("a", "b"):
+            assert shown[name][1] == str(slices[name]["n"])
+            assert shown[name][2] == f"{slices[name]['accuracy']:.4f}"
+        assert header[:3] == ["group", "n", "accuracy"]
         with pytest.raises(
             SpecError, match=r"evaluate.slices: column 'nope' is not in the dataset"
         ):
