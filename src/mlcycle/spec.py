@@ -258,11 +258,16 @@ class TrainSpec(_Frozen):
 
 
 class EvaluateSpec(_Frozen):
-    """How to judge a trained model on its held-out test split."""
+    """How to judge a trained model on its held-out test split.
+
+    ``slices`` names columns to break the metrics down by; a numeric one with
+    more than ``bins`` distinct values is cut into ``bins`` quantile bins.
+    """
 
     bootstrap: int = Field(default=1000, ge=0)
     threshold_metric: Literal["f1", "balanced_accuracy", "accuracy", "youden"] | None = None
     slices: tuple[str, ...] = ()
+    bins: int = Field(default=4, ge=2)
 
 
 DriftTestName = Literal["ks", "chi2", "wasserstein", "jensenshannon", "psi"]

@@ -156,3 +156,33 @@ def test_a_killed_training_process_resumes_to_the_same_weights(project: Path) ->
     again = mlcycle("train", "--resume", run_id, cwd=project)
     assert again.returncode == 1
     assert "is finished: there is nothing to resume" in again.stderr
+
+
+def test_evaluate_cuts_a_numeric_slice_into_quantile_bins(tmp_path: Path) -> None:
+    assert mlcycle("init", "proj", cwd=tmp_path).returncode == 0
+    root = tmp_path / "proj"
+    assert mlcycle("data", "add", "sklearn:wine", cwd=root).returncode == 0
+    done = mlcycle(
+        "train", "--set", "max_epochs=3", "--set", "evaluate.bootstrap=0", "--json", cwd=root
+    )
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+
+    shown = mlcycle("evaluate", run_id, "--slice", "alcohol", "--bins", "3", "--json", cwd=root)
+    assert shown.returncode == 0, shown.stderr
+    slices = json.loads(shown.stdout)["slices"]["alcohol"]
+    assert len(slices) == 3  # 27 test rows of a continuous column: 3 bins, not a slice per value
+    lows = [s["bin"][0] for s in slices.values()]
+    assert lows == sorted(lows)
+    assert sum(s["n"] for s in slices.values()) == 27
+
+    table = mlcycle("evaluate", run_id, "--slice", "alcohol", "--bins", "3", cwd=root)
+    assert table.returncode == 0, table.stderr
+    assert "alcohol (numeric: 3 quantile bins)" in table.stdout
+    labels = list(slices)
+    assert all(label in table.stdout for label in labels)
+    assert table.stdout.index(labels[0]) < table.stdout.index(labels[-1])
+
+    bad = mlcycle("evaluate", run_id, "--slice", "alcohol", "--bins", "1", cwd=root)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error: evaluate.bins: 1 is not >= 2"), bad.stderr

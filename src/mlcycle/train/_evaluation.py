@@ -97,9 +97,14 @@ def evaluate_model(
                 f"evaluate.slices: column {column!r} is not in the dataset "
                 f"(columns: {', '.join(tables['test'].column_names[:10])})"
             )
-        values = tables["test"].column(column).cast(pa.string()).fill_null("(missing)")
         slices[column] = metrics_by_slice(
-            y_test, out_test, values.to_pylist(), task, classes, threshold=threshold
+            y_test,
+            out_test,
+            _slice_values(tables["test"].column(column)),
+            task,
+            classes,
+            threshold=threshold,
+            bins=spec.bins,
         )
 
     # Overfitting: the same metric on training rows (eval mode) against validation rows.
@@ -158,6 +163,13 @@ def evaluate_model(
         "report": str(path),
     }
     return Evaluation(test=test, summary=summary, report=path)
+
+
+def _slice_values(column: pa.ChunkedArray) -> Any:
+    """Numbers as floats (NaN where null), so that they are binned; anything else as is."""
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return column.to_numpy().astype(np.float64)
+    return column.to_pylist()
 
 
 def _jsonable(value: Any) -> Any:

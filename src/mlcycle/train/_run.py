@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load as load_tensors
@@ -35,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mlcycle._runs import ActiveRun
 from mlcycle.data import Schema
 from mlcycle.errors import ConflictError, DataError, NotFoundError, SpecError
-from mlcycle.spec import EvaluateSpec, ModelSpec, Spec, TrainSpec
+from mlcycle.spec import EvaluateSpec, ModelSpec, Spec, TrainSpec, format_validation_error
 from mlcycle.store import DatasetVersionRecord
 from mlcycle.train._checkpoint import Checkpoint
 from mlcycle.train._evaluation import evaluate_model
@@ -501,12 +502,17 @@ def load_model(project: Project, run_id: str) -> tuple[MlcycleNet, dict[str, Any
 
 
 def evaluate_run(
-    project: Project, run_id: str, *, slices: tuple[str, ...] | None = None
+    project: Project,
+    run_id: str,
+    *,
+    slices: tuple[str, ...] | None = None,
+    bins: int | None = None,
 ) -> TrainOutcome:
     """Evaluate a finished run's model again on its test rows and rewrite its report.
 
     ``slices`` names columns to break the metrics down by (default: the recorded
-    ``evaluate.slices``).
+    ``evaluate.slices``); a numeric one is cut into ``bins`` quantile bins
+    (default: the recorded ``evaluate.bins``, 4).
     """
     record = project.runs.get(run_id)
     net, config = load_model(project, record.id)
@@ -515,8 +521,18 @@ def evaluate_run(
     version = project.store.get_dataset_version_by_id(record.dataset_version_id)
     schema = project.datasets.schema(version)
     evaluate = EvaluateSpec.model_validate(record.params.get("evaluate", {}))
+    changes: dict[str, Any] = {}
     if slices is not None:
-        evaluate = evaluate.model_copy(update={"slices": slices})
+        changes["slices"] = slices
+    if bins is not None:
+        changes["bins"] = bins
+    if changes:
+        try:
+            evaluate = EvaluateSpec.model_validate({**evaluate.model_dump(), **changes})
+        except ValidationError as exc:
+            raise SpecError(
+                "evaluate." + format_validation_error(exc, EvaluateSpec).replace("\n", "; ")
+            ) from None
     history_points = project.runs.metrics(record.id)
     history: dict[int, dict[str, float]] = {}
     for point in history_points:
