@@ -110,3 +110,13 @@ def test_a_large_train_validation_gap_is_flagged(project: Project) -> None:
     assert "overfits" in strict.summary["warnings"][0]
     lenient = train(project, data="groups", overrides={**base, "gap_warning": 0.9})
     assert lenient.summary["overfitting"] is False and lenient.summary["warnings"] == []
+
+
+def test_only_a_classifier_report_names_a_decision_threshold(project: Project) -> None:
+    quick = {"max_epochs": 2, "evaluate.bootstrap": 0}
+    regression = train(project, data="sklearn:diabetes", overrides=quick)
+    [facts] = section_tables(regression.report.read_text(encoding="utf-8"), "Run")
+    assert "decision threshold" not in {row[0] for row in facts}
+    classifier = train(project, data="sklearn:iris", overrides=quick)
+    [facts] = section_tables(classifier.report.read_text(encoding="utf-8"), "Run")
+    assert ["decision threshold", "argmax"] in facts

@@ -142,7 +142,11 @@ def evaluate_model(
         summary={
             "run": run_id,
             **facts,
-            "decision threshold": "argmax" if threshold is None else f"{threshold:.4f}",
+            **(
+                {"decision threshold": "argmax" if threshold is None else f"{threshold:.4f}"}
+                if classes is not None
+                else {}
+            ),
             **({"warnings": "; ".join(warnings)} if warnings else {}),
         },
         slices=slices or None,
