@@ -6,6 +6,10 @@
     Overrides ``artifacts.uri``.
 ``MLCYCLE_ACTOR``
     The name written into the event log as who did a thing (default: the OS user).
+``MLCYCLE_RUN_STALE_AFTER_S``
+    A running run whose heartbeat is older than this many seconds (default 60,
+    or five times the run's own heartbeat interval if longer) shows as
+    interrupted: its process died without a word.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Mapping
+
+from mlcycle.errors import SpecError
+
+RUN_STALE_AFTER_S = 60.0
 
 
 def store_url(environ: Mapping[str, str] = os.environ) -> str | None:
@@ -30,3 +38,16 @@ def actor(environ: Mapping[str, str] = os.environ) -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry, e.g. in some containers
         return "unknown"
+
+
+def run_stale_after_s(environ: Mapping[str, str] = os.environ) -> float:
+    raw = environ.get("MLCYCLE_RUN_STALE_AFTER_S")
+    if not raw:
+        return RUN_STALE_AFTER_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise SpecError(f"MLCYCLE_RUN_STALE_AFTER_S: {raw!r} is not a number of seconds > 0")
+    return value

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ SLOW_DIGITS = [
     "--data",
     "digits",
     "--set",
-    "max_epochs=15",
+    "max_epochs=10",
     "--set",
     "early_stopping.patience=100",
     "--set",
@@ -78,6 +80,23 @@ def test_runs_compare_puts_runs_side_by_side(project: Path) -> None:
     assert "train.lr" in table.stdout and ids[0][:8] in table.stdout
 
 
+def test_the_best_epoch_is_counted_from_one_everywhere(project: Path) -> None:
+    done = mlcycle("train", "--set", "max_epochs=4", "--set", "evaluate.bootstrap=0", cwd=project)
+    assert done.returncode == 0, done.stderr
+    found = re.search(r"best epoch (\d+) of (\d+)", done.stdout)
+    assert found is not None, done.stdout
+    best, epochs = int(found[1]), int(found[2])
+    run_id = re.search(r"run (\w{32})", done.stdout)[1]  # type: ignore[index]
+    shown = json.loads(mlcycle("runs", "show", run_id, "--json", cwd=project).stdout)
+    assert shown["summary"]["best_epoch"] == best and shown["summary"]["epochs_run"] == epochs
+    losses = [p["value"] for p in shown["metrics"]["val_loss"]]
+    assert best == losses.index(min(losses)) + 1
+    table = mlcycle("runs", "show", run_id, cwd=project).stdout
+    assert re.search(rf"best_epoch\s+{best}\b", table), table
+    compared = json.loads(mlcycle("runs", "compare", run_id, "--json", cwd=project).stdout)
+    assert compared["rows"]["best_epoch"] == [best]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -108,46 +127,73 @@ def _weights(project: Path, run_id: str) -> tuple[str, str]:
         store.close()
 
 
+def _store(project: Path) -> MetadataStore:
+    return MetadataStore(f"sqlite:///{project / '.mlcycle' / 'mlcycle.db'}")
+
+
+def _wait_for_epochs(store: MetadataStore, proc: subprocess.Popen[bytes], epochs: int) -> str:
+    """The id of the run ``proc`` trains, once it has recorded ``epochs`` epochs.
+
+    Waits on the run's progress in the store, however slow the machine; fails
+    at once, with the process's own words, if it exits first.
+    """
+    while proc.poll() is None:
+        running = store.list_runs(status="running")
+        if running and len(store.get_metrics(running[0].id, "train_loss")) >= epochs:
+            return running[0].id
+        time.sleep(0.02)
+    _, err = proc.communicate()
+    pytest.fail(f"training exited ({proc.returncode}) before {epochs} epochs: {err.decode()}")
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # waits on progress: a loaded machine is slow, not wrong
 def test_a_killed_training_process_resumes_to_the_same_weights(project: Path) -> None:
     reference = mlcycle("train", *SLOW_DIGITS, cwd=project)
     assert reference.returncode == 0, reference.stderr
     expected = _weights(project, json.loads(reference.stdout)["run_id"])
 
-    store = MetadataStore(f"sqlite:///{project / '.mlcycle' / 'mlcycle.db'}")
+    store = _store(project)
     with subprocess.Popen(
         [MLCYCLE, "train", *SLOW_DIGITS],
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     ) as proc:
-        run_id = None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            running = store.list_runs(status="running")
-            if running:
-                run_id = running[0].id
-                if len(store.get_metrics(run_id, "train_loss")) >= 3:
-                    break
-            time.sleep(0.02)
+        run_id = _wait_for_epochs(store, proc, 3)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    assert run_id is not None
+        proc.wait()
     killed = store.get_run(run_id)
     epochs_before = len(store.get_metrics(run_id, "train_loss"))
     store.close()
     assert killed.status == "running"  # the process died without a word
-    assert 3 <= epochs_before < 15
+    assert 3 <= epochs_before < 10
 
-    resumed = mlcycle("train", "--resume", run_id[:10], "--quiet", "--json", cwd=project)
+    # Its heartbeat goes stale: from then on it shows as interrupted, with the command
+    # that continues it. A short staleness limit keeps the wait short.
+    assert killed.heartbeat_at is not None and killed.heartbeat_every_s is not None
+    stale_after = max(1.0, 5 * killed.heartbeat_every_s)
+    quick = {"MLCYCLE_RUN_STALE_AFTER_S": "1"}
+    wait = (killed.heartbeat_at - datetime.now(UTC)).total_seconds() + stale_after + 0.5
+    time.sleep(max(0.0, wait))
+    listed = mlcycle("runs", "list", "--json", cwd=project, env=quick)
+    [entry] = [r for r in json.loads(listed.stdout) if r["id"] == run_id]
+    assert entry["status"] == "interrupted"
+    assert entry["resume"] == f"mlcycle train --resume {run_id}"
+    table = mlcycle("runs", "list", cwd=project, env=quick).stdout
+    assert "interrupted" in table and f"mlcycle train --resume {run_id}" in table
+    shown = mlcycle("runs", "show", run_id[:10], cwd=project, env=quick).stdout
+    assert "interrupted" in shown and f"mlcycle train --resume {run_id}" in shown
+    command = entry["resume"].split()[1:]  # as printed, after "mlcycle"
+    resumed = mlcycle(*command, "--quiet", "--json", cwd=project)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["run_id"] == run_id
     assert _weights(project, run_id) == expected
 
-    store = MetadataStore(f"sqlite:///{project / '.mlcycle' / 'mlcycle.db'}")
+    store = _store(project)
     try:
         steps = [p.step for p in store.get_metrics(run_id, "train_loss")]
-        assert steps == list(range(15))
+        assert steps == list(range(10))
         assert store.get_run(run_id).status == "finished"
         actions = [e.action for e in store.list_events(entity_type="run", entity_id=run_id)]
         assert "run.resumed" in actions

@@ -91,7 +91,7 @@ def demo(
         outcome = train(project, data=added.version.ref, quiet=quiet)
         s = outcome.summary
         out.print(
-            f"   best epoch {s['best_epoch'] + 1} of {s['epochs_run']}, "
+            f"   best epoch {s['best_epoch']} of {s['epochs_run']}, "
             f"{s['samples_per_s']:.0f} samples/s, {s['parameters']:,} parameters"
         )
         out.print("[bold]3. evaluate on the held-out test split[/]")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from mlcycle._runs import resume_command
 from mlcycle.cli._app import app, out, print_json, state
 from mlcycle.cli._render import STATUS_STYLE, run_json
+from mlcycle.store import RunRecord
 
 runs_app = typer.Typer(help="List and inspect tracked runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
@@ -26,21 +29,23 @@ def list_(
     """List runs, newest first."""
     with state(ctx).open() as project:
         runs = project.runs.list(experiment=experiment, limit=limit)
+        states = [project.runs.state(r) for r in runs]
         if as_json:
-            print_json([run_json(r) for r in runs])
+            print_json([run_json(r, shown) for r, shown in zip(runs, states, strict=True)])
             return
         if not runs:
             out.print("no runs yet")
             return
         table = Table("id", "name", "status", "experiment", "started", "duration")
-        for r in runs:
+        for r, shown in zip(runs, states, strict=True):
             duration = f"{r.duration_s:.1f}s" if r.duration_s is not None else "-"
             started = f"{r.started_at:%Y-%m-%d %H:%M:%S}" if r.started_at else "-"
-            style = STATUS_STYLE.get(r.status, "")
-            table.add_row(
-                r.id[:8], r.name, f"[{style}]{r.status}[/]", r.experiment, started, duration
-            )
+            style = STATUS_STYLE.get(shown, "")
+            table.add_row(r.id[:8], r.name, f"[{style}]{shown}[/]", r.experiment, started, duration)
         out.print(table)
+        for r, shown in zip(runs, states, strict=True):
+            if shown == "interrupted":
+                out.print(_interrupted(r))
 
 
 @runs_app.command("show")
@@ -56,16 +61,17 @@ def show(
         last: dict[str, tuple[int, float]] = {}
         for point in metrics:
             last[point.key] = (point.step, point.value)
+        shown = project.runs.state(run)
         if as_json:
             history: dict[str, list[dict[str, float]]] = {}
             for point in metrics:
                 history.setdefault(point.key, []).append({"step": point.step, "value": point.value})
-            print_json({**run_json(run), "metrics": history})
+            print_json({**run_json(run, shown), "metrics": history})
             return
-        style = STATUS_STYLE.get(run.status, "")
-        out.print(
-            f"[bold]{run.name}[/] {run.id}  [{style}]{run.status}[/]  experiment {run.experiment}"
-        )
+        style = STATUS_STYLE.get(shown, "")
+        out.print(f"[bold]{run.name}[/] {run.id}  [{style}]{shown}[/]  experiment {run.experiment}")
+        if shown == "interrupted":
+            out.print(_interrupted(run))
         for title, mapping in (
             ("params", run.params),
             ("tags", run.tags),
@@ -81,6 +87,16 @@ def show(
             for key, (step, value) in last.items():
                 table.add_row(key, str(step), f"{value:.6g}")
             out.print(table)
+
+
+def _interrupted(run: RunRecord) -> str:
+    """Why a run shows as interrupted, and the command that continues it."""
+    assert run.heartbeat_at is not None
+    age = (datetime.now(UTC) - run.heartbeat_at).total_seconds()
+    return (
+        f"[magenta]interrupted:[/] run {run.id[:8]} stopped without a word "
+        f"(no heartbeat for {age:.0f} s); continue it with: {resume_command(run.id)}"
+    )
 
 
 def _fmt(value: object) -> str:
@@ -107,7 +123,7 @@ def compare(
                 rows[label] = values
 
         put("name", [r.name for r in runs])
-        put("status", [r.status for r in runs])
+        put("status", [project.runs.state(r) for r in runs])
         put("dataset", [r.params.get("dataset") for r in runs])
         train_keys: list[str] = []
         for r in runs:

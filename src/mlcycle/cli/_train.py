@@ -62,9 +62,9 @@ def _report(outcome: TrainOutcome, as_json: bool) -> None:
         return
     out.print(headline_table(outcome))
     s = outcome.summary
-    if "best_epoch" in s:
+    if s.get("best_epoch") is not None:
         out.print(
-            f"best epoch {s['best_epoch'] + 1} of {s['epochs_run']}"
+            f"best epoch {s['best_epoch']} of {s['epochs_run']}"
             f"{' (stopped early)' if s.get('stopped_early') else ''}; "
             f"{s['samples_per_s']:.0f} samples/s on {s['device']}, {s['parameters']:,} parameters"
         )

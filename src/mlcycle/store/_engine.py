@@ -31,7 +31,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from mlcycle.errors import StoreError
 
 VERSION_TABLE = "mlcycle_alembic_version"
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 _PG_MIGRATION_LOCK = 0x6D6C6379  # "mlcy"
 READ_ONLY = "mlcycle_read_only"
 

@@ -61,7 +61,7 @@ class EpochReport:
 @dataclass
 class FitResult:
     model: MlcycleNet
-    best_epoch: int
+    best_epoch: int  # index from 0 (-1: no epoch improved); records count from 1
     best_value: float
     epochs_run: int
     stopped_early: bool
@@ -275,11 +275,14 @@ def fit(
     device: torch.device,
     resume: Checkpoint | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    heartbeat: Callable[[], None] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data.train_*`` and stop on ``data.val_*``; return the best model.
 
     The model must have been built and initialised (``torch.manual_seed`` first)
     by the caller; ``fit`` seeds the batch order and dropout from ``spec.seed``.
+    ``heartbeat`` is called after every step, to say the process is alive
+    (it must be cheap; :meth:`ActiveRun.heartbeat` writes at most once a second).
     """
     # -- set up: loss, optimiser, schedule, generators --------------------------------
     metric = spec.early_stopping.metric
@@ -371,6 +374,8 @@ def fit(
             if spec.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
             optimizer.step()  # step
+            if heartbeat is not None:
+                heartbeat()
             loss_sum += loss.detach() * len(index)
             if classify:
                 _predicted(raw.detach(), preds[start : start + len(index)])

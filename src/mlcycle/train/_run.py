@@ -331,6 +331,7 @@ def _finish(
     run.log_artifact(MODEL_CONFIG, json.dumps(config, indent=2).encode(), JSON)
 
     device = next(model.parameters()).device
+    run.heartbeat(expect_s=result.train_seconds)  # evaluation takes at most about as long
     evaluation = evaluate_model(
         project,
         run.id,
@@ -346,7 +347,8 @@ def _finish(
     )
     best = result.history[result.best_epoch] if result.best_epoch >= 0 else {}
     summary: dict[str, Any] = {
-        "best_epoch": result.best_epoch,
+        # Epochs are counted from 1 wherever a person reads them ("best epoch 36 of 47").
+        "best_epoch": result.best_epoch + 1 if result.best_epoch >= 0 else None,
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
         "early_stopping_metric": spec.early_stopping.metric,
@@ -419,11 +421,19 @@ def train(
         tags={"model": tspec.model.kind, "task": prepared.data.task},
     )
     with run:
+        run.heartbeat()
         with (
             _Progress(quiet, tspec.max_epochs, tspec.early_stopping.metric) as progress,
             EpochRecorder(run, progress, tspec.checkpoint_interval_s) as recorder,
         ):
-            result = fit(tspec, net, prepared.data, device=torch_device, on_epoch=recorder)
+            result = fit(
+                tspec,
+                net,
+                prepared.data,
+                device=torch_device,
+                on_epoch=recorder,
+                heartbeat=run.heartbeat,
+            )
         return _finish(project, run, tspec, spec.evaluate, prepared, result)
 
 
@@ -463,6 +473,7 @@ def resume(project: Project, run_id: str, *, quiet: bool = True) -> TrainOutcome
                 run.log_metrics(epoch, row)
     done = checkpoint.epoch + 1 if checkpoint else 0
     with run:
+        run.heartbeat()
         with (
             _Progress(quiet, tspec.max_epochs, tspec.early_stopping.metric, done) as progress,
             EpochRecorder(run, progress, tspec.checkpoint_interval_s) as recorder,
@@ -474,6 +485,7 @@ def resume(project: Project, run_id: str, *, quiet: bool = True) -> TrainOutcome
                 device=pick_device(tspec.device),
                 resume=checkpoint,
                 on_epoch=recorder,
+                heartbeat=run.heartbeat,
             )
         return _finish(project, run, tspec, evaluate, prepared, result)
 
