@@ -68,16 +68,45 @@ def test_train_shows_a_progress_bar_unless_quiet(project: Path) -> None:
 
 def test_runs_compare_puts_runs_side_by_side(project: Path) -> None:
     ids = []
-    for lr in ("0.01", "0.001"):
-        done = mlcycle("train", "--set", "max_epochs=2", "--set", f"lr={lr}", "--json", cwd=project)
+    for lr, architecture in (
+        ("0.01", []),
+        (
+            "0.001",
+            [
+                *("--set", "model.hidden=[32, 16]", "--set", "model.dropout=0.3"),
+                *("--set", "early_stopping.patience=3", "--set", "schedule.kind=cosine"),
+            ],
+        ),
+    ):
+        done = mlcycle(
+            "train",
+            "--set",
+            "max_epochs=2",
+            "--set",
+            f"lr={lr}",
+            *architecture,
+            "--json",
+            cwd=project,
+        )
+        assert done.returncode == 0, done.stderr
         ids.append(json.loads(done.stdout)["run_id"])
     done = mlcycle("runs", "compare", *ids, "--json", cwd=project)
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)["rows"]
     assert rows["train.lr"] == [0.01, 0.001]
+    # Every parameter that differs, nested ones by their dotted path.
+    assert rows["train.model.hidden"] == [[128, 64], [32, 16]]
+    assert rows["train.model.dropout"] == [0.1, 0.3]
+    assert rows["train.early_stopping.patience"] == [10, 3]
+    assert rows["train.schedule.kind"] == ["constant", "cosine"]
+    assert "train.batch_size" not in rows  # equal: left out unless --all
     assert len(rows["test.accuracy"]) == 2
+    everything = json.loads(mlcycle("runs", "compare", *ids, "--all", "--json", cwd=project).stdout)
+    assert everything["rows"]["train.batch_size"] == [64, 64]
     table = mlcycle("runs", "compare", *ids, cwd=project)
     assert "train.lr" in table.stdout and ids[0][:8] in table.stdout
+    assert "train.model.hidden" in table.stdout and "[32, 16]" in table.stdout
+    assert "parameters are equal" in table.stdout
 
 
 def test_the_best_epoch_is_counted_from_one_everywhere(project: Path) -> None:

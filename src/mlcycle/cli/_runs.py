@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -107,13 +108,39 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested parameters as dotted paths: ``{"train": {"model": {"hidden": ..}}}`` ->
+    ``{"train.model.hidden": ..}``. Lists stay values; an empty mapping is a value too.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat |= flatten(value, f"{path}.")
+        else:
+            flat[path] = value
+    return flat
+
+
+# Parameters left out of the comparison: the dataset has its own row, and the
+# overrides repeat, by their dotted names, what the train.* paths already hold.
+_NOT_COMPARED = ("dataset", "overrides")
+
+
 @runs_app.command("compare")
 def compare(
     ctx: typer.Context,
     run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids (or prefixes).")],
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also the parameters every run has the same value of.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Compare runs side by side: data, parameters, training facts and test metrics."""
+    """Compare runs side by side: data, every parameter that differs, training facts, test metrics.
+
+    Nested parameters (model, early stopping, schedule, evaluation, environment)
+    are compared by their dotted paths, ``train.model.hidden``.
+    """
     with state(ctx).open() as project:
         runs = [project.runs.get(r) for r in run_ids]
         rows: dict[str, list[object]] = {}
@@ -125,16 +152,19 @@ def compare(
         put("name", [r.name for r in runs])
         put("status", [project.runs.state(r) for r in runs])
         put("dataset", [r.params.get("dataset") for r in runs])
-        train_keys: list[str] = []
-        for r in runs:
-            for key in r.params.get("train", {}):
-                if key not in train_keys and key not in ("early_stopping", "schedule"):
-                    train_keys.append(key)
-        for key in train_keys:
-            values = [r.params.get("train", {}).get(key) for r in runs]
-            if key == "model":
-                values = [(v or {}).get("kind") if isinstance(v, dict) else v for v in values]
-            put(f"train.{key}", values)
+        params = [
+            flatten({k: v for k, v in r.params.items() if k not in _NOT_COMPARED}) for r in runs
+        ]
+        keys: list[str] = []
+        for flat in params:
+            keys += [k for k in flat if k not in keys]
+        equal = 0
+        for key in keys:
+            values = [flat.get(key) for flat in params]
+            if len(runs) > 1 and all(v == values[0] for v in values) and not show_all:
+                equal += 1
+                continue
+            put(key, values)
         for key in ("best_epoch", "epochs_run", "train_seconds", "samples_per_s", "parameters"):
             put(key, [r.summary.get(key) for r in runs])
         metric_keys: list[str] = []
@@ -145,7 +175,7 @@ def compare(
         for key in metric_keys:
             put(f"test.{key}", [r.summary.get("test", {}).get(key) for r in runs])
         if as_json:
-            print_json({"runs": [r.id for r in runs], "rows": rows})
+            print_json({"runs": [r.id for r in runs], "rows": rows, "equal_parameters": equal})
             return
         table = Table("", *[r.id[:8] for r in runs])
         for label, values in rows.items():
@@ -154,3 +184,5 @@ def compare(
                 cells = [f"[bold]{c}[/]" for c in cells]
             table.add_row(label, *cells)
         out.print(table)
+        if equal:
+            out.print(f"{equal} parameters are equal in every run (--all shows them)")
