@@ -23,7 +23,7 @@ SLOW_DIGITS = [
     "--set",
     "early_stopping.patience=100",
     "--set",
-    "model.hidden=[512, 512]",
+    "model.hidden=[256, 256]",
     "--set",
     "batch_size=8",
     "--set",

@@ -95,6 +95,7 @@ def test_metrics_by_slice_of_a_sensitive_column(project: Project) -> None:
             evaluate_run(reopened, outcome.run_id, slices=("nope",))
 
 
+@pytest.mark.slow
 def test_a_large_train_validation_gap_is_flagged(project: Project) -> None:
     base = {
         "max_epochs": 150,
