@@ -2,7 +2,13 @@
 
 The training loop (and tuning, compression, the retraining loop) record what
 they do through :class:`ActiveRun`; a run that raises is marked ``failed``,
-one interrupted by Ctrl-C ``killed``.
+one interrupted by Ctrl-C ``killed``. A process killed without a word
+(SIGKILL, out of memory, power loss) cannot mark its run, so a working run
+beats a heartbeat (:meth:`ActiveRun.heartbeat`, at most one store write a
+second); a running run whose heartbeat is older than
+``max(MLCYCLE_RUN_STALE_AFTER_S (60 s), 5 x its heartbeat interval)`` shows
+as ``interrupted`` (:meth:`Runs.state`), to be continued with
+``mlcycle train --resume RUN``.
 
 Example:
     >>> import tempfile
@@ -17,17 +23,30 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from mlcycle import _settings
 from mlcycle.store import MetricPoint, RunRecord, RunStatus
 
 if TYPE_CHECKING:
     from mlcycle.project import Project
 
-__all__ = ["ActiveRun", "Runs"]
+__all__ = ["HEARTBEAT_S", "ActiveRun", "Runs", "resume_command"]
+
+# At most one heartbeat write per this many seconds, however often it is called.
+HEARTBEAT_S = 1.0
+# A heartbeat is stale after this many of the run's own heartbeat intervals.
+STALE_INTERVALS = 5
+
+
+def resume_command(run_id: str) -> str:
+    return f"mlcycle train --resume {run_id}"
 
 
 class ActiveRun:
@@ -37,6 +56,27 @@ class ActiveRun:
         self._project = project
         self.id = record.id
         self.name = record.name
+        self._last_write = -math.inf
+        self._last_call: float | None = None
+        self._longest_gap = 0.0
+
+    def heartbeat(self, *, expect_s: float | None = None) -> None:
+        """Say that this run's process is alive and working; cheap enough to call every batch.
+
+        At most one store write per :data:`HEARTBEAT_S`. Each write declares
+        how often to expect the next: the longest gap seen between calls, or
+        ``expect_s`` before a long silence (evaluation after training), which
+        is written at once.
+        """
+        now = time.monotonic()
+        if self._last_call is not None:
+            self._longest_gap = max(self._longest_gap, now - self._last_call)
+        self._last_call = now
+        if expect_s is None and now - self._last_write < HEARTBEAT_S:
+            return
+        every = max(HEARTBEAT_S, self._longest_gap, expect_s or 0.0)
+        self._project.store.heartbeat(self.id, every_s=every)
+        self._last_write = now
 
     def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
         """Record the values of several metrics at one step (an epoch, a batch)."""
@@ -121,6 +161,19 @@ class Runs:
 
     def get(self, run_id: str) -> RunRecord:
         return self._project.store.get_run(run_id)
+
+    def state(self, run: RunRecord, now: datetime | None = None) -> str:
+        """The run's status as a person should read it: ``interrupted`` for a dead ``running`` one.
+
+        A running run is interrupted when its heartbeat is older than
+        ``max(MLCYCLE_RUN_STALE_AFTER_S, 5 x its heartbeat interval)``. A run
+        that never beat (not a training run) keeps its stored status.
+        """
+        if run.status != "running" or run.heartbeat_at is None:
+            return run.status
+        limit = max(_settings.run_stale_after_s(), STALE_INTERVALS * (run.heartbeat_every_s or 0))
+        age = ((now or datetime.now(UTC)) - run.heartbeat_at).total_seconds()
+        return "interrupted" if age > limit else "running"
 
     def metrics(self, run_id: str, key: str | None = None) -> list[MetricPoint]:
         return self._project.store.get_metrics(run_id, key)

@@ -9,6 +9,12 @@
 ``MLCYCLE_ADMIN_TOKEN``
     The bearer token of ``mlcycle serve``'s admin routes (never on the command
     line, where ``ps`` shows it to every user; or ``--admin-token-file``).
+``MLCYCLE_FEEDBACK_TOKEN``
+    The bearer token ``/feedback`` requires, when set (or ``--feedback-token-file``).
+``MLCYCLE_RUN_STALE_AFTER_S``
+    A running run whose heartbeat is older than this many seconds (default 60,
+    or five times the run's own heartbeat interval if longer) shows as
+    interrupted: its process died without a word.
 """
 
 from __future__ import annotations
@@ -16,6 +22,10 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Mapping
+
+from mlcycle.errors import SpecError
+
+RUN_STALE_AFTER_S = 60.0
 
 
 def store_url(environ: Mapping[str, str] = os.environ) -> str | None:
@@ -41,3 +51,16 @@ def admin_token(environ: Mapping[str, str] = os.environ) -> str | None:
 
 def feedback_token(environ: Mapping[str, str] = os.environ) -> str | None:
     return environ.get("MLCYCLE_FEEDBACK_TOKEN") or None
+
+
+def run_stale_after_s(environ: Mapping[str, str] = os.environ) -> float:
+    raw = environ.get("MLCYCLE_RUN_STALE_AFTER_S")
+    if not raw:
+        return RUN_STALE_AFTER_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise SpecError(f"MLCYCLE_RUN_STALE_AFTER_S: {raw!r} is not a number of seconds > 0")
+    return value

@@ -212,9 +212,12 @@ class ModelSpec(_Frozen):
 class EarlyStoppingSpec(_Frozen):
     """Stop when the validation metric has not improved by ``min_delta`` for ``patience`` epochs.
 
-    ``metric`` is ``loss`` or a validation metric (``accuracy``,
-    ``balanced_accuracy``, ``f1_macro`` for classification; ``mae``, ``rmse``,
-    ``r2`` for regression). The best epoch's weights are restored at the end.
+    ``metric`` is ``loss`` or any metric of the task in evaluation's metric
+    table (``mlcycle.evaluate.METRICS``: ``accuracy``, ``f1_macro``,
+    ``roc_auc``, ``log_loss``, ... for classification; ``mae``, ``rmse``,
+    ``r2``, ``mape`` for regression), computed on the validation rows by the
+    same code that evaluates the test rows, in the direction the table gives.
+    The best epoch's weights are restored at the end.
     """
 
     metric: str = "loss"
@@ -264,11 +267,16 @@ class TrainSpec(_Frozen):
 
 
 class EvaluateSpec(_Frozen):
-    """How to judge a trained model on its held-out test split."""
+    """How to judge a trained model on its held-out test split.
+
+    ``slices`` names columns to break the metrics down by; a numeric one with
+    more than ``bins`` distinct values is cut into ``bins`` quantile bins.
+    """
 
     bootstrap: int = Field(default=1000, ge=0)
     threshold_metric: Literal["f1", "balanced_accuracy", "accuracy", "youden"] | None = None
     slices: tuple[str, ...] = ()
+    bins: int = Field(default=4, ge=2)
 
 
 DriftTestName = Literal["ks", "chi2", "chi2_gof", "z", "wasserstein", "jensenshannon", "psi"]

@@ -11,6 +11,7 @@ import pytest
 
 from mlcycle import Project
 from mlcycle.train import train
+from tests.evaluate.html_tables import section_tables
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
@@ -40,7 +41,12 @@ def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 def test_the_report_renders_its_plots_offline(tmp_path: Path) -> None:
     with Project.init(tmp_path / "proj", name="proj") as project:
-        outcome = train(project, data="sklearn:iris", overrides={"max_epochs": 8})
+        outcome = train(
+            project,
+            data="sklearn:breast_cancer",
+            overrides={"max_epochs": 8, "evaluate.slices": ["mean_radius"]},
+        )
+        slices = outcome.summary["slices"]["mean_radius"]
     # A copy in a fresh folder: nothing beside the file can help it render.
     page = tmp_path / "alone" / "report.html"
     page.parent.mkdir()
@@ -53,8 +59,18 @@ def test_the_report_renders_its_plots_offline(tmp_path: Path) -> None:
     assert html.count('class="main-svg"') >= 5
     for title in ("Learning curves", "Confusion matrix", "Calibration"):
         assert title in html
-    for name in ("setosa", "versicolor", "virginica"):
+    for name in ("malignant", "benign"):
         assert name in html
+    # The slice table as the browser holds it: a numeric column in quantile bins,
+    # each row with the numbers evaluation computed (not a row of dashes).
+    [table] = section_tables(html, "By slice")
+    assert table[0][:3] == ["mean_radius", "n", "accuracy"]
+    assert [row[0] for row in table[1:]] == list(slices)
+    for row in table[1:]:
+        assert row[1] == str(slices[row[0]]["n"])
+        assert row[2] == f"{slices[row[0]]['accuracy']:.4f}"
+    assert len(slices) == 4
+    assert "mean_radius is numeric: cut into 4 quantile bins" in html
 
     shot = tmp_path / "report.png"
     done = _chromium("--window-size=1280,2000", f"--screenshot={shot}", page.as_uri())

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Mapping
 
 import mlcycle.evaluate as evaluate
 
 
 def test_exported_members() -> None:
     assert sorted(evaluate.__all__) == [
+        "METRICS",
+        "Metric",
         "bootstrap_ci",
         "choose_threshold",
         "classification_metrics",
         "expected_calibration_error",
         "headline_with_ci",
+        "label_metrics",
+        "metric",
+        "metric_names",
         "metrics_by_slice",
+        "point_metrics",
         "regression_metrics",
         "render_report",
     ]
     for name in evaluate.__all__:
-        assert callable(getattr(evaluate, name))
+        member = getattr(evaluate, name)
+        assert callable(member) or isinstance(member, Mapping)
 
 
 def test_importing_evaluate_imports_neither_torch_nor_plotly() -> None:

@@ -20,6 +20,7 @@ from mlcycle.evaluate import (
     render_report,
 )
 from tests.evaluate.conftest import Classified, Regressed
+from tests.evaluate.html_tables import section_tables
 
 PLOTLY_JS = get_plotlyjs()
 SIGNATURE = PLOTLY_JS[:200]  # the bundle's banner: "/**\n* plotly.js v4.1.1\n* Copyright ..."
@@ -129,14 +130,30 @@ def test_multiclass_report_with_slices(tmp_path: Path, digits: Classified) -> No
         y_true=digits.y,
         proba_or_pred=digits.proba,
         summary={},
-        slices=slices,
+        slices={"parity": slices},
     )
     _check_self_contained(page)
     _check_headline(
         page, headline_with_ci("multiclass", digits.y, digits.proba, digits.classes, n_boot=N_BOOT)
     )
     assert "No per-epoch curves were recorded" in page
-    assert "By slice" in page and "even" in page and "odd" in page
+    [table] = section_tables(page, "By slice")
+    assert table[0] == [
+        "parity",
+        "n",
+        "accuracy",
+        "balanced_accuracy",
+        "f1_macro",
+        "roc_auc",
+        "note",
+    ]
+    for row in table[1:]:
+        stats = slices[row[0]]
+        assert row[1:6] == [
+            str(stats["n"]),
+            *(f"{stats[m]:.4f}" for m in ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")),
+        ]
+    assert [row[0] for row in table[1:]] == ["even", "odd"]
     # One ROC curve per class (one-vs-rest), named with its AUC.
     for name in digits.classes:
         auc = metrics["per_class"][name]["roc_auc"]
@@ -219,3 +236,43 @@ def test_metrics_must_fit_the_data(tmp_path: Path, iris: Classified, cancer: Cla
             n_boot=10,
         )
     assert not (tmp_path / "bad.html").exists()
+
+
+def test_slices_must_be_keyed_by_column(tmp_path: Path, iris: Classified) -> None:
+    flat = metrics_by_slice(iris.y, iris.proba, iris.y % 2, "multiclass", iris.classes)
+    with pytest.raises(ValueError, match=r"slices: expected \{column: metrics_by_slice"):
+        render_report(
+            tmp_path / "bad.html",
+            title="t",
+            task="multiclass",
+            classes=iris.classes,
+            metrics=classification_metrics(iris.y, iris.proba, iris.classes),
+            curves={},
+            y_true=iris.y,
+            proba_or_pred=iris.proba,
+            summary={},
+            slices=flat,
+            n_boot=N_BOOT,
+        )
+
+
+def test_many_classes_are_reported_without_a_confusion_matrix(tmp_path: Path) -> None:
+    k = 120
+    rng = np.random.default_rng(0)
+    y = np.arange(2 * k) % k
+    proba = rng.dirichlet(np.full(k, 0.2), size=y.size)
+    classes = [f"c{i}" for i in range(k)]
+    page = _render(
+        tmp_path / "many.html",
+        title="many",
+        task="multiclass",
+        classes=classes,
+        metrics=classification_metrics(y, proba, classes),
+        curves={},
+        y_true=y,
+        proba_or_pred=proba,
+        summary={},
+    )
+    assert "120 classes: no confusion matrix is recorded above 100" in page
+    [per_class] = section_tables(page, "Per class")
+    assert len(per_class) == 1 + k

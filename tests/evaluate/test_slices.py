@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -66,3 +67,56 @@ def test_bad_arguments(iris: Classified) -> None:
         metrics_by_slice(iris.y, iris.proba, ["a"] * 45, "multiclass", iris.classes, min_rows=0)
     with pytest.raises(SpecError, match="needs the list of class names"):
         metrics_by_slice(iris.y, iris.proba, ["a"] * 45, "multiclass")
+
+
+def test_a_numeric_column_is_cut_into_quantile_bins(diabetes: Regressed) -> None:
+    bmi = diabetes.x[:, 2]  # 133 distinct values: one slice each would say nothing
+    by = metrics_by_slice(diabetes.y, diabetes.pred, bmi, "regression")
+    assert len(by) == 4
+    edges = np.quantile(bmi, [0, 0.25, 0.5, 0.75, 1])
+    bounds = [m["bin"] for m in by.values()]
+    assert bounds == [[float(a), float(b)] for a, b in itertools.pairwise(edges)]
+    for i, (label, metrics) in enumerate(by.items()):
+        lo, hi = metrics["bin"]
+        rows = (bmi >= lo) & ((bmi < hi) if i < 3 else (bmi <= hi))
+        assert label == f"[{lo:.4g}, {hi:.4g}{')' if i < 3 else ']'}"
+        assert _same(
+            {k: v for k, v in metrics.items() if k != "bin"},
+            regression_metrics(diabetes.y[rows], diabetes.pred[rows]),
+        )
+        assert 30 <= metrics["n"] <= 37  # a quarter of 133, give or take ties at the edges
+    assert sum(m["n"] for m in by.values()) == bmi.size
+    json.dumps(by, allow_nan=False)
+
+
+def test_bins_are_ordered_by_number_not_by_text(diabetes: Regressed) -> None:
+    # The target (two and three digits) as a slicing column: as text "[109, ...)"
+    # would sort before "[42, ...)".
+    y = diabetes.y
+    by = metrics_by_slice(y, diabetes.pred, y, "regression", bins=3)
+    lows = [m["bin"][0] for m in by.values()]
+    assert lows == sorted(lows) and len(lows) == 3
+    assert next(iter(by)).startswith(f"[{y.min():.4g},") and list(by)[-1].endswith(
+        f", {y.max():.4g}]"
+    )
+    assert sorted(by) != list(by)
+
+
+def test_a_numeric_column_with_few_values_keeps_one_slice_per_value(iris: Classified) -> None:
+    codes = np.where(iris.y == 0, 10, np.where(iris.y == 1, 2, 1))  # three distinct numbers
+    by = metrics_by_slice(iris.y, iris.proba, codes.tolist(), "multiclass", iris.classes)
+    assert list(by) == ["1", "2", "10"]  # as numbers, not as text
+    assert all("bin" not in m for m in by.values())
+
+
+def test_missing_numbers_and_ties_in_binned_columns(diabetes: Regressed) -> None:
+    # Most rows share one value: equal quantiles collapse, and no row is lost.
+    values = np.where(diabetes.y > np.median(diabetes.y), diabetes.y, 0.0)
+    values[:7] = np.nan
+    by = metrics_by_slice(diabetes.y, diabetes.pred, values, "regression", bins=4)
+    assert next(iter(by)) == "(missing)" and by["(missing)"]["n"] == 7
+    binned = [m for k, m in by.items() if k != "(missing)"]
+    assert 2 <= len(binned) < 4
+    assert sum(m["n"] for m in by.values()) == diabetes.y.size
+    with pytest.raises(SpecError, match="bins: 1 is not >= 2"):
+        metrics_by_slice(diabetes.y, diabetes.pred, values, "regression", bins=1)

@@ -87,6 +87,42 @@ class TestSchema:
         finally:
             store.close()
 
+    def test_runs_recorded_before_heartbeats_upgrade_in_place(self, store_url: str) -> None:
+        engine = make_engine(store_url)
+        upgrade(engine, "0003")
+        # What mlcycle at revision 0003 wrote: best_epoch counted from 0, no heartbeat.
+        with engine.begin() as connection:
+            for run_id, status, summary, params in (
+                ("a" * 32, "finished", '{"best_epoch": 35, "epochs_run": 47}', '{"train": {}}'),
+                ("b" * 32, "running", "{}", '{"train": {}}'),
+                ("c" * 32, "running", "{}", '{"lr": 0.1}'),
+                ("d" * 32, "finished", '{"best_epoch": -1, "epochs_run": 3}', '{"train": {}}'),
+            ):
+                connection.execute(
+                    text(
+                        "INSERT INTO runs (id, name, experiment, status, params, summary,"
+                        " created_by, created_at, started_at) VALUES (:id, 'old', 'default',"
+                        " :status, :params, :summary, 'someone', CURRENT_TIMESTAMP,"
+                        " CURRENT_TIMESTAMP)"
+                    ),
+                    {"id": run_id, "status": status, "params": params, "summary": summary},
+                )
+        engine.dispose()
+
+        store = MetadataStore(store_url)
+        try:
+            assert current_revision(store.engine) == HEAD_REVISION
+            # One convention: epochs are counted from 1, as "best epoch 36 of 47" says.
+            assert store.get_run("a" * 32).summary == {"best_epoch": 36, "epochs_run": 47}
+            assert store.get_run("d" * 32).summary["best_epoch"] is None  # none was best
+            # A training run left running by a dead process now has a heartbeat to go stale;
+            # a run of another kind, which never beats, is left alone.
+            stuck = store.get_run("b" * 32)
+            assert stuck.heartbeat_at == stuck.started_at is not None
+            assert store.get_run("c" * 32).heartbeat_at is None
+        finally:
+            store.close()
+
     def test_a_store_newer_than_this_mlcycle_is_refused(self, store: MetadataStore) -> None:
         with store.engine.begin() as connection:
             connection.execute(text("UPDATE mlcycle_alembic_version SET version_num = '9999'"))
@@ -172,6 +208,26 @@ class TestRuns:
         assert {p.key for p in store.get_metrics(run.id)} == {"loss", "acc"}
         assert [r.name for r in store.list_runs()] == ["trial", "study"]
         assert [r.name for r in store.list_runs(status="running")] == ["study"]
+
+    def test_a_running_run_records_its_heartbeat(self, store: MetadataStore) -> None:
+        run = store.create_run(name="r", params={}, actor="me")
+        assert run.heartbeat_at is None and run.heartbeat_every_s is None
+        store.heartbeat(run.id, every_s=2.5)
+        first = store.get_run(run.id)
+        assert first.heartbeat_at is not None and first.heartbeat_every_s == 2.5
+        store.heartbeat(run.id, every_s=None)
+        second = store.get_run(run.id)
+        assert second.heartbeat_at is not None and second.heartbeat_at >= first.heartbeat_at
+        assert second.heartbeat_every_s is None
+        store.finish_run(run.id, actor="me")
+        store.heartbeat(run.id, every_s=1.0)  # too late: ignored, not an error
+        assert store.get_run(run.id).heartbeat_every_s is None
+        failed = store.create_run(name="f", params={}, actor="me")
+        store.heartbeat(failed.id, every_s=9.0)
+        store.finish_run(failed.id, "failed", actor="me")
+        resumed = store.resume_run(failed.id, actor="me")
+        assert resumed.status == "running" and resumed.heartbeat_every_s is None
+        assert resumed.heartbeat_at is not None and resumed.heartbeat_at >= second.heartbeat_at
 
     def test_a_finished_run_takes_no_more_metrics(self, store: MetadataStore) -> None:
         run = store.create_run(name="r", params={}, actor="me")

@@ -10,6 +10,7 @@ from mlcycle import Project, SpecError
 from mlcycle.evaluate import classification_metrics
 from mlcycle.train import encode, encode_target, evaluate_run, load_model, predict, train
 from mlcycle.train._features import FeatureLayout
+from tests.evaluate.html_tables import section_tables
 
 
 def _groups(project: Project) -> None:
@@ -79,12 +80,22 @@ def test_metrics_by_slice_of_a_sensitive_column(project: Project) -> None:
         assert slices["a"]["n"] + slices["b"]["n"] == outcome.summary["test_metrics"]["n"]
         # The noisy group is predicted worse: the breakdown shows what the total hides.
         assert slices["a"]["accuracy"] > slices["b"]["accuracy"] + 0.1
+        # The report shows the same numbers, not a table of dashes.
+        [table] = section_tables(outcome.report.read_text(encoding="utf-8"), "By slice")
+        header, *rows = table
+        shown = {row[0]: row for row in rows}
+        assert set(shown) == {"a", "b"}
+        for name in ("a", "b"):
+            assert shown[name][1] == str(slices[name]["n"])
+            assert shown[name][2] == f"{slices[name]['accuracy']:.4f}"
+        assert header[:3] == ["group", "n", "accuracy"]
         with pytest.raises(
             SpecError, match=r"evaluate.slices: column 'nope' is not in the dataset"
         ):
             evaluate_run(reopened, outcome.run_id, slices=("nope",))
 
 
+@pytest.mark.slow
 def test_a_large_train_validation_gap_is_flagged(project: Project) -> None:
     base = {
         "max_epochs": 150,
@@ -100,3 +111,13 @@ def test_a_large_train_validation_gap_is_flagged(project: Project) -> None:
     assert "overfits" in strict.summary["warnings"][0]
     lenient = train(project, data="groups", overrides={**base, "gap_warning": 0.9})
     assert lenient.summary["overfitting"] is False and lenient.summary["warnings"] == []
+
+
+def test_only_a_classifier_report_names_a_decision_threshold(project: Project) -> None:
+    quick = {"max_epochs": 2, "evaluate.bootstrap": 0}
+    regression = train(project, data="sklearn:diabetes", overrides=quick)
+    [facts] = section_tables(regression.report.read_text(encoding="utf-8"), "Run")
+    assert "decision threshold" not in {row[0] for row in facts}
+    classifier = train(project, data="sklearn:iris", overrides=quick)
+    [facts] = section_tables(classifier.report.read_text(encoding="utf-8"), "Run")
+    assert ["decision threshold", "argmax"] in facts

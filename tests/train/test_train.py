@@ -99,9 +99,9 @@ def test_early_stopping_restores_the_best_epoch(project: Project) -> None:
     )
     s = outcome.summary
     assert s["stopped_early"] and s["epochs_run"] < 200
-    assert s["epochs_run"] == s["best_epoch"] + 1 + 4  # patience 3: the 4th bad epoch stops
+    assert s["epochs_run"] == s["best_epoch"] + 4  # patience 3: the 4th bad epoch stops
     val_losses = [p.value for p in project.runs.metrics(outcome.run_id, "val_loss")]
-    assert s["best_epoch"] == int(np.argmin(val_losses))
+    assert s["best_epoch"] == int(np.argmin(val_losses)) + 1  # epochs count from 1
     # The saved model is the best epoch's, not the last one's.
     model, _ = load_model(project, outcome.run_id)
     assert s["best_value"] == pytest.approx(min(val_losses))

@@ -68,7 +68,7 @@ def demo(
     from mlcycle.edge import write_bundle
     from mlcycle.loop import read_state, render_story, tick
     from mlcycle.monitor import monitor
-    from mlcycle.registry import load, register
+    from mlcycle.registry import describe_parity, load, register
     from mlcycle.train import train
 
     root = (directory or Path(tempfile.mkdtemp(prefix="mlcycle-demo-"))).resolve()
@@ -91,7 +91,7 @@ def demo(
         outcome = train(project, data=added.version.ref, quiet=quiet)
         s = outcome.summary
         out.print(
-            f"   best epoch {s['best_epoch'] + 1} of {s['epochs_run']}, "
+            f"   best epoch {s['best_epoch']} of {s['epochs_run']}, "
             f"{s['samples_per_s']:.0f} samples/s, {s['parameters']:,} parameters"
         )
         out.print("[bold]3. evaluate on the held-out test split[/]")
@@ -102,8 +102,7 @@ def demo(
         version = register(project, outcome.run_id, MODEL, alias="champion")
         parity = version.metrics["parity"]
         out.print(
-            f"   {version.ref} @champion: ONNX Runtime matches PyTorch on {parity['rows']} "
-            f"test rows (max difference {parity['max_abs_diff']:.1g}); "
+            f"   {version.ref} @champion: {describe_parity(parity)}; "
             f"{len(version.files)} files, each with its sha256"
         )
         out.print("[bold]5. export an edge bundle[/] (runs with onnxruntime + numpy only)")

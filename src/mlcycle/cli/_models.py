@@ -57,6 +57,7 @@ def register(
     as_json: JsonFlag = False,
 ) -> None:
     """Register a run as the next version of a model (ONNX export + parity check)."""
+    from mlcycle.registry import describe_parity
     from mlcycle.registry import register as register_run
 
     with state(ctx).open() as project:
@@ -69,10 +70,7 @@ def register(
         out.print(
             f"[green]registered[/] [bold]{version.ref}[/] {aliases} from run {version.run_id}"
         )
-        out.print(
-            f"parity: ONNX Runtime vs PyTorch on {parity.get('rows')} test rows, "
-            f"max difference {parity.get('max_abs_diff', 0):.2g}; {_headline(version)}"
-        )
+        out.print(f"parity: {describe_parity(parity)}; {_headline(version)}")
 
 
 @models_app.command("list")

@@ -9,6 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from mlcycle._runs import resume_command
 from mlcycle.store import DatasetVersionRecord, RunRecord
 
 
@@ -84,12 +85,18 @@ def render_profile(console: Console, version: DatasetVersionRecord) -> None:
     console.print(Panel(Group(*parts), title="dataset profile", expand=False))
 
 
-def run_json(run: RunRecord) -> dict[str, Any]:
+def run_json(run: RunRecord, state: str | None = None) -> dict[str, Any]:
+    """A run as JSON; ``state`` (from ``Runs.state``) replaces the stored status when given.
+
+    An interrupted run also carries ``resume``, the command that continues it.
+    """
+    status = state or run.status
     return {
         "id": run.id,
         "name": run.name,
         "experiment": run.experiment,
-        "status": run.status,
+        "status": status,
+        **({"resume": resume_command(run.id)} if status == "interrupted" else {}),
         "params": run.params,
         "summary": run.summary,
         "tags": run.tags,
@@ -99,8 +106,15 @@ def run_json(run: RunRecord) -> dict[str, Any]:
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "ended_at": run.ended_at.isoformat() if run.ended_at else None,
         "duration_s": run.duration_s,
+        "heartbeat_at": run.heartbeat_at.isoformat() if run.heartbeat_at else None,
         "artifacts": run.artifacts,
     }
 
 
-STATUS_STYLE = {"running": "cyan", "finished": "green", "failed": "red", "killed": "yellow"}
+STATUS_STYLE = {
+    "running": "cyan",
+    "finished": "green",
+    "failed": "red",
+    "killed": "yellow",
+    "interrupted": "magenta",
+}

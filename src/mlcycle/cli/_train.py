@@ -63,9 +63,9 @@ def _report(outcome: TrainOutcome, as_json: bool) -> None:
         return
     out.print(headline_table(outcome))
     s = outcome.summary
-    if "best_epoch" in s:
+    if s.get("best_epoch") is not None:
         out.print(
-            f"best epoch {s['best_epoch'] + 1} of {s['epochs_run']}"
+            f"best epoch {s['best_epoch']} of {s['epochs_run']}"
             f"{' (stopped early)' if s.get('stopped_early') else ''}; "
             f"{s['samples_per_s']:.0f} samples/s on {s['device']}, {s['parameters']:,} parameters"
         )
@@ -142,6 +142,25 @@ def train(
         _report(outcome, as_json)
 
 
+def slice_tables(slices: dict[str, dict[str, dict[str, Any]]]) -> list[Table]:
+    """One table per sliced column; a binned numeric column says so in its title."""
+    tables = []
+    for column, groups in slices.items():
+        names = ["accuracy", "f1_macro"] if "accuracy" in str(groups) else ["mae", "rmse"]
+        n_bins = sum("bin" in m for m in groups.values())
+        title = column + (f" (numeric: {n_bins} quantile bins)" if n_bins else "")
+        table = Table("slice", "rows", *names, title=title, title_justify="left")
+        for value, metrics in groups.items():
+            cells = [metrics.get(name) for name in names]
+            table.add_row(
+                str(value),
+                str(metrics.get("n")),
+                *("-" if v is None else f"{v:.4f}" for v in cells),
+            )
+        tables.append(table)
+    return tables
+
+
 @app.command()
 def evaluate(
     ctx: typer.Context,
@@ -150,20 +169,22 @@ def evaluate(
         list[str] | None,
         typer.Option("--slice", help="Break the metrics down by this column (repeatable)."),
     ] = None,
+    bins: Annotated[
+        int | None,
+        typer.Option(
+            "--bins",
+            help="Cut a numeric --slice column into this many quantile bins "
+            "(default: evaluate.bins, 4).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Evaluate a run's model on its test split again; write the HTML report."""
     from mlcycle.train import evaluate_run
 
     with state(ctx).open() as project:
-        outcome = evaluate_run(project, run_id, slices=tuple(slices) if slices else None)
+        outcome = evaluate_run(project, run_id, slices=tuple(slices) if slices else None, bins=bins)
         _report(outcome, as_json)
         if not as_json:
-            for column, groups in outcome.summary.get("slices", {}).items():
-                table = Table(column, "rows", "accuracy" if "accuracy" in str(groups) else "metric")
-                for value, metrics in groups.items():
-                    main = metrics.get("accuracy", metrics.get("mae"))
-                    table.add_row(
-                        str(value), str(metrics.get("n")), "-" if main is None else f"{main:.4f}"
-                    )
+            for table in slice_tables(outcome.summary.get("slices", {})):
                 out.print(table)

@@ -5,6 +5,10 @@ probabilities, or targets and predictions): no store, no torch, so the same
 code scores a run after training, a challenger in the gate and a window of
 labelled traffic in the monitor. Metric records are plain JSON.
 
+Every metric is defined once, in :data:`METRICS` (name, task family,
+direction, formula); training's per-epoch validation metrics and early
+stopping look it up by name through :func:`point_metrics`.
+
 Example:
     >>> from mlcycle.evaluate import classification_metrics
     >>> m = classification_metrics([0, 1], [[0.9, 0.1], [0.2, 0.8]], ["cat", "dog"])
@@ -20,17 +24,25 @@ from mlcycle.evaluate._classification import (
     classification_metrics,
     expected_calibration_error,
 )
+from mlcycle.evaluate._metrics import METRICS, Metric, metric, metric_names
+from mlcycle.evaluate._point import label_metrics, point_metrics
 from mlcycle.evaluate._regression import regression_metrics
 from mlcycle.evaluate._report import render_report
 from mlcycle.evaluate._slices import metrics_by_slice
 
 __all__ = [
+    "METRICS",
+    "Metric",
     "bootstrap_ci",
     "choose_threshold",
     "classification_metrics",
     "expected_calibration_error",
     "headline_with_ci",
+    "label_metrics",
+    "metric",
+    "metric_names",
     "metrics_by_slice",
+    "point_metrics",
     "regression_metrics",
     "render_report",
 ]

@@ -6,9 +6,11 @@ real improvement from noise. Rows are resampled with replacement, all arrays
 together, and the interval is the ``alpha/2`` and ``1 - alpha/2`` quantiles of
 the metric over the resamples.
 
-The headline metrics are computed for all resamples at once: each block of
-resamples is a matrix of row indices, from which one ``bincount`` gives every
-resample's confusion matrix (accuracy, balanced accuracy, macro F1) or row
+The headline metrics (those the metric table marks ``bootstrap``) are
+computed for all resamples at once: each block of resamples is a matrix of
+row indices, from which ``bincount`` gives every resample's per-class counts
+(accuracy, balanced accuracy, macro F1 by the table's own count formulas;
+memory grows with the classes, never with their square) or row
 multiplicities (AUC by the Mann-Whitney statistic, and the regression
 metrics by matrix products). The generic :func:`bootstrap_ci` calls its
 metric once per resample. Both draw the same indices for the same seed, so a
@@ -30,6 +32,7 @@ from mlcycle.evaluate._classification import (
     classification_metrics,
     predict_labels,
 )
+from mlcycle.evaluate._metrics import auc_draws, count_metrics, metric_names, ranker
 from mlcycle.evaluate._regression import check_regression, regression_metrics
 from mlcycle.evaluate._task import resolve_task
 
@@ -44,9 +47,9 @@ __all__ = [
 IntArray = npt.NDArray[np.intp]
 FloatArray = npt.NDArray[np.float64]
 
+# The metrics with vectorised draws, from the metric table.
 HEADLINE = {
-    "classification": ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc"),
-    "regression": ("mae", "rmse", "r2"),
+    family: metric_names(family, bootstrap=True) for family in ("classification", "regression")
 }
 
 # Index matrices are built a block of resamples at a time, about this many
@@ -151,33 +154,6 @@ def bootstrap_ci(
     return interval
 
 
-def _ranker(score: FloatArray) -> tuple[IntArray, IntArray]:
-    """Sort order of ``score`` and where each run of equal scores starts in it."""
-    order = np.argsort(score, kind="stable")
-    starts = np.r_[0, np.flatnonzero(np.diff(score[order])) + 1].astype(np.intp)
-    return order, starts
-
-
-def _auc(
-    counts: FloatArray, order: IntArray, starts: IntArray, positive: npt.NDArray[np.bool_]
-) -> FloatArray:
-    """ROC AUC of every resample (rows of ``counts``, the row multiplicities), NaN if undefined.
-
-    AUC is the chance that a random positive scores above a random negative,
-    ties counting half; with scores grouped into distinct values that is
-    ``sum_g pos_g * (neg_below_g + neg_g / 2) / (P * N)``.
-    """
-    weights = counts[:, order]
-    pos_sorted = positive[order]
-    pos = np.add.reduceat(weights * pos_sorted, starts, axis=1)
-    neg = np.add.reduceat(weights * ~pos_sorted, starts, axis=1)
-    neg_below = np.cumsum(neg, axis=1) - neg
-    pairs = pos.sum(axis=1) * neg.sum(axis=1)
-    wins = (pos * (neg_below + neg / 2)).sum(axis=1)
-    auc: FloatArray = np.divide(wins, pairs, out=np.full(pairs.shape, np.nan), where=pairs > 0)
-    return auc
-
-
 def _multiplicities(block: IntArray, n: int) -> FloatArray:
     offsets = np.arange(block.shape[0])[:, None] * n
     flat = np.bincount((block + offsets).ravel(), minlength=block.size)
@@ -187,40 +163,48 @@ def _multiplicities(block: IntArray, n: int) -> FloatArray:
 def confusion_metrics(cm: FloatArray) -> dict[str, FloatArray]:
     """Accuracy, balanced accuracy and macro F1 of confusion matrices ``(m, K, K)``, rows true.
 
-    The matrices may hold expected (fractional) counts, as CBPE's do.
+    The matrices may hold expected (fractional) counts, as CBPE's do. The
+    formulas are the metric table's (:func:`count_metrics`).
     """
-    hits = np.diagonal(cm, axis1=1, axis2=2)
-    true_n, pred_n = cm.sum(axis=2), cm.sum(axis=1)
-    present = true_n > 0
-    recall = np.divide(hits, true_n, out=np.zeros_like(hits), where=present)
-    both = true_n + pred_n
-    f1 = np.divide(2 * hits, both, out=np.zeros_like(hits), where=both > 0)
-    return {
-        "accuracy": hits.sum(axis=1) / cm.sum(axis=(1, 2)),
-        "balanced_accuracy": recall.sum(axis=1) / np.maximum(present.sum(axis=1), 1),
-        "f1_macro": f1.mean(axis=1),
-    }
+    counts = count_metrics(np.diagonal(cm, axis1=1, axis2=2), cm.sum(axis=2), cm.sum(axis=1))
+    return {name: counts[name] for name in ("accuracy", "balanced_accuracy", "f1_macro")}
+
+
+def _class_counts(
+    y: IntArray, pred: IntArray, rows: IntArray, k: int
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per resample (rows of ``rows``) and class: hits, true rows, predicted rows, shape (m, K)."""
+    m = rows.shape[0]
+    offsets = np.arange(m)[:, None] * k
+    true = (y[rows] + offsets).ravel()
+    hit = (y == pred)[rows].ravel().astype(np.float64)
+
+    def count(index: IntArray, weights: FloatArray | None = None) -> FloatArray:
+        return np.bincount(index, weights, minlength=m * k).reshape(m, k).astype(np.float64)
+
+    return count(true, hit), count(true), count((pred[rows] + offsets).ravel())
 
 
 def _classification_draws(
     y: IntArray, p: FloatArray, pred: IntArray, n_boot: int, seed: int
 ) -> dict[str, FloatArray]:
     n, k = p.shape
-    pair = y * k + pred
     positives = [y == c for c in range(k)]
     scored = [1] if k == 2 else list(range(k))
-    rankers = [_ranker(p[:, c]) for c in scored]
+    rankers = [ranker(p[:, c]) for c in scored]
     out: dict[str, list[FloatArray]] = {name: [] for name in HEADLINE["classification"]}
+    labels = [name for name in HEADLINE["classification"] if name != "roc_auc"]
     for block in index_chunks(n, n_boot, seed):
         m = block.shape[0]
-        offsets = np.arange(m)[:, None] * (k * k)
-        cm = np.bincount((pair[block] + offsets).ravel(), minlength=m * k * k)
-        for name, values in confusion_metrics(cm.reshape(m, k, k).astype(np.float64)).items():
-            out[name].append(values)
-        counts = _multiplicities(block, n)
+        # Per-class counts take m x K; many classes split the block (same draws).
+        for part in np.array_split(block, max(1, -(-m * k // _BLOCK))):
+            values = count_metrics(*_class_counts(y, pred, part, k))
+            for name in labels:
+                out[name].append(values[name])
+        weights = _multiplicities(block, n)
         aucs = np.stack(
             [
-                _auc(counts, order, starts, positives[c])
+                auc_draws(weights, order, starts, positives[c])
                 for c, (order, starts) in zip(scored, rankers, strict=True)
             ],
             axis=1,

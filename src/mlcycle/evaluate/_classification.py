@@ -3,33 +3,35 @@
 An evaluation is stored with the run and compared later (gate against the
 champion, monitoring against the test-time numbers), so the result is plain
 JSON: Python floats and ints, ``None`` where a metric is undefined, never NaN.
-The metrics themselves come from scikit-learn, so our numbers are the ones an
-ML engineer can reproduce with the library they already trust; only the
-expected calibration error, which scikit-learn lacks, and the threshold
-search, which must be vectorised, are computed here.
+Every metric's value comes from the metric table (``_metrics.py``), the one
+definition training and the bootstrap use too; a parametrised test holds each
+to scikit-learn's on edge cases, so our numbers are the ones an ML engineer
+can reproduce with the library they already trust.
+
+Memory grows with the rows and the classes, never with classes squared: the
+confusion matrix is recorded only up to ``CONFUSION_MAX_CLASSES`` classes
+(a 20,000-class matrix is 3 GB and nobody reads it); beyond, the record
+holds ``None`` and the per-class table carries the same counts.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    log_loss,
-    precision_recall_fscore_support,
-    roc_auc_score,
-)
 
 from mlcycle.errors import DataError, SpecError
+from mlcycle.evaluate._metrics import (
+    ClassificationRows,
+    calibration_error,
+    compute,
+    metric_names,
+)
 
 __all__ = [
+    "CONFUSION_MAX_CLASSES",
     "THRESHOLD_METRICS",
     "check_classification",
     "check_labels",
@@ -44,6 +46,9 @@ FloatArray = npt.NDArray[np.float64]
 
 THRESHOLD_METRICS = ("f1", "balanced_accuracy", "accuracy", "youden")
 ThresholdMetric = Literal["f1", "balanced_accuracy", "accuracy", "youden"]
+
+# Above this many classes the record holds no confusion matrix (it would be K x K).
+CONFUSION_MAX_CLASSES = 100
 
 # Probabilities from float32 softmax sum to 1 only up to rounding; anything
 # further off than this is not a probability vector and is refused.
@@ -85,9 +90,11 @@ def check_classification(
 ) -> tuple[IntArray, FloatArray, list[str]]:
     """Validate one classification evaluation's inputs and return them as arrays.
 
-    Rows of ``proba`` are renormalised to sum to exactly 1 (after checking they
-    already do up to float32 rounding), so scikit-learn's own check never warns
-    about probabilities that came out of a float32 softmax.
+    Rows of ``proba`` must sum to 1 up to float32 rounding. They are returned
+    as given, not renormalised: dividing each row by its own sum moves equal
+    scores of different rows apart by an ulp, which turns ties into wins and
+    losses in ROC AUC. The metrics that need exact sums (log loss) normalise
+    for themselves.
     """
     names = [str(c) for c in classes]
     if len(names) < 2:
@@ -113,7 +120,7 @@ def check_classification(
     if off.any():
         rows = np.flatnonzero(off)
         raise DataError(_rows("proba", "row sums other than 1", rows, sums[rows]))
-    return y, p / sums[:, None], names
+    return y, p, names
 
 
 def predict_labels(proba: FloatArray, threshold: float | None = None) -> IntArray:
@@ -162,48 +169,7 @@ def expected_calibration_error(
     y = check_labels(y_true, p.shape[1])
     if y.shape[0] != p.shape[0] or y.size == 0:
         raise DataError(f"y_true has {y.shape[0]} rows but proba has {p.shape[0]}")
-    confidence = p.max(axis=1)
-    correct = (p.argmax(axis=1) == y).astype(np.float64)
-    inner_edges = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
-    # side="left" puts a confidence equal to an edge into the bin that edge closes.
-    bins = np.searchsorted(inner_edges, confidence, side="left")
-    # Per bin, |acc - conf| * n_bin / n == |sum(correct) - sum(confidence)| / n.
-    gap = np.bincount(bins, weights=correct - confidence, minlength=n_bins)
-    return float(np.abs(gap).sum() / y.size)
-
-
-def _float(value: Any) -> float | None:
-    number = float(value)
-    return number if np.isfinite(number) else None
-
-
-def _ranking_scores(y: IntArray, p: FloatArray) -> tuple[list[float | None], list[float | None]]:
-    """One-vs-rest ROC AUC and average precision per class, None where undefined.
-
-    ROC AUC needs a class both present and absent in ``y``; average precision
-    needs it present. Undefined classes are left out of the call instead of
-    letting scikit-learn warn and return a meaningless 0.
-    """
-    k = p.shape[1]
-    onehot = y[:, None] == np.arange(k)[None, :]
-    positives = onehot.sum(axis=0)
-    roc: list[float | None] = [None] * k
-    pr: list[float | None] = [None] * k
-    for scores, out, defined in (
-        (roc_auc_score, roc, (positives > 0) & (positives < y.size)),
-        (average_precision_score, pr, positives > 0),
-    ):
-        cols = np.flatnonzero(defined)
-        if cols.size:
-            values = np.atleast_1d(scores(onehot[:, cols], p[:, cols], average=None))
-            for col, value in zip(cols, values, strict=True):
-                out[col] = _float(value)
-    return roc, pr
-
-
-def _macro(values: list[float | None]) -> float | None:
-    defined = [v for v in values if v is not None]
-    return float(np.mean(defined)) if defined else None
+    return calibration_error(y, p, n_bins)
 
 
 def classification_metrics(
@@ -222,6 +188,8 @@ def classification_metrics(
     ROC AUC and PR AUC (average precision) take ``classes[1]`` as the positive
     class for binary problems and are one-vs-rest macro averages otherwise,
     leaving out classes absent from ``y_true`` (None when none is left).
+    Macro precision, recall and F1 average over the classes present in the
+    truth or the predictions, as scikit-learn's do.
 
     Args:
         y_true: true class indices ``0..K-1``, shape (n,).
@@ -233,8 +201,9 @@ def classification_metrics(
         A JSON-serialisable dict with ``n``, ``accuracy``, ``balanced_accuracy``,
         ``precision_macro``, ``recall_macro``, ``f1_macro``, ``roc_auc``,
         ``pr_auc``, ``log_loss``, ``ece``, ``threshold``, ``confusion_matrix``
-        (rows true, columns predicted) and ``per_class`` (name -> precision,
-        recall, f1, support, roc_auc, pr_auc).
+        (rows true, columns predicted; None above ``CONFUSION_MAX_CLASSES``
+        classes) and ``per_class`` (name -> precision, recall, f1, support,
+        roc_auc, pr_auc).
 
     Raises:
         DataError: the arrays have the wrong shape or values.
@@ -247,35 +216,24 @@ def classification_metrics(
     """
     y, p, names = check_classification(y_true, proba, classes)
     k = len(names)
-    labels = np.arange(k)
-    pred = predict_labels(p, threshold)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y, pred, labels=labels, zero_division=0
-    )
-    with warnings.catch_warnings():
-        # Classes absent from y_true have no recall; sklearn leaves them out, as we want.
-        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-        balanced = balanced_accuracy_score(y, pred)
-    roc, pr = _ranking_scores(y, p)
-    binary = k == 2
+    rows = ClassificationRows(y, predict_labels(p, threshold), p, k)
+    support = rows.counts[1]
+    per_class = rows.per_class
+    roc, pr = rows.ranking
+    matrix = None
+    if k <= CONFUSION_MAX_CLASSES:
+        cells = np.bincount(y * k + rows.pred, minlength=k * k)
+        matrix = cells.reshape(k, k).tolist()
     return {
         "n": int(y.size),
-        "accuracy": float(accuracy_score(y, pred)),
-        "balanced_accuracy": float(balanced),
-        "precision_macro": float(np.mean(precision)),
-        "recall_macro": float(np.mean(recall)),
-        "f1_macro": float(np.mean(f1)),
-        "roc_auc": roc[1] if binary else _macro(roc),
-        "pr_auc": pr[1] if binary else _macro(pr),
-        "log_loss": float(log_loss(y, p, labels=labels)),
-        "ece": expected_calibration_error(y, p),
+        **compute(metric_names("classification"), rows),
         "threshold": None if threshold is None else float(threshold),
-        "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
+        "confusion_matrix": matrix,
         "per_class": {
             name: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
+                "precision": float(per_class["precision"][i]),
+                "recall": float(per_class["recall"][i]),
+                "f1": float(per_class["f1"][i]),
                 "support": int(support[i]),
                 "roc_auc": roc[i],
                 "pr_auc": pr[i],

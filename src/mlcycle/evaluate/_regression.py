@@ -1,11 +1,11 @@
 """Regression metrics on held-out predictions, as one JSON-ready record.
 
 Like the classification record, values are Python numbers or ``None`` where a
-metric is undefined, and they come from scikit-learn so they can be
-reproduced outside mlcycle. MAPE is the one metric whose usual definition
-breaks on real data (division by a zero target); instead of scikit-learn's
-epsilon, which turns each zero into a huge percentage, rows with a zero
-target are left out and counted, so the reader sees how many.
+metric is undefined, computed by the metric table (``_metrics.py``) and held
+to scikit-learn's by a parametrised test. MAPE is the one metric whose usual
+definition breaks on real data (division by a zero target); instead of
+scikit-learn's epsilon, which turns each zero into a huge percentage, rows
+with a zero target are left out and counted, so the reader sees how many.
 """
 
 from __future__ import annotations
@@ -14,14 +14,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.metrics import (
-    mean_absolute_error,
-    mean_absolute_percentage_error,
-    r2_score,
-    root_mean_squared_error,
-)
 
 from mlcycle.errors import DataError
+from mlcycle.evaluate._metrics import RegressionRows, compute, metric_names
 
 __all__ = ["check_regression", "regression_metrics"]
 
@@ -77,17 +72,8 @@ def regression_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str
         (0.5, 0.25, 1)
     """
     y, pred = check_regression(y_true, y_pred)
-    nonzero = y != 0
-    constant = bool(np.ptp(y) == 0)
     return {
         "n": int(y.size),
-        "mae": float(mean_absolute_error(y, pred)),
-        "rmse": float(root_mean_squared_error(y, pred)),
-        "r2": None if constant else float(r2_score(y, pred)),
-        "mape": (
-            float(mean_absolute_percentage_error(y[nonzero], pred[nonzero]))
-            if nonzero.any()
-            else None
-        ),
-        "mape_ignored": int(y.size - nonzero.sum()),
+        **compute(metric_names("regression"), RegressionRows(y, pred)),
+        "mape_ignored": int(np.count_nonzero(y == 0)),
     }

@@ -30,7 +30,7 @@ from mlcycle._html import table as _table
 from mlcycle._html import write_atomic as _write_atomic
 from mlcycle.errors import DataError
 from mlcycle.evaluate._bootstrap import HEADLINE, headline_with_ci
-from mlcycle.evaluate._classification import check_classification
+from mlcycle.evaluate._classification import CONFUSION_MAX_CLASSES, check_classification
 from mlcycle.evaluate._figures import (
     MAX_SCATTER,
     Figures,
@@ -41,29 +41,23 @@ from mlcycle.evaluate._figures import (
     reliability_plot,
     residual_histogram,
 )
+from mlcycle.evaluate._metrics import METRICS
 from mlcycle.evaluate._regression import check_regression
 from mlcycle.evaluate._task import resolve_task
 
 __all__ = ["render_report"]
 
-_LABELS = {
-    "accuracy": "Accuracy",
-    "balanced_accuracy": "Balanced accuracy",
-    "f1_macro": "F1 (macro)",
-    "precision_macro": "Precision (macro)",
-    "recall_macro": "Recall (macro)",
-    "roc_auc": "ROC AUC",
-    "pr_auc": "PR AUC (average precision)",
-    "log_loss": "Log loss",
-    "ece": "Expected calibration error",
+# Labels of the record's fields that are not metrics; the metrics' come from the table.
+_FIELDS = {
     "threshold": "Decision threshold",
-    "mae": "MAE",
-    "rmse": "RMSE",
-    "r2": "R²",
-    "mape": "MAPE (fraction)",
     "mape_ignored": "Rows left out of MAPE (target 0)",
     "n": "Rows",
 }
+
+
+def _label(name: str) -> str:
+    found = METRICS.get(name)
+    return found.label if found is not None else _FIELDS.get(name, name)
 
 
 def _classification_sections(
@@ -73,16 +67,24 @@ def _classification_sections(
     names: list[str],
     metrics: Mapping[str, Any],
 ) -> list[str]:
-    matrix = np.asarray(metrics.get("confusion_matrix"), dtype=np.int64)
-    if matrix.shape != (len(names), len(names)):
-        raise DataError(
-            f"metrics['confusion_matrix']: expected shape {(len(names),) * 2}, got {matrix.shape}"
-        )
     cm_note = '<p class="note">Counts; the colour is the share of the true class (row).</p>'
+    if metrics.get("confusion_matrix") is None and len(names) > CONFUSION_MAX_CLASSES:
+        heatmap = (
+            f'<p class="note">{len(names)} classes: no confusion matrix is recorded above '
+            f"{CONFUSION_MAX_CLASSES} (the per-class table holds each class's counts).</p>"
+        )
+    else:
+        matrix = np.asarray(metrics.get("confusion_matrix"), dtype=np.int64)
+        if matrix.shape != (len(names), len(names)):
+            raise DataError(
+                f"metrics['confusion_matrix']: expected shape {(len(names),) * 2}, "
+                f"got {matrix.shape}"
+            )
+        heatmap = confusion_heatmap(figs, matrix, names) + cm_note
     ece = _esc(_fmt(metrics.get("ece")))
     ece_note = f'<p class="note">Expected calibration error (15 bins, top-label): {ece}</p>'
     return [
-        _section("Confusion matrix", confusion_heatmap(figs, matrix, names) + cm_note),
+        _section("Confusion matrix", heatmap),
         _section("ROC and precision-recall", ranking_plot(figs, y, p, names)),
         _section("Calibration", reliability_plot(figs, y, p, names) + ece_note),
         _section("Per class", _per_class(metrics.get("per_class", {}))),
@@ -108,7 +110,7 @@ def _headline(
 ) -> str:
     rows = [
         [
-            _LABELS.get(name, name),
+            _label(name),
             _fmt(v["value"]),
             "—" if v["low"] is None else f"[{_fmt(v['low'])}, {_fmt(v['high'])}]",
         ]
@@ -124,7 +126,7 @@ def _headline(
 def _other_metrics(metrics: Mapping[str, Any], headline: Sequence[str]) -> str:
     rows = [
         [
-            _LABELS.get(name, name),
+            _label(name),
             "argmax" if name == "threshold" and value is None else _fmt(value),
         ]
         for name, value in metrics.items()
@@ -149,17 +151,33 @@ def _per_class(per_class: Mapping[str, Mapping[str, Any]]) -> str:
     return _table(["class", *columns], rows)
 
 
-def _slices(slices: Mapping[str, Mapping[str, Any]], columns: Sequence[str]) -> str:
-    rows = [
-        [
-            key,
-            _fmt(stats.get("n")),
-            *(_fmt(stats.get(c)) for c in columns),
-            str(stats.get("note", "")),
+def _slices(slices: Mapping[str, Mapping[str, Mapping[str, Any]]], columns: Sequence[str]) -> str:
+    """One table per sliced column, its first header cell the column's name."""
+    parts = []
+    for column, by_value in slices.items():
+        if not isinstance(by_value, Mapping) or "n" in by_value:
+            raise DataError(
+                f"slices: expected {{column: metrics_by_slice(...)}}, got {column!r} -> "
+                "a metrics record; pass {'COLUMN': metrics_by_slice(...)}"
+            )
+        rows = [
+            [
+                key,
+                _fmt(stats.get("n")),
+                *(_fmt(stats.get(c)) for c in columns),
+                str(stats.get("note", "")),
+            ]
+            for key, stats in by_value.items()
         ]
-        for key, stats in slices.items()
-    ]
-    return _table(["slice", "n", *columns, "note"], rows)
+        parts.append(_table([column, "n", *columns, "note"], rows, text=(len(columns) + 2,)))
+        bins = [s["bin"] for s in by_value.values() if "bin" in s]
+        if bins:
+            parts.append(
+                f'<p class="note">{_esc(column)} is numeric: cut into {len(bins)} quantile '
+                "bins of about equal row counts; [a, b) holds a but not b, the last bin "
+                "holds its upper edge.</p>"
+            )
+    return "".join(parts)
 
 
 def render_report(
@@ -173,7 +191,7 @@ def render_report(
     y_true: npt.ArrayLike,
     proba_or_pred: npt.ArrayLike,
     summary: Mapping[str, Any],
-    slices: Mapping[str, Mapping[str, Any]] | None = None,
+    slices: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
@@ -199,7 +217,7 @@ def render_report(
         y_true: class indices or regression targets.
         proba_or_pred: probabilities, shape (n, K), or regression predictions.
         summary: run facts shown at the top (run id, dataset, parameters, ...).
-        slices: optional output of :func:`metrics_by_slice`.
+        slices: optional ``{column: metrics_by_slice(...)}``, one table per column.
         n_boot: bootstrap resamples for the headline intervals.
         alpha: 1 - confidence level of the intervals.
         seed: seed of the bootstrap.

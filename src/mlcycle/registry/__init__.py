@@ -6,6 +6,7 @@ Importing this package (and loading a model) never imports torch; only
 
 from __future__ import annotations
 
+from mlcycle.registry._card import describe_parity
 from mlcycle.registry._inputs import Feeds, FeedsPlan, to_feeds
 from mlcycle.registry._load import load
 from mlcycle.registry._predictor import Prediction, Predictor
@@ -21,6 +22,7 @@ __all__ = [
     "Prediction",
     "Predictor",
     "check_parity",
+    "describe_parity",
     "load",
     "make_signature",
     "parse_model_ref",

@@ -78,6 +78,38 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def describe_parity(parity: dict[str, Any]) -> str:
+    """The parity check's result in words, saying what its tolerance is relative to.
+
+    Regression values agree within 1e-4 *relative to* ``max(1, |value|)``, so
+    an absolute difference of 0.001 on values near 300 passes: the sentence
+    says so instead of quoting the absolute difference against "1e-4".
+
+    Example:
+        >>> describe_parity({"rows": 45, "max_abs_diff": 3e-7, "labels_identical": True,
+        ...                  "tolerance": 1e-4})
+        'ONNX Runtime matches PyTorch on 45 test rows: probabilities within 3e-07 (tolerance 0.0001), labels identical'
+    """
+    rows = parity.get("rows", "?")
+    tolerance = parity.get("tolerance", 1e-4)
+    head = f"ONNX Runtime matches PyTorch on {rows} test rows: "
+    largest = parity.get("max_abs_diff")
+    if parity.get("labels_identical") is None:  # regression
+        relative = parity.get("max_rel_diff")
+        absolute = "?" if largest is None else f"{largest:.2g}"
+        if relative is None:  # recorded before the relative difference was
+            return (
+                head + f"largest absolute difference {absolute} (the tolerance, {tolerance:g}, "
+                "is relative to max(1, |value|))"
+            )
+        return (
+            head + f"values within {relative:.2g} of max(1, |value|) (tolerance {tolerance:g}, "
+            f"relative); largest absolute difference {absolute}"
+        )
+    within = "?" if largest is None else f"{largest:.2g}"
+    return head + f"probabilities within {within} (tolerance {tolerance:g}), labels identical"
+
+
 def build_card(
     *,
     name: str,
@@ -165,11 +197,7 @@ def build_card(
             ("Metrics", blocks),
             (
                 "Export",
-                [
-                    f"ONNX graph checked against PyTorch on {parity.get('rows', '?')} test rows: "
-                    f"max difference {parity.get('max_abs_diff', '?')}, labels identical: "
-                    f"{parity.get('labels_identical', '?')}."
-                ],
+                [describe_parity(parity) + "."],
             ),
             ("Limitations", [*limitations]),
             ("Fairness", ["Not yet audited: no fairness audit has been run for this version."]),

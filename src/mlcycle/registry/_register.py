@@ -71,12 +71,14 @@ def check_parity(
         if len(diff) and diff[worst] > atol:
             raise ParityError(
                 f"parity check failed: ONNX Runtime gives {got[worst]:.6g} and PyTorch "
-                f"{want[worst]:.6g} at test row {worst} (relative difference "
-                f"{diff[worst]:.3g} > {atol})"
+                f"{want[worst]:.6g} at test row {worst} (difference relative to "
+                f"max(1, |value|) {diff[worst]:.3g} > tolerance {atol})"
             )
         return {
             "rows": len(diff),
             "max_abs_diff": float(np.abs(got - want).max(initial=0.0)),
+            "max_rel_diff": float(diff.max(initial=0.0)),
+            "tolerance": atol,
             "labels_identical": None,
         }
     assert result.probabilities is not None and result.labels is not None
@@ -98,7 +100,12 @@ def check_parity(
             f"parity check failed: ONNX Runtime and PyTorch probabilities differ by up to "
             f"{largest:.3g} (> {atol}) at {where}{labels}"
         )
-    return {"rows": int(diff.shape[0]), "max_abs_diff": largest, "labels_identical": True}
+    return {
+        "rows": int(diff.shape[0]),
+        "max_abs_diff": largest,
+        "tolerance": atol,
+        "labels_identical": True,
+    }
 
 
 def _spec_hash(params: dict[str, Any]) -> str:

@@ -37,7 +37,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from mlcycle.errors import StoreError
 
 VERSION_TABLE = "mlcycle_alembic_version"
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 _PG_MIGRATION_LOCK = 0x6D6C6379  # "mlcy"
 READ_ONLY = "mlcycle_read_only"
 BUSY_TIMEOUT_S = 60.0  # how long a SQLite writer waits for the write lock in all

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -419,6 +419,21 @@ class MetadataStore:
             self._running(session, run_id)
             session.execute(insert(t.Metric), rows)
 
+    def heartbeat(self, run_id: str, *, every_s: float | None) -> None:
+        """Record that the process doing a running run is alive and working.
+
+        ``every_s`` is how often it means to beat (None: it does not know yet);
+        readers judge a heartbeat stale against it. A run that is no longer
+        running ignores the beat: the process may learn it was resumed or
+        finished elsewhere only later, and a late beat changes nothing.
+        """
+        with self._write() as session:
+            session.execute(
+                update(t.Run)
+                .where(t.Run.id == run_id, t.Run.status == "running")
+                .values(heartbeat_at=_now(), heartbeat_every_s=every_s)
+            )
+
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         """Set (or overwrite) tags on a run."""
         with self._write() as session:
@@ -460,6 +475,7 @@ class MetadataStore:
             previous = row.status
             row.status = "running"
             row.ended_at = None
+            row.heartbeat_at, row.heartbeat_every_s = _now(), None
             self._event(
                 session, "run.resumed", "run", row.id, actor=actor, details={"was": previous}
             )
@@ -562,6 +578,8 @@ class MetadataStore:
             started_at=utc(row.started_at) if row.started_at else None,
             ended_at=utc(row.ended_at) if row.ended_at else None,
             artifacts=artifacts,
+            heartbeat_at=utc(row.heartbeat_at) if row.heartbeat_at else None,
+            heartbeat_every_s=row.heartbeat_every_s,
         )
 
 

@@ -85,6 +85,10 @@ class RunRecord:
     started_at: datetime | None
     ended_at: datetime | None
     artifacts: dict[str, str] = field(default_factory=dict)
+    # When the process doing the run last said it was alive, and how often it
+    # means to (None: unknown); both None for runs that never beat.
+    heartbeat_at: datetime | None = None
+    heartbeat_every_s: float | None = None
 
     @property
     def duration_s(self) -> float | None:

@@ -116,6 +116,9 @@ class Run(Base):
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+    # Written by the process doing the run while it works (see MetadataStore.heartbeat).
+    heartbeat_at: Mapped[datetime | None]
+    heartbeat_every_s: Mapped[float | None] = mapped_column(Float)
 
 
 class RunTag(Base):

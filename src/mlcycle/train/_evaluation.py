@@ -21,32 +21,21 @@ from mlcycle.evaluate import (
     choose_threshold,
     classification_metrics,
     headline_with_ci,
+    metric_names,
     metrics_by_slice,
+    point_metrics,
     regression_metrics,
     render_report,
 )
 from mlcycle.spec import EvaluateSpec
 from mlcycle.train._features import FeatureLayout, encode, encode_target
-from mlcycle.train._loop import predict, val_metrics
+from mlcycle.train._loop import EPOCH_METRICS, predict
 from mlcycle.train._models import MlcycleNet
 
 if TYPE_CHECKING:
     from mlcycle.project import Project
 
 __all__ = ["Evaluation", "evaluate_model", "report_path"]
-
-HEADLINE = {
-    "classification": (
-        "accuracy",
-        "balanced_accuracy",
-        "f1_macro",
-        "roc_auc",
-        "pr_auc",
-        "log_loss",
-        "ece",
-    ),
-    "regression": ("mae", "rmse", "r2", "mape"),
-}
 
 
 @dataclass(frozen=True)
@@ -89,11 +78,10 @@ def evaluate_model(
         threshold, _ = choose_threshold(y_val, out_val[:, 1], spec.threshold_metric)
     if classes is not None:
         metrics = classification_metrics(y_test, out_test, classes, threshold=threshold)
-        kind = "classification"
+        test = {k: metrics[k] for k in metric_names("classification")}
     else:
         metrics = regression_metrics(y_test, out_test)
-        kind = "regression"
-    test = {k: metrics.get(k) for k in HEADLINE[kind] if k in metrics}
+        test = {k: metrics[k] for k in metric_names("regression")}
     ci = (
         headline_with_ci(
             task, y_test, out_test, classes, n_boot=spec.bootstrap, threshold=threshold
@@ -109,20 +97,27 @@ def evaluate_model(
                 f"evaluate.slices: column {column!r} is not in the dataset "
                 f"(columns: {', '.join(tables['test'].column_names[:10])})"
             )
-        values = tables["test"].column(column).cast(pa.string()).fill_null("(missing)")
         slices[column] = metrics_by_slice(
-            y_test, out_test, values.to_pylist(), task, classes, threshold=threshold
+            y_test,
+            out_test,
+            _slice_values(tables["test"].column(column)),
+            task,
+            classes,
+            threshold=threshold,
+            bins=spec.bins,
         )
 
     # Overfitting: the same metric on training rows (eval mode) against validation rows.
-    train_eval = val_metrics(task, y_train, out_train)
-    val_eval = val_metrics(task, y_val, out_val)
     key = "r2" if task == "regression" else "accuracy"
-    gap = float(train_eval[key] - val_eval[key])
+    names = EPOCH_METRICS["regression" if task == "regression" else "classification"]
+    train_eval = point_metrics(task, y_train, out_train, classes, names=names)
+    val_eval = point_metrics(task, y_val, out_val, classes, names=names)
+    train_key, val_key = train_eval[key], val_eval[key]
+    gap = 0.0 if train_key is None or val_key is None else float(train_key - val_key)
     warnings = []
     if gap > gap_warning:
         warnings.append(
-            f"train {key} {train_eval[key]:.3f} vs validation {val_eval[key]:.3f} "
+            f"train {key} {train_key:.3f} vs validation {val_key:.3f} "
             f"(gap {gap:.3f} > {gap_warning}): the model overfits; try more dropout, "
             "weight decay or a smaller model"
         )
@@ -147,7 +142,11 @@ def evaluate_model(
         summary={
             "run": run_id,
             **facts,
-            "decision threshold": "argmax" if threshold is None else f"{threshold:.4f}",
+            **(
+                {"decision threshold": "argmax" if threshold is None else f"{threshold:.4f}"}
+                if classes is not None
+                else {}
+            ),
             **({"warnings": "; ".join(warnings)} if warnings else {}),
         },
         slices=slices or None,
@@ -168,6 +167,13 @@ def evaluate_model(
         "report": str(path),
     }
     return Evaluation(test=test, summary=summary, report=path)
+
+
+def _slice_values(column: pa.ChunkedArray) -> Any:
+    """Numbers as floats (NaN where null), so that they are binned; anything else as is."""
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return column.to_numpy().astype(np.float64)
+    return column.to_pylist()
 
 
 def _jsonable(value: Any) -> Any:

@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mlcycle.errors import SpecError
+from mlcycle.errors import DataError, SpecError
+from mlcycle.evaluate import label_metrics, metric, metric_names, point_metrics
 from mlcycle.spec import TrainSpec
 from mlcycle.train._checkpoint import Checkpoint
 from mlcycle.train._features import Encoded
@@ -28,9 +29,12 @@ from mlcycle.train._models import MlcycleNet
 
 __all__ = ["EpochReport", "FitResult", "TrainData", "fit", "pick_device", "predict"]
 
-MINIMISED = {"loss", "mae", "rmse"}
-CLASSIFICATION_METRICS = {"loss", "accuracy", "balanced_accuracy", "f1_macro"}
-REGRESSION_METRICS = {"loss", "mae", "rmse", "r2"}
+# Validation metrics recorded every epoch (cheap: no sort per class); the
+# early-stopping metric, any of the metric table's, is added when not among them.
+EPOCH_METRICS = {
+    "classification": ("accuracy", "balanced_accuracy", "f1_macro"),
+    "regression": ("mae", "rmse", "r2"),
+}
 
 
 @dataclass
@@ -57,7 +61,7 @@ class EpochReport:
 @dataclass
 class FitResult:
     model: MlcycleNet
-    best_epoch: int
+    best_epoch: int  # index from 0 (-1: no epoch improved); records count from 1
     best_value: float
     epochs_run: int
     stopped_early: bool
@@ -189,36 +193,67 @@ def predict(model: MlcycleNet, x: Encoded, device: torch.device, batch: int = 40
     return torch.cat(parts) if parts else torch.zeros(0)
 
 
-def val_metrics(task: str, y: np.ndarray[Any, Any], out: np.ndarray[Any, Any]) -> dict[str, float]:
-    """The cheap validation metrics computed every epoch."""
-    if task == "regression":
-        err = out - y
-        total = float(((y - y.mean()) ** 2).sum())
-        return {
-            "mae": float(np.abs(err).mean()),
-            "rmse": float(np.sqrt((err**2).mean())),
-            "r2": 1 - float((err**2).sum()) / total if total > 0 else 0.0,
-        }
-    pred = out.argmax(axis=1)
-    k = out.shape[1]
-    confusion = np.bincount(y * k + pred, minlength=k * k).reshape(k, k).astype(np.float64)
-    tp = np.diag(confusion)
-    support, predicted = confusion.sum(1), confusion.sum(0)
-    present = support > 0
-    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
-    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
-    return {
-        "accuracy": float(tp.sum() / max(len(y), 1)),
-        "balanced_accuracy": float(recall[present].mean()),
-        "f1_macro": float(f1[present].mean()),
-    }
+def _family(task: str) -> Literal["classification", "regression"]:
+    return "regression" if task == "regression" else "classification"
+
+
+def val_metrics(
+    task: str,
+    y: np.ndarray[Any, Any],
+    out: np.ndarray[Any, Any],
+    classes: tuple[str, ...] = (),
+    names: tuple[str, ...] | None = None,
+) -> dict[str, float]:
+    """Validation metrics of one epoch, by evaluation's metric table.
+
+    ``names`` defaults to :data:`EPOCH_METRICS`; a metric the rows leave
+    undefined (R² of a constant target) is left out rather than recorded as
+    a number it is not.
+    """
+    family = _family(task)
+    wanted = EPOCH_METRICS[family] if names is None else names
+    if family == "classification" and not classes:
+        classes = tuple(str(i) for i in range(out.shape[1]))
+    values = point_metrics(task, y, out, classes or None, names=wanted)
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _check_stopping_metric(name: str, data: TrainData) -> bool:
+    """Whether ``name`` is minimised; raise SpecError/DataError if it cannot steer training."""
+    family = _family(data.task)
+    if name == "loss":
+        return True
+    allowed = ("loss", *metric_names(family))
+    if name not in allowed[1:]:
+        raise SpecError(
+            f"train.early_stopping.metric: {name!r} is not one of {', '.join(allowed)} "
+            f"for a {data.task} task"
+        )
+    # Whether a metric is defined depends on the validation labels only: ask once, up front.
+    y = data.val_y
+    if family == "regression":
+        probe = val_metrics(data.task, y, np.zeros(len(y)), names=(name,))
+    else:
+        k = max(data.n_classes, 2)
+        uniform = np.full((len(y), k), 1.0 / k)
+        probe = val_metrics(data.task, y, uniform, data.classes, names=(name,))
+    if name not in probe:
+        raise DataError(
+            f"train.early_stopping.metric: {name!r} is undefined on the "
+            f"{len(y)} validation rows (e.g. one class only, or a constant target); "
+            "stop on 'loss' or another metric"
+        )
+    return not metric(name).higher_is_better
 
 
 @torch.no_grad()
 def _validate(
-    model: MlcycleNet, loss_fn: nn.Module, x: dict[str, Tensor], y: Tensor, data: TrainData
+    model: MlcycleNet,
+    loss_fn: nn.Module,
+    x: dict[str, Tensor],
+    y: Tensor,
+    data: TrainData,
+    names: tuple[str, ...],
 ) -> dict[str, float]:
     model.eval()
     total, outs = 0.0, []
@@ -228,7 +263,7 @@ def _validate(
         raw = model(**_take(x, index))
         total += float(loss_fn(_head(raw, loss_fn), _target(y[index], loss_fn, model))) * len(index)
         outs.append(model.outputs(raw).float().cpu())
-    metrics = val_metrics(data.task, data.val_y, torch.cat(outs).numpy())
+    metrics = val_metrics(data.task, data.val_y, torch.cat(outs).numpy(), data.classes, names)
     return {"loss": total / max(n, 1), **metrics}
 
 
@@ -240,21 +275,21 @@ def fit(
     device: torch.device,
     resume: Checkpoint | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    heartbeat: Callable[[], None] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data.train_*`` and stop on ``data.val_*``; return the best model.
 
     The model must have been built and initialised (``torch.manual_seed`` first)
     by the caller; ``fit`` seeds the batch order and dropout from ``spec.seed``.
+    ``heartbeat`` is called after every step, to say the process is alive
+    (it must be cheap; :meth:`ActiveRun.heartbeat` writes at most once a second).
     """
     # -- set up: loss, optimiser, schedule, generators --------------------------------
     metric = spec.early_stopping.metric
-    allowed = REGRESSION_METRICS if data.task == "regression" else CLASSIFICATION_METRICS
-    if metric not in allowed:
-        raise SpecError(
-            f"train.early_stopping.metric: {metric!r} is not one of {sorted(allowed)} "
-            f"for a {data.task} task"
-        )
-    minimise = metric in MINIMISED
+    minimise = _check_stopping_metric(metric, data)
+    epoch_metrics: tuple[str, ...] = EPOCH_METRICS[_family(data.task)]
+    if metric != "loss" and metric not in epoch_metrics:
+        epoch_metrics = (*epoch_metrics, metric)
     model.to(device)
     loss_fn, _ = _loss_fn(spec, data, device)
     loss_fn.to(device)
@@ -339,16 +374,24 @@ def fit(
             if spec.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
             optimizer.step()  # step
+            if heartbeat is not None:
+                heartbeat()
             loss_sum += loss.detach() * len(index)
             if classify:
                 _predicted(raw.detach(), preds[start : start + len(index)])
         samples += n
 
         # -- validate, record, decide whether to stop --------------------------------------
-        val = _validate(model, loss_fn, val_x, val_y, data)
+        val = _validate(model, loss_fn, val_x, val_y, data, epoch_metrics)
         row = {"train_loss": float(loss_sum) / n, "lr": optimizer.param_groups[0]["lr"]}
         if classify:
-            row["train_accuracy"] = int((preds == train_y[order]).sum()) / n
+            seen = label_metrics(
+                data.train_y[order.cpu().numpy()],
+                preds.cpu().numpy(),
+                max(data.n_classes, 2),
+                ["accuracy"],
+            )
+            row["train_accuracy"] = float(seen["accuracy"] or 0.0)
         row |= {f"val_{k}": v for k, v in val.items()}
         history.append(row)
         value = val[metric] if minimise else -val[metric]

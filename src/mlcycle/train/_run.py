@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load as load_tensors
@@ -35,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mlcycle._runs import ActiveRun
 from mlcycle.data import Schema
 from mlcycle.errors import ConflictError, DataError, NotFoundError, SpecError
-from mlcycle.spec import EvaluateSpec, ModelSpec, Spec, TrainSpec
+from mlcycle.spec import EvaluateSpec, ModelSpec, Spec, TrainSpec, format_validation_error
 from mlcycle.store import DatasetVersionRecord
 from mlcycle.train._checkpoint import Checkpoint
 from mlcycle.train._evaluation import evaluate_model
@@ -334,6 +335,7 @@ def _finish(
     run.log_artifact(MODEL_CONFIG, json.dumps(config, indent=2).encode(), JSON)
 
     device = next(model.parameters()).device
+    run.heartbeat(expect_s=result.train_seconds)  # evaluation takes at most about as long
     evaluation = evaluate_model(
         project,
         run.id,
@@ -349,7 +351,8 @@ def _finish(
     )
     best = result.history[result.best_epoch] if result.best_epoch >= 0 else {}
     summary: dict[str, Any] = {
-        "best_epoch": result.best_epoch,
+        # Epochs are counted from 1 wherever a person reads them ("best epoch 36 of 47").
+        "best_epoch": result.best_epoch + 1 if result.best_epoch >= 0 else None,
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
         "early_stopping_metric": spec.early_stopping.metric,
@@ -422,11 +425,19 @@ def train(
         tags={"model": tspec.model.kind, "task": prepared.data.task},
     )
     with run:
+        run.heartbeat()
         with (
             _Progress(quiet, tspec.max_epochs, tspec.early_stopping.metric) as progress,
             EpochRecorder(run, progress, tspec.checkpoint_interval_s) as recorder,
         ):
-            result = fit(tspec, net, prepared.data, device=torch_device, on_epoch=recorder)
+            result = fit(
+                tspec,
+                net,
+                prepared.data,
+                device=torch_device,
+                on_epoch=recorder,
+                heartbeat=run.heartbeat,
+            )
         return _finish(project, run, tspec, spec.evaluate, prepared, result)
 
 
@@ -466,6 +477,7 @@ def resume(project: Project, run_id: str, *, quiet: bool = True) -> TrainOutcome
                 run.log_metrics(epoch, row)
     done = checkpoint.epoch + 1 if checkpoint else 0
     with run:
+        run.heartbeat()
         with (
             _Progress(quiet, tspec.max_epochs, tspec.early_stopping.metric, done) as progress,
             EpochRecorder(run, progress, tspec.checkpoint_interval_s) as recorder,
@@ -477,6 +489,7 @@ def resume(project: Project, run_id: str, *, quiet: bool = True) -> TrainOutcome
                 device=pick_device(tspec.device),
                 resume=checkpoint,
                 on_epoch=recorder,
+                heartbeat=run.heartbeat,
             )
         return _finish(project, run, tspec, evaluate, prepared, result)
 
@@ -506,12 +519,17 @@ def load_model(project: Project, run_id: str) -> tuple[MlcycleNet, dict[str, Any
 
 
 def evaluate_run(
-    project: Project, run_id: str, *, slices: tuple[str, ...] | None = None
+    project: Project,
+    run_id: str,
+    *,
+    slices: tuple[str, ...] | None = None,
+    bins: int | None = None,
 ) -> TrainOutcome:
     """Evaluate a finished run's model again on its test rows and rewrite its report.
 
     ``slices`` names columns to break the metrics down by (default: the recorded
-    ``evaluate.slices``).
+    ``evaluate.slices``); a numeric one is cut into ``bins`` quantile bins
+    (default: the recorded ``evaluate.bins``, 4).
     """
     record = project.runs.get(run_id)
     net, config = load_model(project, record.id)
@@ -520,8 +538,18 @@ def evaluate_run(
     version = project.store.get_dataset_version_by_id(record.dataset_version_id)
     schema = project.datasets.schema(version)
     evaluate = EvaluateSpec.model_validate(record.params.get("evaluate", {}))
+    changes: dict[str, Any] = {}
     if slices is not None:
-        evaluate = evaluate.model_copy(update={"slices": slices})
+        changes["slices"] = slices
+    if bins is not None:
+        changes["bins"] = bins
+    if changes:
+        try:
+            evaluate = EvaluateSpec.model_validate({**evaluate.model_dump(), **changes})
+        except ValidationError as exc:
+            raise SpecError(
+                "evaluate." + format_validation_error(exc, EvaluateSpec).replace("\n", "; ")
+            ) from None
     history_points = project.runs.metrics(record.id)
     history: dict[int, dict[str, float]] = {}
     for point in history_points:

@@ -1,0 +1,167 @@
+"""The metric table: every metric against scikit-learn on edge cases, its directions, its uses.
+
+The same cases drive tests/train/test_epoch_metrics.py, which holds the
+training loop's per-epoch metrics to the same answers.
+"""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from mlcycle.errors import SpecError
+from mlcycle.evaluate import (
+    METRICS,
+    classification_metrics,
+    headline_with_ci,
+    label_metrics,
+    metric,
+    metric_names,
+    point_metrics,
+    regression_metrics,
+)
+from mlcycle.evaluate._bootstrap import HEADLINE, confusion_metrics
+from tests.evaluate.metric_cases import (
+    CLASSIFICATION_CASES,
+    REGRESSION_CASES,
+    ClassificationCase,
+    RegressionCase,
+    sklearn_classification,
+    sklearn_regression,
+)
+
+
+def _same(got: float | None, want: float | None, name: str) -> None:
+    if want is None:
+        assert got is None, f"{name}: expected undefined (None), got {got}"
+    else:
+        assert got == pytest.approx(float(want), rel=1e-12, abs=1e-12), name
+
+
+def test_every_metric_of_the_table_has_a_scikit_learn_reference() -> None:
+    case = CLASSIFICATION_CASES[0]
+    reference = sklearn_classification(case.y, case.proba)
+    assert set(metric_names("classification")) == set(reference) - {"per_class"}
+    assert set(metric_names("regression")) == set(sklearn_regression(np.ones(2), np.ones(2)))
+    assert set(METRICS) == {*metric_names("classification"), *metric_names("regression")}
+
+
+@pytest.mark.parametrize("case", CLASSIFICATION_CASES, ids=lambda c: c.id)
+def test_each_case_is_the_edge_it_names(case: ClassificationCase) -> None:
+    assert case.holds(case.y, case.proba)
+
+
+@pytest.mark.parametrize("case", REGRESSION_CASES, ids=lambda c: c.id)
+def test_each_regression_case_is_the_edge_it_names(case: RegressionCase) -> None:
+    assert case.holds(case.y, case.pred)
+
+
+@pytest.mark.parametrize("case", CLASSIFICATION_CASES, ids=lambda c: c.id)
+def test_classification_metrics_equal_scikit_learn(case: ClassificationCase) -> None:
+    expected = sklearn_classification(case.y, case.proba)
+    record = classification_metrics(case.y, case.proba, case.classes)
+    by_name = point_metrics(case.task, case.y, case.proba, case.classes)
+    for name in metric_names("classification"):
+        _same(record[name], expected[name], name)
+        _same(by_name[name], expected[name], name)
+    for i, name in enumerate(case.classes):
+        for key, want in expected["per_class"][i].items():
+            _same(record["per_class"][name][key], want, f"{name}.{key}")
+    json.dumps(record, allow_nan=False)
+
+
+@pytest.mark.parametrize("case", CLASSIFICATION_CASES, ids=lambda c: c.id)
+def test_label_metrics_from_labels_alone_equal_scikit_learn(case: ClassificationCase) -> None:
+    expected = sklearn_classification(case.y, case.proba)
+    names = [n for n in metric_names("classification") if not metric(n).needs_scores]
+    got = label_metrics(case.y, case.proba.argmax(axis=1), case.proba.shape[1], names)
+    for name in names:
+        _same(got[name], expected[name], name)
+
+
+@pytest.mark.parametrize("case", CLASSIFICATION_CASES, ids=lambda c: c.id)
+def test_bootstrap_kernels_give_the_point_values(case: ClassificationCase) -> None:
+    y, p = case.y, case.proba
+    k = p.shape[1]
+    pred = p.argmax(axis=1)
+    cm = np.bincount(y * k + pred, minlength=k * k).reshape(1, k, k).astype(np.float64)
+    expected = sklearn_classification(y, p)
+    for name, values in confusion_metrics(cm).items():
+        _same(float(values[0]), expected[name], name)
+    headline = headline_with_ci(case.task, y, p, case.classes, n_boot=20)
+    assert tuple(headline) == HEADLINE["classification"]
+    for name, interval in headline.items():
+        _same(interval["value"], expected[name], name)
+
+
+def test_a_binary_threshold_decides_the_label_metrics() -> None:
+    case = next(c for c in CLASSIFICATION_CASES if c.id == "cancer-tied-scores")
+    expected = sklearn_classification(case.y, case.proba, threshold=0.9)
+    record = classification_metrics(case.y, case.proba, case.classes, threshold=0.9)
+    for name in metric_names("classification"):
+        _same(record[name], expected[name], name)
+
+
+@pytest.mark.parametrize("case", REGRESSION_CASES, ids=lambda c: c.id)
+def test_regression_metrics_equal_scikit_learn(case: RegressionCase) -> None:
+    expected = sklearn_regression(case.y, case.pred)
+    record = regression_metrics(case.y, case.pred)
+    by_name = point_metrics("regression", case.y, case.pred)
+    for name in metric_names("regression"):
+        _same(record[name], expected[name], name)
+        _same(by_name[name], expected[name], name)
+    assert record["mape_ignored"] == int((case.y == 0).sum())
+    headline = headline_with_ci("regression", case.y, case.pred, n_boot=20)
+    for name, interval in headline.items():
+        _same(interval["value"], expected[name], name)
+
+
+@pytest.mark.parametrize("name", list(METRICS))
+def test_the_direction_of_each_metric_prefers_the_better_model(name: str) -> None:
+    # A perfect model against a real, imperfect one on the same rows.
+    m = metric(name)
+    if m.family == "classification":
+        case = next(c for c in CLASSIFICATION_CASES if c.id == "iris-all-classes")
+        perfect = np.eye(3)[case.y] * 0.97 + 0.01
+        good = point_metrics(case.task, case.y, perfect, case.classes, names=[name])[name]
+        worse = point_metrics(case.task, case.y, case.proba, case.classes, names=[name])[name]
+    else:
+        case_r = REGRESSION_CASES[0]
+        good = point_metrics("regression", case_r.y, case_r.y + 0.01, names=[name])[name]
+        worse = point_metrics("regression", case_r.y, case_r.pred, names=[name])[name]
+    assert good is not None and worse is not None
+    assert m.better(good, worse), (name, good, worse)
+
+
+def test_unknown_metrics_name_what_exists() -> None:
+    with pytest.raises(
+        SpecError, match=r"metric 'r2' is not one of accuracy, .* for classification"
+    ):
+        point_metrics("binary", [0, 1], [[0.6, 0.4], [0.3, 0.7]], ["a", "b"], names=["r2"])
+    with pytest.raises(SpecError, match="'log_loss' needs probabilities"):
+        label_metrics([0, 1], [0, 1], 2, ["log_loss"])
+
+
+def test_memory_does_not_grow_with_the_square_of_the_classes() -> None:
+    # 4,000 classes, 800 rows: the probabilities are 25 MB, one K x K matrix
+    # 128 MB, and main's bootstrap built one per resample (640 MB for 5).
+    k, n = 4000, 800
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % 400 * 10  # 400 classes present, two rows each
+    proba = rng.dirichlet(np.full(k, 0.1), size=n)
+    classes = [f"c{i}" for i in range(k)]
+    tracemalloc.start()
+    try:
+        record = classification_metrics(y, proba, classes)
+        headline_with_ci("multiclass", y, proba, classes, n_boot=5)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert record["confusion_matrix"] is None  # above CONFUSION_MAX_CLASSES: not recorded
+    assert record["per_class"]["c10"]["support"] == 2
+    assert record["per_class"]["c11"]["support"] == 0
+    # Bounded by a few copies of the n x K input any evaluation of it holds.
+    assert peak < 4 * proba.nbytes, f"peak {peak / 2**20:.0f} MiB, input {proba.nbytes / 2**20:.0f}"
