@@ -13,7 +13,9 @@ parity check rejects outright. The verdict says why, with the numbers.
 ``delta`` is signed so that a positive value always means the challenger is
 better: for metrics where lower is better (``rmse``, ``mae``, ``mape``,
 ``log_loss``, ``ece``) it is champion minus challenger. A tie is not an
-improvement: the challenger must beat the champion, by ``min_delta`` or more.
+improvement: the challenger must beat the champion, by ``min_delta`` or more (for ``mae`` and
+``rmse``, which are in the target's units, ``min_delta`` is relative to the
+champion's value).
 
 Only ONNX Runtime predictors are involved: this module never imports torch.
 
@@ -74,6 +76,8 @@ METRICS = {
     "regression": ("mae", "rmse", "r2", "mape"),
 }
 LOWER_IS_BETTER = frozenset({"log_loss", "ece", "mae", "rmse", "mape"})
+# Metrics in the target's units: min_delta is relative to the champion's value.
+RELATIVE_GAIN = frozenset({"mae", "rmse"})
 FAIRNESS = ("demographic_parity_difference", "equalized_odds_difference")
 LATENCY = "latency_ms"
 GUARDS = (*FAIRNESS, LATENCY)
@@ -439,15 +443,21 @@ def _metric_checks(
     rows: int,
 ) -> list[tuple[bool, str]]:
     figures = f"champion {old:.4g}, challenger {new:.4g}, delta {delta:+.4g} on {rows} rows"
+    gain, unit = delta, ""
+    if metric in RELATIVE_GAIN and old != 0:
+        gain, unit = delta / abs(old), " (relative)"
     if delta <= 0:
         improved = (False, f"{metric} did not improve ({figures})")
-    elif delta < spec.min_delta:
+    elif gain < spec.min_delta:
         improved = (
             False,
-            f"{metric} improved by less than min_delta {spec.min_delta:g} ({figures})",
+            f"{metric} improved by less than min_delta {spec.min_delta:g}{unit} ({figures})",
         )
     else:
-        improved = (True, f"{metric} improved by at least min_delta {spec.min_delta:g} ({figures})")
+        improved = (
+            True,
+            f"{metric} improved by at least min_delta {spec.min_delta:g}{unit} ({figures})",
+        )
     low, high = ci
     interval = (
         f"the {spec.confidence * 100:g}% paired bootstrap interval of the {metric} improvement "
