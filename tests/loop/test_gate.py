@@ -445,3 +445,34 @@ def test_min_delta_defaults_to_a_meaningful_gain_relative_for_errors(models: Mod
     assert not small[0][0] and "min_delta 0.01 (relative)" in small[0][1]
     large = _metric_checks("rmse", 10.0, 9.8, 0.2, (0.1, 0.3), GateSpec(), 1000)
     assert large[0][0] and large[1][0]
+
+
+def test_the_gate_command_judges_a_challenger_trained_by_hand(models: Models) -> None:
+    """``mlcycle gate`` runs the loop's gate on the test split both models never saw."""
+    mlcycle = str(Path(sys.executable).with_name("mlcycle"))
+    root = str(models.project.root)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [mlcycle, "-p", root, "gate", *args], capture_output=True, text=True, timeout=300
+        )
+
+    better = run("cancer@1", "cancer@2", "--json")
+    assert better.returncode == 0, better.stderr
+    answer = json.loads(better.stdout)
+    expected = gate(models.weak, models.strong, models.cancer, target="target", spec=GateSpec())
+    assert answer["promote"] is True
+    assert answer["holdout"] == f"breast_cancer@1 (test split, {models.cancer.num_rows} rows)"
+    assert answer["delta"] == pytest.approx(expected.delta)
+    assert (answer["low"], answer["high"]) == pytest.approx((expected.low, expected.high))
+
+    worse = run("cancer@2", "cancer@1")
+    assert worse.returncode == 3, worse.stdout + worse.stderr
+    assert (
+        worse.stdout.startswith("reject cancer@1 over cancer@2")
+        and "did not improve" in worse.stdout
+    )
+
+    apart = run("cancer@1", "diabetes@2")
+    assert apart.returncode == 1
+    assert "name rows neither saw (--data DATASET@VERSION)" in apart.stderr
