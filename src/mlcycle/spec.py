@@ -349,7 +349,7 @@ class TriggerSpec(_Frozen):
     ood_share: float | None = Field(default=0.1, gt=0, le=1)
     interval: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?\s*[smhd]$")
     new_labels: int | None = Field(default=None, gt=0)
-    keep_improving: float | None = Field(default=1.0, gt=0)
+    keep_improving: float | None = Field(default=0.5, gt=0)
 
 
 class GateSpec(_Frozen):
@@ -403,7 +403,9 @@ class LoopSpec(_Frozen):
     by what triggered: after a performance drop the old labels may be wrong
     now (a change of concept) and would outvote the fresh ones, so ``window``;
     otherwise (drift of the inputs, new labels, a schedule) the old labels
-    still hold and more rows help, so ``reference+window``.
+    still hold and more rows help, so ``reference+window``. A ``holdout`` share
+    of the fresh rows judges the gate; held-out rows of earlier cycles under
+    the same concept join it, up to ``max_holdout_rows``.
     """
 
     model: str | None = None
@@ -413,6 +415,7 @@ class LoopSpec(_Frozen):
     window_rows: int = Field(default=5000, gt=0)
     min_labels: int = Field(default=200, gt=0)
     holdout: float = Field(default=0.3, gt=0, lt=1)
+    max_holdout_rows: int = Field(default=1000, gt=0)
     gate: GateSpec = Field(default_factory=GateSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
 

@@ -107,6 +107,9 @@ class GateVerdict:
             the sensitive ``column`` that binds and ``by_column``.
         parity_ok: Whether the challenger's ONNX parity check passed.
         reasons: Why it was rejected (every reason), or why it was promoted.
+        improved: Whether the gain reached ``min_delta`` (the point estimate;
+            with ``promote`` False it may still lack significance: more
+            held-out rows could decide).
     """
 
     promote: bool
@@ -120,6 +123,7 @@ class GateVerdict:
     guards: dict[str, dict[str, Any]]
     parity_ok: bool
     reasons: list[str]
+    improved: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts, lists, strings, numbers and None (for NaN: no figure)."""
@@ -173,6 +177,7 @@ def gate(
     if mismatch:
         nan = math.nan
         return GateVerdict(False, metric, nan, nan, nan, nan, nan, rows, {}, parity_ok, [mismatch])
+    improved = False
     fair = any(name in FAIRNESS for name in spec.guards)
     _check_holdout(holdout, target, (champion, challenger), sensitive if fair else ())
     positive = _positive(spec.guards, champion, sensitive, positive_label)
@@ -192,7 +197,9 @@ def gate(
         delta = sign * (new - old)
         draws = [_draws(metric, s, spec.bootstrap, seed) for s in scored]
         low, high = _interval(sign * (draws[1] - draws[0]), 1.0 - spec.confidence)
-        checks += _metric_checks(metric, old, new, delta, (low, high), spec, rows)
+        metric_checks = _metric_checks(metric, old, new, delta, (low, high), spec, rows)
+        improved = metric_checks[0][0]
+        checks += metric_checks
 
     guards: dict[str, dict[str, Any]] = {}
     for name, limit in spec.guards.items():
@@ -211,7 +218,7 @@ def gate(
     promote = all(ok for ok, _ in checks)
     reasons = [text for ok, text in checks if promote or not ok]
     return GateVerdict(
-        promote, metric, old, new, delta, low, high, rows, guards, parity_ok, reasons
+        promote, metric, old, new, delta, low, high, rows, guards, parity_ok, reasons, improved
     )
 
 

@@ -96,6 +96,7 @@ class MonitorResult:
     report_sha256: str = ""
     webhook: Delivery | None = None
     html: Path | None = None
+    recent_performance: PerformanceResult | None = None  # the newest labelled rows only
 
     @property
     def healthy(self) -> bool:
@@ -441,6 +442,7 @@ def monitor(
     options: DriftOptions | None = None,
     spec: MonitorSpec | None = None,
     html: str | Path | None = None,
+    recent_labels: int | None = None,
 ) -> MonitorResult:
     """Check a window of current data against ``ref``'s reference; see the module doc.
 
@@ -450,6 +452,9 @@ def monitor(
         options: drift settings (default: from ``spec``).
         spec: the ``monitor:`` settings (default: the project's).
         html: also write the HTML report there (and store it as an artifact).
+        recent_labels: also judge the realised performance of the newest this
+            many labelled rows of the window (``MonitorResult.recent_performance``;
+            the loop's trigger: a change of concept shows there first).
 
     Raises:
         NotFoundError: the model is unknown, or the window holds no rows.
@@ -476,6 +481,10 @@ def monitor(
     prediction = _prediction_drift(version, reference, window, options)
     target = _target_drift(version, reference, window, options)
     performance = _performance(version, reference, window, spec)
+    recent = None
+    if recent_labels is not None and window.has_actual is not None:
+        newest = np.flatnonzero(window.has_actual)[-recent_labels:]
+        recent = _performance(version, reference, window.take(newest), spec)
     cbpe = _fit_cbpe(version, reference)
     estimated = _estimate(cbpe, window, n_boot=spec.performance.bootstrap)
     fairness = _fairness(version, reference, window, spec, sensitive, notes)
@@ -560,4 +569,5 @@ def monitor(
         sha,
         delivery,
         html_path,
+        recent,
     )
