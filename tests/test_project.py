@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlcycle import ConflictError, IntegrityError, NotFoundError, Project, SpecError
+from mlcycle import (
+    ConflictError,
+    IntegrityError,
+    InvalidNameError,
+    NotFoundError,
+    Project,
+    SpecError,
+)
 from mlcycle.project import SPEC_FILE, STATE_DIR
 
 
@@ -137,6 +144,17 @@ def test_unknown_dataset_references(project: Project) -> None:
         project.datasets.get("irsi@1")
     with pytest.raises(NotFoundError, match="version 'x' is not a positive integer"):
         project.datasets.get("iris@x")
+
+
+def test_a_dataset_name_breaking_the_rule_is_refused_before_anything_is_stored(
+    project: Project,
+) -> None:
+    blobs = project.root / STATE_DIR / "artifacts" / "sha256"
+    for bad in ("..", "nl\n", ".hidden", "x" * 101):
+        with pytest.raises(InvalidNameError, match=r"^dataset name .*: expected letters, digits"):
+            project.datasets.add("sklearn:iris", name=bad)
+    assert project.store.list_datasets() == []
+    assert not blobs.exists() or not any(blobs.iterdir())
 
 
 def test_runs_record_metrics_and_how_they_ended(project: Project) -> None:

@@ -32,7 +32,7 @@ from mlcycle.spec import (
     Task,
     format_validation_error,
 )
-from mlcycle.store import DatasetRecord, DatasetVersionRecord, SplitRecord
+from mlcycle.store import DatasetRecord, DatasetVersionRecord, SplitRecord, check_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -251,6 +251,7 @@ class Datasets:
             version the data is and what it predicts, and is logged at INFO.
 
         Raises:
+            InvalidNameError: ``name`` breaks the naming rule (checked before reading).
             DataError: the source is missing, empty or malformed, or a frame
                 comes without a name.
             SpecError: the overrides contradict each other or the spec.
@@ -270,13 +271,15 @@ class Datasets:
             if configured is None:
                 raise DataError(f"data.datasets.{source}.source is not set in the spec")
             name, source = source, configured
+        if name is not None:
+            check_name(name, "dataset name")  # before any data is read
         resolved = resolve_source(source, base_dir=self._project.root)
         if name is None and isinstance(resolved, FrameSource):
             raise DataError(
                 f"a {_kind(resolved)} has no name to version it under: pass name='...' "
                 "(letters, digits, '_', '.' or '-')"
             )
-        name = name or resolved.default_name
+        name = check_name(name or resolved.default_name, "dataset name")
         spec = _overridden(self._project.spec.dataset(name), name, target, task, roles, types)
         prepared = prepare(
             resolved,

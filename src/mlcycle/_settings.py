@@ -6,6 +6,9 @@
     Overrides ``artifacts.uri``.
 ``MLCYCLE_ACTOR``
     The name written into the event log as who did a thing (default: the OS user).
+``MLCYCLE_ADMIN_TOKEN``
+    The bearer token of ``mlcycle serve``'s admin routes (never on the command
+    line, where ``ps`` shows it to every user; or ``--admin-token-file``).
 """
 
 from __future__ import annotations
@@ -30,3 +33,11 @@ def actor(environ: Mapping[str, str] = os.environ) -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry, e.g. in some containers
         return "unknown"
+
+
+def admin_token(environ: Mapping[str, str] = os.environ) -> str | None:
+    return environ.get("MLCYCLE_ADMIN_TOKEN") or None
+
+
+def feedback_token(environ: Mapping[str, str] = os.environ) -> str | None:
+    return environ.get("MLCYCLE_FEEDBACK_TOKEN") or None

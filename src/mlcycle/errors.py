@@ -9,6 +9,7 @@ Anything else is a bug and keeps its traceback.
     MlcycleError
     ├── SpecError (ValueError)          mlcycle.yaml is invalid, or a flag overriding it
     ├── DataError (ValueError)          a data source is missing, empty or malformed
+    ├── InvalidNameError (ValueError)   a model, dataset or alias name breaks the naming rule
     ├── StoreError                      the metadata or artifact store failed
     │   └── IntegrityError              an artifact's bytes do not match its recorded sha256
     ├── NotFoundError (LookupError)     a project, dataset, version, run or artifact is unknown
@@ -27,6 +28,7 @@ __all__ = [
     "ConflictError",
     "DataError",
     "IntegrityError",
+    "InvalidNameError",
     "MlcycleError",
     "NotFoundError",
     "ParityError",
@@ -45,6 +47,10 @@ class SpecError(MlcycleError, ValueError):
 
 class DataError(MlcycleError, ValueError):
     """A data source cannot be read, or its content is unusable."""
+
+
+class InvalidNameError(MlcycleError, ValueError):
+    """A model, dataset or alias name breaks the one naming rule (see ``mlcycle.store``)."""
 
 
 class StoreError(MlcycleError):

@@ -298,13 +298,32 @@ class PerformanceSpec(_Frozen):
 
 
 class FairnessSpec(_Frozen):
-    """Bias over time for the sensitive columns (Fairlearn's metrics)."""
+    """Bias over time for the sensitive columns (Fairlearn's metrics).
+
+    Each column of ``sensitive`` is reported on its own and, with
+    ``intersections``, all of them together (``sex×race``: one group per
+    combination of values, as Fairlearn's ``MetricFrame`` forms them). Groups
+    with fewer than ``min_group_rows`` rows are reported but left out of the
+    differences.
+
+    A difference alerts, by default, only relative to the reference (the
+    model's answers on its validation rows): when it is more than ``margin``
+    above the reference's *and* so is the lower end of its bootstrap interval
+    (``bootstrap`` resamples at ``confidence``, seeded by ``seed``), so a small
+    group's noise does not alert and a model that was already unequal on clean
+    data is judged against itself. ``max_difference`` adds an absolute limit on
+    the difference itself; it is off unless set.
+    """
 
     sensitive: tuple[str, ...] = ()
     positive_label: str | None = None
-    max_difference: float = Field(default=0.1, gt=0, le=1)
+    max_difference: float | None = Field(default=None, gt=0, le=1)
     margin: float = Field(default=0.05, ge=0, le=1)
     min_group_rows: int = Field(default=20, gt=0)
+    intersections: bool = True
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    bootstrap: int = Field(default=1000, ge=100)
+    seed: int = Field(default=0, ge=0)
 
 
 class OODSpec(_Frozen):

@@ -60,6 +60,38 @@ def test_a_non_number_is_rejected_and_a_gap_is_imputed(
     )
 
 
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_values_not_finite_in_float32_are_rejected(
+    scoring: Scoring, tmp_path: Path, kind: str
+) -> None:
+    frame = cancer_rows()
+    frame.loc[5, "mean_radius"] = np.inf
+    frame.loc[77, "worst_area"] = -np.inf
+    frame.loc[300, "mean_texture"] = 1e39  # finite as float64, infinite as float32
+    source = write_input(frame, kind, tmp_path)
+
+    summary = score_file(
+        "cancer@champion",
+        source,
+        tmp_path / "s.parquet",
+        project=scoring.root,
+        chunk_rows=64,
+        log=False,
+    )
+
+    assert (summary.scored, summary.rejected) == (566, 3)
+    rejects = _rejects(tmp_path / "s.parquet.rejects.csv")
+    assert [r["row"] for r in rejects] == ["5", "77", "300"]
+    end = "is not a finite float32 (expected a magnitude up to 3.402823e+38)"
+    assert [r["reason"] for r in rejects] == [
+        f"column 'mean_radius': value inf at row 5 {end}",
+        f"column 'worst_area': value -inf at row 77 {end}",
+        f"column 'mean_texture': value 1e+39 at row 300 {end}",
+    ]
+    out = read_output(tmp_path / "s.parquet")
+    assert np.isfinite(out[["proba_benign", "proba_malignant"]].to_numpy()).all()
+
+
 def test_a_missing_image_cannot_be_taken(scoring: Scoring, tmp_path: Path) -> None:
     images, _ = tiny_images(50, seed=1)
     rows = images.to_pylist()

@@ -100,6 +100,13 @@ def test_register_alias_history_rollback_diff_delete(project: Path) -> None:
         (("models", "show", "ghost"), "error: model 'ghost' is not registered"),
         (("models", "rollback", "iris-clf"), "error: rollback needs NAME@ALIAS"),
         (("register", "feedbeef", "--name", "x"), "error: run 'feedbeef' does not exist"),
+        # names and aliases are checked first, before the run is even looked up
+        (("register", "feedbeef", "--name", "nl\n"), "error: model name 'nl\\n': expected"),
+        (
+            ("register", "feedbeef", "--name", "x", "--alias", "latest"),
+            "error: alias 'latest': expected a letter",
+        ),
+        (("serve", "..@1"), "error: model name '..': expected letters, digits, '_', '.' or '-'"),
     ],
 )
 def test_registry_errors_are_one_line(project: Path, args: tuple[str, ...], message: str) -> None:

@@ -38,9 +38,11 @@ from mlcycle.monitor import (
 )
 from mlcycle.spec import FairnessSpec
 
-# The reference model is already unequal (HMDA: DPD 0.14 on validation, resume/race: 0.26), so
-# the absolute limit sits above that; the margin is about three standard errors of a
-# selection-rate difference with 30-40 rows in the smaller group, as in HMDA's windows.
+# Explicit limits for the per-column tests written before the defaults judged against the
+# reference with an interval (the tests named "default" use the defaults). The reference model
+# is already unequal (HMDA: DPD 0.14 on validation, resume/race: 0.28), so the absolute limit
+# sits above that; the margin is about three standard errors of a selection-rate difference
+# with 30-40 rows in the smaller group, as in HMDA's windows.
 MAX_DIFFERENCE = 0.4
 MARGIN = 0.2
 
@@ -89,7 +91,10 @@ def _case(
             {column: frame[column].iloc[rows] for column in sensitive},
         )
 
-    spec = FairnessSpec(sensitive=sensitive, max_difference=MAX_DIFFERENCE, margin=MARGIN)
+    # Each column on its own here; test_intersection_is_metric_frames_grouping intersects them.
+    spec = FairnessSpec(
+        sensitive=sensitive, max_difference=MAX_DIFFERENCE, margin=MARGIN, intersections=False
+    )
     return Case(name, positive, spec, split(validation), split(test))
 
 
@@ -173,6 +178,65 @@ def test_metrics_equal_fairlearn_and_numpy(case: Case) -> None:
             max(max(tprs) - min(tprs), max(fprs) - min(fprs))
         )
         assert result.excluded == [] and result.alerts == []
+
+
+def test_intersection_is_metric_frames_grouping(resume: Case) -> None:
+    """race×gender: Fairlearn's MetricFrame with both features, small groups left out and named."""
+    split = resume.test
+    pred = split.y_pred.astype(str) == "1"
+    true = split.y_true.astype(str) == "1"
+    features = pd.DataFrame({c: split.sensitive[c].to_numpy() for c in ("race", "gender")})
+    both = resume.spec.model_copy(update={"intersections": True})
+    results = _report(resume, split, spec=both)
+    assert list(results) == ["race", "gender", "race×gender"]
+    result = results["race×gender"]
+    assert result.column == "race×gender"
+    frame = MetricFrame(
+        metrics={"selection_rate": selection_rate, "tpr": true_positive_rate},
+        y_true=true,
+        y_pred=pred,
+        sensitive_features=features,
+    ).by_group
+    assert [g.group for g in result.groups] == sorted(f"{r}×{s}" for r, s in frame.index)
+    for g in result.groups:
+        race, gender = g.group.split("×")
+        assert g.selection_rate == pytest.approx(frame.loc[(race, gender), "selection_rate"])
+        assert g.tpr == pytest.approx(frame.loc[(race, gender), "tpr"])
+    assert result.demographic_parity_difference == pytest.approx(
+        demographic_parity_difference(true, pred, sensitive_features=features), abs=1e-12
+    )
+    # Men got few callbacks (about 15 per race here): too few positives for a true-positive
+    # rate, so they are named as excluded and the equalised odds compare the women only.
+    positives = features[true].value_counts()
+    few = sorted(f"{r}×{s}" for (r, s), n in positives.items() if n < resume.spec.min_group_rows)
+    assert few == ["black×m", "white×m"] and result.excluded == few
+    for group in few:
+        n = positives[tuple(group.split("×"))]
+        assert any(note.startswith(f"group {group!r} has {n} positive") for note in result.notes)
+    women = (features["gender"] == "f").to_numpy()
+    assert result.equalized_odds_difference == pytest.approx(
+        equalized_odds_difference(
+            true[women], pred[women], sensitive_features=features["race"][women]
+        ),
+        abs=1e-12,
+    )
+    assert [results[c] for c in ("race", "gender")] == list(_report(resume, split).values())
+
+
+def test_three_columns_make_one_intersection(hmda: Case) -> None:
+    """Missing values are a group of their own inside an intersection as well."""
+    rows = np.arange(400)
+    afam = hmda.test.sensitive["afam"].to_numpy(dtype=object)[rows].copy()
+    afam[:5] = None
+    sensitive = {"afam": afam, "half": rows % 2, "third": rows % 3}
+    spec = FairnessSpec(positive_label="yes", min_group_rows=2)
+    results = fairness_report(hmda.test.y_pred[rows], sensitive, spec=spec)
+    assert list(results) == ["afam", "half", "third", "afam×half×third"]
+    groups = {g.group: g.rows for g in results["afam×half×third"].groups}
+    assert groups["(missing)×0×0"] == 1 and sum(groups.values()) == 400
+    assert len(groups) == len(
+        set(zip(pd.Series(afam).fillna("?"), rows % 2, rows % 3, strict=True))
+    )
 
 
 def _shuffled_times(n: int, seed: int) -> np.ndarray:
@@ -273,6 +337,177 @@ def test_missed_positives_raise_an_equalised_odds_alert(resume: Case) -> None:
     assert "true positive rate" in alert and "0.000 for 'black'" in alert
     dpd = race.demographic_parity_difference
     assert dpd is not None and dpd < MAX_DIFFERENCE  # selection barely moved
+
+
+def _defaults(case: Case, *columns: str) -> FairnessSpec:
+    """``monitor.fairness`` as a user writes it: the columns and the positive class, no limits."""
+    return FairnessSpec(sensitive=columns or case.spec.sensitive, positive_label=case.positive)
+
+
+def test_default_settings_raise_no_alert_on_clean_held_out_rows(case: Case) -> None:
+    """The model is unequal already on its validation rows; clean windows are judged against that."""
+    spec = _defaults(case)
+    reference = _report(case, case.validation, spec=spec)
+    window = _report(case, case.test, spec=spec, reference=reference)
+    assert [a for r in [*reference.values(), *window.values()] for a in r.alerts] == []
+    test = case.test
+    for seed in range(5):
+        timeline = fairness_timeline(
+            _shuffled_times(len(test.y_pred), seed),
+            test.y_pred,
+            test.sensitive,
+            y_true=test.y_true,
+            windows=4,
+            spec=spec,
+            reference=reference,
+            split="rows",
+        )
+        for part in timeline:
+            assert [a for r in part.results.values() for a in r.alerts] == [], part.start
+    # Not vacuous: each difference was judged by the relative rule, with an interval.
+    first = window[spec.sensitive[0]]
+    assert first.checks.keys() == {"demographic_parity_difference", "equalized_odds_difference"}
+    for result in window.values():
+        for name, check in result.checks.items():
+            assert check.reference == getattr(reference[result.column], name)
+            assert check.rule == ("none" if check.reference is None else "relative")
+            assert check.reference is not None or check.reason.startswith("is not judged")
+            assert check.low <= check.high and check.limit is None and not check.alert
+    # What 0.1 as the default limit made of these rows: the reference itself was "unfair".
+    assert reference[spec.sensitive[0]].demographic_parity_difference > 0.1
+
+
+def test_a_biased_window_alerts_naming_column_and_group(hmda: Case) -> None:
+    """Half the afam=yes applicants the model would approve are denied."""
+    spec = _defaults(hmda)
+    reference = _report(hmda, hmda.validation, spec=spec)
+    test = hmda.test
+    afam = test.sensitive["afam"].to_numpy() == "yes"
+    biased = test.y_pred.copy()
+    biased[np.flatnonzero(afam & (test.y_pred == "no"))[::2]] = "yes"
+    result = _report(
+        hmda, Split(biased, test.y_true, test.sensitive), spec=spec, reference=reference
+    )
+    dpd = result["afam"].demographic_parity_difference
+    assert dpd == pytest.approx(
+        demographic_parity_difference(
+            test.y_true == "yes", biased == "yes", sensitive_features=afam
+        ),
+        abs=1e-12,
+    )
+    check = result["afam"].checks["demographic_parity_difference"]
+    assert check.alert and check.rule == "relative"
+    assert check.reference == reference["afam"].demographic_parity_difference
+    assert check.low > check.reference + spec.margin and check.low <= dpd <= check.high
+    alert = result["afam"].alerts[0]
+    assert alert.startswith(f"afam: demographic parity difference {dpd:.3f} (95% interval ")
+    assert f"{check.low:.3f} to {check.high:.3f}" in alert and "(relative rule)" in alert
+    assert "for 'yes'" in alert
+
+
+def test_a_biased_intersection_alerts_naming_it(resume: Case) -> None:
+    """Black women stop getting callbacks: the intersection names them."""
+    spec = _defaults(resume)
+    reference = _report(resume, resume.validation, spec=spec)
+    test = resume.test
+    race, gender = (test.sensitive[c].to_numpy() for c in ("race", "gender"))
+    y_pred = np.where((race == "black") & (gender == "f"), 0, test.y_pred)
+    result = _report(resume, Split(y_pred, test.y_true, test.sensitive), spec=spec)
+    both = _report(
+        resume, Split(y_pred, test.y_true, test.sensitive), spec=spec, reference=reference
+    )
+    assert both["race×gender"].demographic_parity_difference == pytest.approx(
+        demographic_parity_difference(
+            test.y_true == 1, y_pred == 1, sensitive_features=np.c_[race, gender]
+        ),
+        abs=1e-12,
+    )
+    alerts = [a for a in both["race×gender"].alerts if "demographic parity" in a]
+    assert len(alerts) == 1 and alerts[0].startswith("race×gender: demographic parity")
+    assert "0.000 for 'black×f'" in alerts[0]
+    assert all(r.alerts == [] for r in result.values())  # without a reference: not judged
+
+
+def test_a_small_noisy_group_does_not_alert(resume: Case) -> None:
+    """135 men with 25 callbacks beside 1,570 women: the men's rates are noise, not an alert."""
+    spec = _defaults(resume, "gender")
+    reference = _report(resume, resume.validation, spec=spec)
+    test = resume.test
+    men = test.sensitive["gender"].to_numpy() == "m"
+    called = test.y_true == 1
+    windows = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        rows = np.concatenate(
+            [
+                np.flatnonzero(~men),
+                rng.choice(np.flatnonzero(men & called), 25, replace=False),
+                rng.choice(np.flatnonzero(men & ~called), 110, replace=False),
+            ]
+        )
+        window = Split(
+            test.y_pred[rows], test.y_true[rows], {"gender": test.sensitive["gender"].iloc[rows]}
+        )
+        windows.append(_report(resume, window, spec=spec, reference=reference)["gender"])
+    assert [(seed, r.alerts) for seed, r in enumerate(windows) if r.alerts] == []
+    past_the_margin = 0
+    for result in windows:
+        assert [(g.group, g.rows) for g in result.groups] == [("f", (~men).sum()), ("m", 135)]
+        for name, check in result.checks.items():
+            past_the_margin += getattr(result, name) > check.reference + spec.margin
+            assert check.low <= check.reference + spec.margin and not check.alert
+        odds = result.checks["equalized_odds_difference"]
+        assert odds.high - odds.low > 0.15  # what 25 positives can tell
+    assert past_the_margin >= 2  # the point estimate alone would have alerted, by chance
+
+
+def test_an_explicit_max_difference_applies_the_absolute_rule(resume: Case) -> None:
+    relative = _defaults(resume, "race")
+    absolute = relative.model_copy(update={"max_difference": 0.2})
+    reference = _report(resume, resume.validation, spec=relative)
+    quiet = _report(resume, resume.test, spec=relative, reference=reference)["race"]
+    loud = _report(resume, resume.test, spec=absolute, reference=reference)["race"]
+    assert quiet.alerts == []
+    assert quiet.demographic_parity_difference == loud.demographic_parity_difference
+    dpd = loud.demographic_parity_difference
+    assert dpd is not None and 0.2 < dpd < reference["race"].demographic_parity_difference
+    check = loud.checks["demographic_parity_difference"]
+    assert (check.alert, check.rule, check.limit) == (True, "absolute", 0.2)
+    assert loud.alerts[0].startswith(f"race: demographic parity difference {dpd:.3f}")
+    assert "is above the limit 0.2 (absolute rule)" in loud.alerts[0]
+    assert "relative" not in loud.alerts[0]  # the rule that did not fire is not named
+    # Without a reference the absolute rule still applies: the validation rows alert too.
+    assert _report(resume, resume.validation, spec=absolute)["race"].alerts
+
+
+def test_the_interval_is_a_stratified_row_bootstrap(hmda: Case) -> None:
+    """Resampling rows within each group (and label) by hand gives the same percentiles."""
+    spec = FairnessSpec(sensitive=("afam",), positive_label="yes", bootstrap=4000)
+    result = _report(hmda, hmda.test, spec=spec)["afam"]
+    test = hmda.test
+    afam = test.sensitive["afam"].to_numpy()
+    pred, true = test.y_pred == "yes", test.y_true == "yes"
+    rng = np.random.default_rng(7)
+
+    def resampled(mask: np.ndarray, n: int) -> np.ndarray:
+        rows = np.flatnonzero(mask)
+        return pred[rows[rng.integers(0, len(rows), size=(n, len(rows)))]].mean(axis=1)
+
+    n = 4000
+    parity = np.abs(resampled(afam == "yes", n) - resampled(afam == "no", n))
+    tpr = np.abs(resampled((afam == "yes") & true, n) - resampled((afam == "no") & true, n))
+    fpr = np.abs(resampled((afam == "yes") & ~true, n) - resampled((afam == "no") & ~true, n))
+    for name, draws in (
+        ("demographic_parity_difference", parity),
+        ("equalized_odds_difference", np.maximum(tpr, fpr)),
+    ):
+        check = result.checks[name]
+        expected = np.quantile(draws, [0.025, 0.975])
+        assert [check.low, check.high] == pytest.approx(expected, abs=0.012), name
+    again = _report(hmda, hmda.test, spec=spec)["afam"]
+    assert again.checks == result.checks  # seeded
+    other = _report(hmda, hmda.test, spec=spec.model_copy(update={"seed": 1}))["afam"]
+    assert other.checks != result.checks
 
 
 def test_small_groups_and_missing_values_are_reported_not_compared(hmda: Case) -> None:

@@ -55,6 +55,7 @@ odd = (
     | st.sampled_from(["1.5", " 2 ", "nan", "", "yes", "abc", "1e3"])
     | st.lists(st.floats(width=32), max_size=2)
     | st.integers(2**70, 2**80)
+    | st.sampled_from([math.inf, -math.inf, 1e39, "inf", "-Infinity", 10**39])
 )
 flags = st.sampled_from([0, 1, 0.0, 1.0, True, False, 2, -1.5, None, "true"])
 # plain numbers most of the time, so both the block and the fallback are taken often
@@ -149,3 +150,44 @@ def test_bad_columns_are_named(columns: dict[str, list[Any]], message: str) -> N
 def test_the_target_may_ride_along() -> None:
     columns = {"a": [1.0], "b": [2.0], "c": [1], "d": [0.0], "y": ["yes"]}
     assert list(to_feeds(columns, SIGNATURE)) == list("abcd")
+
+
+NOT_FINITE = [math.inf, -math.inf, 1e39, -3.5e38, "inf", "-Infinity", "1e39", 10**39]
+
+
+@pytest.mark.parametrize("bad", NOT_FINITE, ids=repr)
+@pytest.mark.parametrize("form", ["records", "columns", "pandas"])
+def test_a_value_not_finite_in_float32_is_named_with_its_row(bad: Any, form: str) -> None:
+    columns: dict[str, list[Any]] = {"a": [1.0, 2.0, 3.0], "b": [0.5, bad, 1.5], "c": [1, 0, 1]}
+    columns["d"] = [0.0, 0.0, 0.0]
+    data: Any = columns
+    if form == "records":
+        data = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+    elif form == "pandas":
+        import pandas as pd
+
+        data = pd.DataFrame(columns)
+    with pytest.raises(DataError) as caught:
+        to_feeds(data, SIGNATURE)
+    shown = repr(bad)
+    assert str(caught.value) == (
+        f"column 'b': value {shown} at row 1 is not a finite float32 "
+        "(expected a magnitude up to 3.402823e+38)"
+    )
+
+
+def test_a_missing_value_is_taken_where_the_input_is_nullable_only() -> None:
+    records = [{"a": 1.0, "b": math.nan, "c": 1, "d": 0.0}, {"a": 2.0, "b": 1.0, "c": 0, "d": 0.0}]
+    assert math.isnan(to_feeds(records, SIGNATURE)["b"][0])  # no "nullable": taken, as before
+    strict = {
+        **SIGNATURE,
+        "inputs": [{**s, "nullable": s["name"] != "b"} for s in SIGNATURE["inputs"]],
+    }
+    for data in (records, [{**records[0], "b": None}, records[1]]):
+        with pytest.raises(DataError) as caught:
+            to_feeds(data, strict)
+        assert str(caught.value) == (
+            "column 'b': value missing at row 0; this input takes no missing values"
+        )
+    records[0]["b"] = 3.0
+    assert to_feeds(records, strict)["b"][0] == 3.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,15 @@ import pyarrow as pa
 import pytest
 
 import mlcycle
-from mlcycle import ConflictError, DataError, IntegrityError, ParityError, Project
+from mlcycle import (
+    ConflictError,
+    DataError,
+    IntegrityError,
+    InvalidNameError,
+    NotFoundError,
+    ParityError,
+    Project,
+)
 from mlcycle.registry import _export, check_parity, load, register
 from mlcycle.train import encode, load_model, predict
 from mlcycle.train._features import FeatureLayout
@@ -217,6 +226,49 @@ def test_parity_failure_registers_nothing(
     ):
         register(project, runs["iris"], "never")
     assert all(m.name != "never" for m in project.store.registry.list_models())
+
+
+def _artifact_count(project: Project) -> int:
+    from sqlalchemy import text
+
+    with project.store.engine.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM artifacts")).scalar_one())
+
+
+@pytest.mark.parametrize(
+    ("name", "alias", "refused"),
+    [
+        ("fresh", "latest", "alias 'latest'"),
+        ("fresh", "7", "alias '7'"),
+        ("fresh", "champion\n", "alias 'champion\\n'"),
+        ("nl\n", None, "model name 'nl\\n'"),
+        ("..", "champion", "model name '..'"),
+    ],
+)
+def test_a_bad_name_or_alias_is_refused_before_anything_is_exported(
+    trained: tuple[Project, dict[str, str]], name: str, alias: str | None, refused: str
+) -> None:
+    project, runs = trained
+    before = _artifact_count(project)
+    with pytest.raises(InvalidNameError, match=f"^{re.escape(refused)}: expected "):
+        register(project, runs["iris"], name, alias=alias)
+    assert _artifact_count(project) == before  # no graph, card or reference was stored
+    with pytest.raises(NotFoundError, match="is not registered"):
+        project.store.registry.get("fresh")
+
+
+def test_a_version_and_its_alias_are_written_together(
+    trained: tuple[Project, dict[str, str]],
+) -> None:
+    project, runs = trained
+    version = register(project, runs["iris"], "together", alias="champion", reason="first")
+    assert (version.ref, version.aliases) == ("together@1", ("champion",))
+    events = project.store.registry.history("together")
+    assert [(e.action, e.details.get("version", e.details.get("to"))) for e in events] == [
+        ("model.registered", 1),
+        ("alias.moved", 1),
+    ]
+    assert events[1].reason == "first"
 
 
 def test_check_parity_reports_where_outputs_differ(trained: tuple[Project, dict[str, str]]) -> None:

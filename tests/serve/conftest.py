@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -42,3 +43,17 @@ def serve(served_project: Path) -> Callable[..., object]:
             yield url, app
 
     return start
+
+
+@pytest.fixture
+def corrupt_copy(served_project: Path, tmp_path: Path) -> Path:
+    """A copy of the served project (without its log) whose version 2 has a tampered graph."""
+    root = tmp_path / "copy"
+    shutil.copytree(served_project, root, ignore=shutil.ignore_patterns("log"))
+    with Project.open(root) as project:
+        version = project.store.registry.get("loyalty@2")
+        blob = next(root.rglob(version.files["model.onnx"]))
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    return root

@@ -9,6 +9,7 @@ the log and the errors are those of the general path.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,3 +175,35 @@ def test_routes_methods_and_internal_errors(
         metrics = client.get("/metrics").text
         assert 'mlcycle_requests_total{code="500",route="predict"} 1.0' in metrics
         assert 'mlcycle_requests_total{code="405",route="predict"}' not in metrics
+
+
+def test_values_not_finite_in_float32_are_refused_on_the_fast_paths(
+    server: tuple[str, ServingApp], records: list[dict[str, Any]]
+) -> None:
+    url, _ = server
+    end = "is not a finite float32 (expected a magnitude up to 3.402823e+38)"
+    rows = [dict(r) for r in records[:3]]
+    rows[2]["mean_area"] = 1e39
+    with httpx.Client(base_url=url) as client:
+        for body, path in ((_v2(rows), "/v2/models/cancer/infer"), ({"records": rows}, "/predict")):
+            got = client.post(path, json=body)
+            assert got.status_code == 422, got.text
+            assert got.json()["error"] == f"column 'mean_area': value 1e+39 at row 2 {end}"
+        # tritonclient's binary form: one FP32 tensor holding an infinity
+        body = _v2(records[:2])
+        area = next(t for t in body["inputs"] if t["name"] == "worst_area")
+        del area["data"]
+        area["parameters"] = {"binary_data_size": 8}
+        head = json.dumps(body).encode()
+        blob = np.array([1.0, -np.inf], dtype=np.float32).tobytes()
+        got = client.post(
+            "/v2/models/cancer/infer",
+            content=head + blob,
+            headers={
+                "content-type": "application/octet-stream",
+                "inference-header-content-length": str(len(head)),
+            },
+        )
+        assert got.status_code == 422, got.text
+        assert got.json()["error"] == f"column 'worst_area': value -inf at row 1 {end}"
+        assert client.post("/predict", json={"records": records[:3]}).status_code == 200

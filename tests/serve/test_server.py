@@ -290,6 +290,118 @@ def test_fuzzed_requests_never_crash_the_server(serve: Any, served_project: Path
         client.close()
 
 
+segments = st.sampled_from(
+    [
+        "loyalty",
+        "versions",
+        "1",
+        "2",
+        "\u00b2",
+        "\u0663",
+        "%C2%B2",
+        "%FF",
+        "%00",
+        "%2F",
+        "-1",
+        "99999999999999999999",
+        "infer",
+        "ready",
+        "..",
+        "",
+        "x y",
+        "\u00e9",
+    ]
+) | st.text(max_size=6)
+paths = st.one_of(
+    st.sampled_from(
+        ["/predict", "/feedback", "/metrics", "/admin/reload", "/v2", "/v2/health/ready"]
+    ),
+    st.builds(
+        lambda name, version, tail: f"/v2/models/{name}/versions/{version}{tail}",
+        segments,
+        segments,
+        st.sampled_from(["", "/infer", "/ready"]),
+    ),
+    st.lists(segments, max_size=5).map(lambda parts: "/v2/models/" + "/".join(parts)),
+)
+header_values = st.sampled_from(
+    [
+        "0",
+        "12",
+        "\u00b2",
+        "\u0663",
+        "-1",
+        "1e3",
+        "99999999999999999999",
+        "application/json",
+        "application/octet-stream",
+        "text/plain",
+        "Bearer x",
+        "null",
+        "http://evil.example",
+        "localhost",
+        "evil.example",
+    ]
+) | st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=12
+)
+headers = st.dictionaries(
+    st.sampled_from(
+        [
+            "inference-header-content-length",
+            "content-type",
+            "x-request-id",
+            "x-request-key",
+            "authorization",
+            "origin",
+            "host",
+        ]
+    ),
+    header_values,
+    max_size=4,
+)
+V2_BODY = _v2(ROWS[:1])
+
+
+@pytest.mark.slow
+def test_fuzzed_paths_and_headers_never_get_a_500(serve: Any) -> None:
+    with serve(admin_token="s3cret") as (url, _):
+        client = httpx.Client(base_url=url)
+
+        @settings(
+            max_examples=300,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(
+            st.sampled_from(["GET", "POST"]),
+            paths,
+            headers,
+            st.sampled_from([V2_BODY, {"records": ROWS[:1]}, {"labels": []}, {}, []]),
+        )
+        def check(method: str, path: str, extra: dict[str, str], body: Any) -> None:
+            content = json.dumps(body).encode()
+            # as bytes: latin-1 where it holds the text (the server reads headers so), else UTF-8
+            raw = {
+                k: v.encode("latin-1" if v.isascii() or max(v) < "\u0100" else "utf-8")
+                for k, v in extra.items()
+            }
+            try:
+                request = client.build_request(method, path, content=content, headers=raw)
+            except (httpx.InvalidURL, ValueError):
+                return  # not a request a client can send
+            response = client.send(request)
+            assert response.status_code < 500, (method, path, extra, response.text)
+            if response.status_code >= 400:
+                assert response.json()["error"], response.text
+
+        check()
+        assert client.post("/predict", json={"records": ROWS}).status_code == 200
+        client.close()
+
+
 def test_overload_answers_503_with_retry_after(serve: Any) -> None:
     with serve(max_queue_rows=3, max_batch_rows=1, max_delay_ms=0) as (url, _):
 
@@ -416,7 +528,7 @@ def test_the_server_never_imports_torch(served_project: Path) -> None:
         "from mlcycle.serve import ServeSettings, create_app\n"
         "from starlette.testclient import TestClient\n"
         f"app = create_app(ServeSettings(project={str(served_project)!r}, ref='loyalty@champion', poll_s=0))\n"
-        "with TestClient(app) as c:\n"
+        "with TestClient(app, base_url='http://localhost') as c:\n"
         "    r = c.post('/predict', json={'records': [{'income': 1.0, 'city': 'paris', 'member': True}]})\n"
         "    print(r.status_code, 'torch' in sys.modules)\n"
     )

@@ -10,7 +10,7 @@ import pytest
 
 from mlcycle.errors import DataError
 from mlcycle.registry import FeedsPlan, to_feeds
-from mlcycle.serve._v2 import decode_inputs, numeric_feeds
+from mlcycle.serve._v2 import attach_binary_data, decode_inputs, numeric_feeds
 
 SIGNATURE = {
     "task": "classification",
@@ -89,7 +89,7 @@ def test_anything_unusual_is_left_to_the_general_path(body: Any) -> None:
 
 
 def test_a_boolean_input_out_of_range_is_named_as_the_general_path_names_it() -> None:
-    body = _edit(("inputs", 2, "data"), [1, 2])
+    body = _edit(("inputs", 2), {"name": "flag", "shape": [2], "datatype": "FP32", "data": [1, 2]})
     with pytest.raises(DataError) as quick:
         numeric_feeds(body, PLAN, 100)
     with pytest.raises(DataError) as general:
@@ -97,6 +97,126 @@ def test_a_boolean_input_out_of_range_is_named_as_the_general_path_names_it() ->
     assert (
         str(quick.value) == str(general.value) == "column 'flag': value 2 at row 1 is not a boolean"
     )
+
+
+MISFITS = {
+    "BOOL 17.99": (2, "BOOL", [True, 17.99], "value 17.99 at row 1", "true, false, 0 or 1"),
+    "BOOL 2": (2, "BOOL", [1, 2], "value 2 at row 1", "true, false, 0 or 1"),
+    "INT64 1.5": (
+        1,
+        "INT64",
+        [0, 1.5],
+        "value 1.5 at row 1",
+        "an integer from -9223372036854775808 to 9223372036854775807",
+    ),
+    "INT8 17.99": (1, "INT8", [17.99, 1], "value 17.99 at row 0", "an integer from -128 to 127"),
+    "INT8 300": (1, "INT8", [1, 300], "value 300 at row 1", "an integer from -128 to 127"),
+    "UINT8 -1": (1, "UINT8", [None, -1], "value -1 at row 1", "an integer from 0 to 255"),
+    "INT16 as text": (
+        1,
+        "INT16",
+        ["7", 1],
+        "value '7' at row 0",
+        "an integer from -32768 to 32767",
+    ),
+    "FP16 1e5": (
+        0,
+        "FP16",
+        [1e5, 0.0],
+        "value 100000.0 at row 0",
+        "a number of magnitude up to 65504",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("tensor", "datatype", "data", "where", "expected"), MISFITS.values(), ids=list(MISFITS)
+)
+def test_data_the_declared_datatype_cannot_hold_is_named(
+    tensor: int, datatype: str, data: list[Any], where: str, expected: str
+) -> None:
+    body = _edit(
+        ("inputs", tensor), {**_body()["inputs"][tensor], "datatype": datatype, "data": data}
+    )
+    assert numeric_feeds(body, PLAN, 100) is None  # the general path says what is wrong
+    name = body["inputs"][tensor]["name"]
+    with pytest.raises(DataError) as caught:
+        _general(body)
+    assert (
+        str(caught.value)
+        == f"input {name!r}: {where} does not fit datatype {datatype} (expected {expected})"
+    )
+
+
+def test_data_the_declared_datatype_holds_takes_the_quick_path() -> None:
+    body = _edit(
+        ("inputs", 1), {"name": "a", "shape": [2], "datatype": "INT8", "data": [-128, 127.0]}
+    )
+    body["inputs"][2] = {"name": "flag", "shape": [2], "datatype": "BOOL", "data": [1, False]}
+    quick = numeric_feeds(body, PLAN, 100)
+    assert quick is not None
+    np.testing.assert_array_equal(quick["a"], [-128, 127])
+    np.testing.assert_array_equal(quick["flag"], [1, 0])
+
+
+@pytest.mark.parametrize("datatype", [[], {}, None, 3])
+def test_a_datatype_that_is_not_a_string_is_named(datatype: Any) -> None:
+    body = _edit(("inputs", 0, "datatype"), datatype)
+    assert numeric_feeds(body, PLAN, 100) is None
+    with pytest.raises(DataError, match=r"input 'b': datatype .* does not fit a numeric input"):
+        _general(body)
+    with pytest.raises(DataError, match=r"datatype .* is not a string"):
+        attach_binary_data(
+            {
+                "inputs": [
+                    {"name": "b", "datatype": datatype, "parameters": {"binary_data_size": 0}}
+                ]
+            },
+            b"",
+        )
+
+
+def test_a_deeply_nested_tensor_is_flattened_without_recursion() -> None:
+    data: Any = [1.0]
+    for _ in range(5000):
+        data = [data]
+    body = _edit(("inputs", 0, "data"), data)
+    with pytest.raises(DataError, match="input 'b': 1 values in data, shape"):
+        _general(body)
+
+
+def _binary_bytes(*elements: bytes) -> bytes:
+    return b"".join(len(e).to_bytes(4, "little") + e for e in elements)
+
+
+def test_binary_bytes_elements_are_read_whole_or_refused() -> None:
+    blob = _binary_bytes(b"paris", "lyon\u00e9".encode())
+    body = {
+        "inputs": [
+            {"name": "city", "datatype": "BYTES", "parameters": {"binary_data_size": len(blob)}}
+        ]
+    }
+    attach_binary_data(body, blob)
+    assert body["inputs"][0]["data"] == ["paris", "lyon\u00e9"]
+    cut = blob[:-2]  # the last element claims 6 bytes, 4 remain
+    body = {
+        "inputs": [
+            {"name": "city", "datatype": "BYTES", "parameters": {"binary_data_size": len(cut)}}
+        ]
+    }
+    with pytest.raises(DataError) as caught:
+        attach_binary_data(body, cut)
+    assert str(caught.value) == (
+        "input 'city': BYTES element 1 claims 6 bytes, only 4 are left in its binary_data_size"
+    )
+    short = blob + b"\x01\x00"
+    body = {
+        "inputs": [
+            {"name": "city", "datatype": "BYTES", "parameters": {"binary_data_size": len(short)}}
+        ]
+    }
+    with pytest.raises(DataError, match="BYTES element 2 is cut short: 2 bytes left"):
+        attach_binary_data(body, short)
 
 
 def test_a_model_with_text_inputs_never_takes_the_quick_path() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from mlcycle.store import MetadataStore
@@ -89,3 +91,32 @@ def register_versions(url: str, worker: int, barrier: Any) -> None:
             actor=f"worker{worker}",
         )
     store.close()
+
+
+def hold_write_lock(url: str, holding: Any, release: Any) -> None:
+    """Open a write transaction (a written, uncommitted event) and keep it until ``release``."""
+    store = MetadataStore(url)
+    with store._write() as session:
+        store._event(session, "lock.held", "test", "holder", actor="holder")
+        session.flush()  # the INSERT runs: this process holds SQLite's write lock now
+        holding.set()
+        release.wait(120)
+    store.close()
+
+
+@contextmanager
+def write_lock_held(url: str) -> Iterator[None]:
+    """While inside, another process holds an open write transaction on the store."""
+    ctx = multiprocessing.get_context("spawn")
+    holding, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=hold_write_lock, args=(url, holding, release))
+    holder.start()
+    try:
+        if not holding.wait(120):
+            raise RuntimeError("the holder process never took the write lock")
+        yield
+    finally:
+        release.set()
+        holder.join(120)
+    if holder.exitcode != 0:
+        raise RuntimeError(f"the holder process exited with {holder.exitcode}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -81,6 +82,28 @@ def test_a_tampered_artifact_raises_integrity_error(artifacts: Artifacts) -> Non
     assert record.uri in str(err) and record.sha256 in str(err) and err.actual in str(err)
     with pytest.raises(IntegrityError):
         artifacts.verify(record.sha256)
+
+
+def test_a_copied_stores_integrity_error_names_the_file_it_read(artifacts: Artifacts) -> None:
+    """A project copied elsewhere reads its own blobs: the error names those, not the original's."""
+    record = artifacts.put_bytes(b"weights: 0.1 0.2 0.3", "text/plain")
+    original = artifacts.blobs
+    assert isinstance(original, FsspecArtifactStore)
+    copied_root = f"{original.root}-copy"
+    original.fs.copy(f"{original.root}/sha256", f"{copied_root}/sha256", recursive=True)
+    copy = FsspecArtifactStore(
+        copied_root if original._local else original.fs.unstrip_protocol(copied_root)
+    )
+    copied = Artifacts(copy, artifacts.metadata)
+    _overwrite(copied, record.sha256, b"weights: 9.9 0.2 0.3")
+    assert artifacts.read_bytes(record.sha256) == b"weights: 0.1 0.2 0.3"  # the original is fine
+    with pytest.raises(IntegrityError) as caught:
+        copied.read_bytes(record.sha256)
+    assert caught.value.artifact == copy.uri(record.sha256) != record.uri
+    assert copy.uri(record.sha256) in str(caught.value)
+    assert record.uri not in str(caught.value)
+    with pytest.raises(IntegrityError, match=re.escape(copy.uri(record.sha256))):
+        copied.verify(record.sha256)
 
 
 def test_a_truncated_artifact_raises_integrity_error(artifacts: Artifacts) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections import Counter
 
 import pytest
@@ -198,6 +201,68 @@ class TestEvents:
             with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as c:
                 c.execute(text(statement))
         assert store.list_events()[0].actor == "me"
+
+
+class TestLocking:
+    """Readers never wait for writers; a writer that must wait says what for."""
+
+    def test_opening_and_reading_answer_while_another_process_writes(self, store_url: str) -> None:
+        store = MetadataStore(store_url)
+        store.create_run(name="before", params={}, actor="me")
+        store.close()
+        with _workers.write_lock_held(store_url):
+            # Opening checks the schema revision (a read); listing reads: neither waits.
+            reader = MetadataStore(store_url)
+            try:
+                assert [r.name for r in reader.list_runs()] == ["before"]
+                assert reader.registry.list_models() == []
+                assert reader.list_events(entity_type="test") == []  # not committed yet
+            finally:
+                reader.close()
+        store = MetadataStore(store_url)
+        assert [e.action for e in store.list_events(entity_type="test")] == ["lock.held"]
+        store.close()
+
+    def test_a_writer_waiting_for_the_write_lock_says_so_once(
+        self, sqlite_url: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="mlcycle.store")
+        store = MetadataStore(sqlite_url)
+        finished = threading.Event()
+        failures: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                store.record_event("waited", "test", "writer", actor="me")
+            except BaseException as exc:  # pragma: no cover - reported by the assert below
+                failures.append(exc)
+            finally:
+                finished.set()
+
+        def waiting() -> list[str]:
+            return [r.getMessage() for r in caplog.records if "write lock" in r.getMessage()]
+
+        try:
+            with _workers.write_lock_held(sqlite_url):
+                writer = threading.Thread(target=write)
+                writer.start()
+                deadline = time.monotonic() + 60
+                while not waiting() and time.monotonic() < deadline and not finished.is_set():
+                    time.sleep(0.02)
+                assert not finished.is_set(), "the write went through while the lock was held"
+                path = sqlite_url.removeprefix("sqlite:///")
+                assert waiting() == [
+                    f"waiting for the store's write lock on {path} (held by another process)…"
+                ]
+            writer.join(120)
+            assert finished.is_set() and failures == []
+            assert len(waiting()) == 1
+            assert [e.action for e in store.list_events(entity_type="test")] == [
+                "waited",
+                "lock.held",
+            ]
+        finally:
+            store.close()
 
 
 @pytest.mark.slow

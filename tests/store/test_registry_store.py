@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from sqlalchemy import text
 
-from mlcycle.errors import ConflictError, NotFoundError
-from mlcycle.store import MetadataStore
+from mlcycle.errors import ConflictError, InvalidNameError, NotFoundError
+from mlcycle.store import (
+    ALIAS_RULE,
+    HEAD_REVISION,
+    MAX_NAME_LENGTH,
+    NAME_RULE,
+    MetadataStore,
+    current_revision,
+    parse_model_ref,
+    upgrade,
+)
+from mlcycle.store._engine import make_engine
 from tests.store import _workers
 
 
@@ -19,7 +31,7 @@ def store(store_url: str) -> Iterator[MetadataStore]:
     s.close()
 
 
-def _register(store: MetadataStore, name: str = "fraud") -> int:
+def _register(store: MetadataStore, name: str = "fraud", **extra: Any) -> int:
     sha = _workers.fake_sha(f"{name}-{uuid.uuid4()}")
     store.record_artifact(sha, 3, f"mem://{sha}", "application/onnx")
     record = store.registry.add_version(
@@ -31,6 +43,7 @@ def _register(store: MetadataStore, name: str = "fraud") -> int:
         signature={"inputs": []},
         files={"model.onnx": sha},
         actor="alice",
+        **extra,
     )
     return record.version
 
@@ -69,8 +82,83 @@ def test_alias_moves_are_recorded_with_who_from_to_and_why(store: MetadataStore)
         ("alice", None, 1, "first"),
         ("bob", 1, 2, "better auc"),
     ]
-    with pytest.raises(ConflictError, match="alias 'latest'"):
+    with pytest.raises(InvalidNameError, match="alias 'latest'"):
         store.registry.set_alias("fraud", 1, "latest", actor="x")
+
+
+# A newline after the name (re.match's $ took it), a path out of the log folder, a hidden
+# file, a path separator, nothing, too long for the column, not ASCII, a space.
+BAD_NAMES = [
+    "nl\n",
+    "..",
+    ".hidden",
+    "a/b",
+    "",
+    "x" * (MAX_NAME_LENGTH + 1),
+    "x" * 300,
+    "naïve",
+    "a b",
+]
+
+
+def _refused(caught: pytest.ExceptionInfo[InvalidNameError], what: str, bad: str) -> None:
+    message = str(caught.value)
+    assert message.startswith(f"{what} {repr(bad)[:MAX_NAME_LENGTH]}"), message
+    assert message.endswith(f": expected {NAME_RULE}"), message
+
+
+def test_one_name_rule_for_models_datasets_and_references(store: MetadataStore) -> None:
+    longest = "m" * MAX_NAME_LENGTH
+    assert _register(store, longest) == 1  # at the limit: taken by both backends
+    assert store.registry.get(f"{longest}@1").name == longest
+    sha = _workers.fake_sha("data")
+    store.record_artifact(sha, 3, f"mem://{sha}", "application/vnd.apache.parquet")
+    for bad in BAD_NAMES:
+        with pytest.raises(InvalidNameError) as caught:
+            _register(store, bad)
+        _refused(caught, "model name", bad)
+        with pytest.raises(InvalidNameError) as caught:
+            parse_model_ref(f"{bad}@1")
+        _refused(caught, "model name", bad)
+        with pytest.raises(InvalidNameError) as caught:
+            store.add_dataset_version(
+                bad,
+                fingerprint=sha,
+                artifact_sha256=sha,
+                source="test",
+                n_rows=1,
+                schema={},
+                profile={},
+                actor="x",
+            )
+        _refused(caught, "dataset name", bad)
+    assert [m.name for m in store.registry.list_models()] == [longest]
+    assert store.list_datasets() == []
+
+
+def test_one_alias_rule(store: MetadataStore) -> None:
+    _register(store)
+    longest = "c" * MAX_NAME_LENGTH
+    assert store.registry.set_alias("fraud", 1, longest, actor="x") is None
+    assert store.registry.get(f"fraud@{longest}").version == 1
+    for bad in ["latest", "Latest", "12", "champion\n", "c" * (MAX_NAME_LENGTH + 1), "-x", "a.b"]:
+        with pytest.raises(InvalidNameError) as caught:
+            store.registry.set_alias("fraud", 1, bad, actor="x")
+        assert str(caught.value) == f"alias {bad!r}: expected {ALIAS_RULE}"
+        if bad not in ("latest", "12"):  # NAME@latest and NAME@12 are references already
+            with pytest.raises(InvalidNameError, match="expected a letter, then"):
+                parse_model_ref(f"fraud@{bad}")
+    assert store.registry.get("fraud@1").aliases == (longest,)
+
+
+def test_a_version_is_registered_with_its_alias_in_one_step(store: MetadataStore) -> None:
+    assert _register(store, alias="champion", reason="first") == 1
+    assert store.registry.get("fraud@champion").aliases == ("champion",)
+    with pytest.raises(InvalidNameError, match="alias 'latest'"):
+        _register(store, alias="latest")
+    assert [v.version for v in store.registry.list_versions("fraud")] == [1]
+    moves = store.registry.history("fraud", "champion")
+    assert [(e.details["from"], e.details["to"], e.reason) for e in moves] == [(None, 1, "first")]
 
 
 def test_rollback_walks_back_through_the_alias_history(store: MetadataStore) -> None:
@@ -100,6 +188,81 @@ def test_a_version_an_alias_points_to_cannot_be_deleted(store: MetadataStore) ->
     assert _register(store) == 3  # numbers are never reused
     actions = [e.action for e in store.registry.history("fraud")]
     assert actions.count("model.deleted") == 1
+
+
+def test_version_numbers_are_never_reused_even_after_deleting_the_latest(
+    store: MetadataStore,
+) -> None:
+    assert [_register(store) for _ in range(2)] == [1, 2]
+    store.registry.delete_version("fraud", 2, actor="x", reason="bad weights")
+    assert (
+        _register(store) == 3
+    )  # not 2 again: a server or a log holding "fraud@2" means the old one
+    for version in (3, 1):
+        store.registry.delete_version("fraud", version, actor="x", reason=None)
+    assert store.registry.list_versions("fraud") == []
+    assert _register(store) == 4
+    listed = {m.name: (m.versions, m.latest) for m in store.registry.list_models()}
+    assert listed == {"fraud": (1, 4)}
+
+
+def test_a_registry_made_before_0004_keeps_the_numbers_it_deleted_retired(store_url: str) -> None:
+    engine = make_engine(store_url)
+    upgrade(engine, "0003")
+    # What mlcycle at revision 0003 wrote: fraud@3 was registered, then deleted (only its
+    # events remain); churn's versions have no events; 'empty' lost its only version.
+    with engine.begin() as connection:
+        for id_, name in ((1, "fraud"), (2, "churn"), (3, "empty")):
+            connection.execute(
+                text(
+                    "INSERT INTO registered_models (id, name, created_at, created_by)"
+                    " VALUES (:id, :name, CURRENT_TIMESTAMP, 'someone')"
+                ),
+                {"id": id_, "name": name},
+            )
+        for model_id, version in ((1, 1), (1, 2), (2, 1), (2, 5)):
+            connection.execute(
+                text(
+                    "INSERT INTO model_versions (model_id, version, task, metrics, lineage,"
+                    " signature, created_at, created_by) VALUES (:m, :v, 'binary', '{}', '{}',"
+                    " '{}', CURRENT_TIMESTAMP, 'someone')"
+                ),
+                {"m": model_id, "v": version},
+            )
+        for action, name, version in (
+            ("model.registered", "fraud", 1),
+            ("model.registered", "fraud", 2),
+            ("model.registered", "fraud", 3),
+            ("model.deleted", "fraud", 3),
+            ("model.registered", "empty", 1),
+            ("model.deleted", "empty", 1),
+            ("run.created", "fraud", 9),  # not a model event: ignored
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO events (at, actor, action, entity_type, entity_id, details)"
+                    " VALUES (CURRENT_TIMESTAMP, 'someone', :action, :type, :name, :details)"
+                ),
+                {
+                    "action": action,
+                    "type": "run" if action.startswith("run") else "model",
+                    "name": name,
+                    "details": f'{{"version": {version}}}',
+                },
+            )
+    engine.dispose()
+
+    store = MetadataStore(store_url)
+    try:
+        assert current_revision(store.engine) == HEAD_REVISION
+        assert [_register(store, name) for name in ("fraud", "churn", "empty", "new")] == [
+            4,
+            6,
+            2,
+            1,
+        ]
+    finally:
+        store.close()
 
 
 @pytest.mark.slow

@@ -164,7 +164,11 @@ class BatchLog:
                 values=prediction.values,
             )
         )
-        log.flush()
+        try:
+            log.flush()
+        except BaseException:
+            log.discard()  # the chunk is not committed: its resume logs these rows again
+            raise
 
     def close(self) -> None:
         with self._lock:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mlcycle.cli._app import app, out, print_json, state
@@ -66,6 +67,16 @@ def monitor(
             out.print(f"estimated accuracy (CBPE, no labels): {e['value']:.4f}")
         if result.ood is not None:
             out.print(f"out-of-distribution rows: {result.ood['share']:.1%}")
+        for key, fair in result.fairness.items():
+            for name, check in fair.checks.items():
+                ref = "" if check.reference is None else f", reference {check.reference:.3f}"
+                out.print(
+                    f"fairness {escape(key)}: {name.replace('_', ' ')} {getattr(fair, name):.3f} "
+                    f"({check.confidence:.0%} interval {check.low:.3f} to {check.high:.3f}{ref}); "
+                    f"{check.rule} rule: {'[red]alert[/]' if check.alert else 'no alert'}"
+                )
+            for note in fair.notes:
+                out.print(f"  [dim]{escape(note)}[/]")
         for alert in result.alerts:
             out.print(f"[red]alert:[/] {alert}")
         if result.html is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -30,16 +30,37 @@ def serve(
     max_batch: Annotated[int, typer.Option(min=1, help="Rows per ONNX Runtime call.")] = 64,
     max_delay_ms: Annotated[float, typer.Option(min=0, help="Wait for a batch to fill.")] = 2.0,
     max_queue: Annotated[int, typer.Option(min=1, help="Queued rows before 503.")] = 4096,
-    admin_token: Annotated[
-        str | None, typer.Option(help="Token for admin routes (or MLCYCLE_ADMIN_TOKEN).")
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(help="Another Host name clients use (repeatable; '*': any name)."),
+    ] = None,
+    admin_token_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the admin routes' token (or MLCYCLE_ADMIN_TOKEN)."),
+    ] = None,
+    admin_token: Annotated[str | None, typer.Option(hidden=True)] = None,
+    feedback_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding a Bearer token /feedback requires (or MLCYCLE_FEEDBACK_TOKEN)."
+        ),
     ] = None,
 ) -> None:
     """Serve a registered model: KServe V2 API, /predict, /feedback, /metrics."""
+    from mlcycle import _settings
     from mlcycle.serve import ServeSettings, run
+    from mlcycle.serve._deployment import check_servable
+    from mlcycle.serve._guard import allowed_hosts
 
-    with state(ctx).open() as project:
-        version = project.store.registry.get(ref)  # fails early on a bad reference
-        root = project.root
+    if admin_token is not None:  # ps shows a command line to every user of the machine
+        raise SpecError(
+            "--admin-token would show the token to every user of this machine (ps): "
+            "set MLCYCLE_ADMIN_TOKEN or put it in a file given with --admin-token-file"
+        )
+    token = _secret(admin_token_file, "--admin-token-file", _settings.admin_token())
+    feedback_token = _secret(
+        feedback_token_file, "--feedback-token-file", _settings.feedback_token()
+    )
     name = ref.split("@")[0]
     canary_ref, percent = None, 0.0
     if canary is not None:
@@ -53,18 +74,38 @@ def serve(
         if not 0 < percent <= 100:
             raise SpecError(f"--canary {canary!r}: {percent:g} is not in (0, 100]")
         canary_ref = f"{name}@{alias}"
-    settings = ServeSettings(
-        project=root,
-        ref=ref,
-        canary=canary_ref,
-        canary_percent=percent,
-        shadow=f"{name}@{shadow}" if shadow else None,
-        max_batch_rows=max_batch,
-        max_delay_ms=max_delay_ms,
-        max_queue_rows=max_queue,
-        admin_token=admin_token or os.environ.get("MLCYCLE_ADMIN_TOKEN"),
-    )
+    with state(ctx).open() as project:
+        settings = ServeSettings(
+            project=project.root,
+            ref=ref,
+            canary=canary_ref,
+            canary_percent=percent,
+            shadow=f"{name}@{shadow}" if shadow else None,
+            max_batch_rows=max_batch,
+            max_delay_ms=max_delay_ms,
+            max_queue_rows=max_queue,
+            admin_token=token,
+            feedback_token=feedback_token,
+            allowed_hosts=allowed_hosts(host, allowed_host or ()),
+        )
+        version = check_servable(project, settings)  # every ref resolves, its files intact
     err.print(
         f"serving {version.ref} (following {ref}) on http://{host}:{port} with {workers} worker(s)"
     )
     run(settings, host=host, port=port, workers=workers)
+
+
+def _secret(path: Path | None, option: str, default: str | None) -> str | None:
+    """A token from a file (``option``), else ``default`` (the environment's): never from
+    the command line, which ``ps`` shows to every user of the machine."""
+    if path is None:
+        return default
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        raise SpecError(f"{option} {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{option} {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not token:
+        raise SpecError(f"{option} {path} is empty")
+    return token

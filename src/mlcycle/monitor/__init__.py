@@ -5,10 +5,12 @@ reference recorded at registration: feature, prediction and target drift
 (:func:`drift_report`, vectorised, with defaults an Evidently user
 recognises), realised performance once late labels arrive
 (:func:`window_performance`), performance estimated without labels
-(:class:`CBPE`), bias over time (:func:`fairness_report`, Fairlearn's
-metrics) and out-of-distribution inputs (:class:`OODDetector`). Findings are
-alerts: events in the store and a webhook POST; the report is stored as JSON
-and drawn as HTML by :func:`render_monitor_report`. Never imports torch.
+(:class:`CBPE`), bias over time per sensitive column and their intersection
+(:func:`fairness_report`, Fairlearn's metrics with bootstrap intervals, judged
+against the reference) and out-of-distribution inputs (:class:`OODDetector`).
+Findings are alerts: events in the store and a webhook POST; the report is
+stored as JSON and drawn as HTML by :func:`render_monitor_report`. Never
+imports torch.
 """
 
 from __future__ import annotations

@@ -6,7 +6,11 @@ the selection rate, true- and false-positive rates and accuracy per group, the
 demographic-parity difference and the equalised-odds difference. Labels are
 class names; the positive class is ``positive_label`` and every other class
 counts as negative (one-vs-rest for a multiclass model), except in accuracy,
-which compares the class names themselves.
+which compares the class names themselves. With several sensitive columns,
+each is reported on its own and, unless ``intersections`` is off, so is their
+intersection under the key ``sex×race``: one group per combination of values
+(``female×black``), as Fairlearn's ``MetricFrame`` groups several sensitive
+features.
 
 A rate estimated from a handful of rows is noise, so a group takes part in a
 difference only when enough rows stand behind its rates: ``min_group_rows``
@@ -18,14 +22,23 @@ three rows of a group cannot raise an alert. Rows without a label (labels come
 late) count in the selection rate only. Missing sensitive values form the group
 ``"(missing)"``.
 
-A difference alerts when it passes ``max_difference``, or when it passes the
-reference's (the validation split, recorded at registration) by more than
-``margin``. Fairlearn is imported on first use, as importing it takes about a
-second.
+Every difference comes with a percentile bootstrap interval at ``confidence``
+(``bootstrap`` resamples of the rows within each group, and within each
+label for the equalised odds; seeded by ``seed``, so a report is reproducible).
+By default a difference alerts only relative to the reference (the model's
+answers on its validation split, recorded at registration, reported the same
+way): when it is above the reference's difference by more than ``margin`` and
+so is the lower end of its interval. A model that was already unequal on clean
+data is thus judged against itself, and a small group's noise cannot alert.
+``max_difference``, when set, adds an absolute limit on the difference itself
+(the point estimate: a limit the user chose). Each result says, per
+difference, its interval, the rule that decided and why (``checks``).
+Fairlearn is imported on first use, as importing it takes about a second.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -40,7 +53,9 @@ if TYPE_CHECKING:
     from mlcycle.spec import FairnessSpec
 
 __all__ = [
+    "INTERSECTION",
     "MISSING_GROUP",
+    "DifferenceCheck",
     "FairnessResult",
     "FairnessWindow",
     "GroupMetrics",
@@ -49,6 +64,7 @@ __all__ = [
 ]
 
 MISSING_GROUP = "(missing)"
+INTERSECTION = "×"
 
 Strings = NDArray[np.object_]
 
@@ -70,6 +86,37 @@ class GroupMetrics:
 
 
 @dataclass(frozen=True)
+class DifferenceCheck:
+    """How one fairness difference of a window was judged, with its interval.
+
+    Attributes:
+        low, high: The percentile bootstrap interval of the difference at ``confidence``.
+        confidence: The interval's level (``monitor.fairness.confidence``).
+        reference: The same difference on the reference rows, with its interval
+            (``reference_low``, ``reference_high``); None without a reference.
+        margin: How far above the reference the relative rule lets the difference go.
+        limit: ``max_difference`` when it is set (the absolute rule), else None.
+        rule: The rule that decided: with an alert, the one(s) that raised it; without,
+            the ones applied (``"relative"``, ``"absolute"``, ``"relative and absolute"``,
+            ``"none"`` when neither can apply).
+        alert: Whether the difference alerts.
+        reason: The verdict in one line, naming the rule and the figures compared.
+    """
+
+    low: float
+    high: float
+    confidence: float
+    reference: float | None
+    reference_low: float | None
+    reference_high: float | None
+    margin: float
+    limit: float | None
+    rule: str
+    alert: bool
+    reason: str
+
+
+@dataclass(frozen=True)
 class FairnessResult:
     """The fairness of one sensitive column over one window; :meth:`to_dict` is JSON-able.
 
@@ -81,10 +128,13 @@ class FairnessResult:
         equalized_odds_difference: The larger of the TPR and FPR ranges over the groups with
             at least ``min_group_rows`` positive and negative labels; None without labels or
             when fewer than two qualify.
-        alerts: One line per difference past its limit, naming column, metric, value, limit
-            and reference.
+        alerts: One line per difference that alerts, naming column, metric, value, interval,
+            the rule and the groups with the highest and lowest rate.
         excluded: Groups left out of at least one difference for want of rows or labels.
-        notes: Why each excluded group was left out, and why a difference is None.
+        notes: Why each excluded group was left out (with its size), and why a difference
+            is None.
+        checks: Per difference that could be computed (``"demographic_parity_difference"``,
+            ``"equalized_odds_difference"``), its interval and verdict.
     """
 
     column: str
@@ -94,6 +144,7 @@ class FairnessResult:
     alerts: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    checks: dict[str, DifferenceCheck] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts, lists, strings, numbers and None."""
@@ -104,6 +155,8 @@ class FairnessResult:
         """The inverse of :meth:`to_dict`, for a reference read back from the store."""
         fields = dict(data)
         fields["groups"] = [GroupMetrics(**group) for group in fields["groups"]]
+        checks = fields.get("checks") or {}
+        fields["checks"] = {name: DifferenceCheck(**check) for name, check in checks.items()}
         return cls(**fields)
 
 
@@ -139,7 +192,8 @@ def fairness_report(
             it must occur among the predictions or the labels.
 
     Returns:
-        A :class:`FairnessResult` per sensitive column, in ``spec.sensitive`` order.
+        A :class:`FairnessResult` per sensitive column, in ``spec.sensitive`` order, then
+        one for their intersection (``"a×b"``) when there are several.
 
     Raises:
         DataError: a length mismatch, a missing sensitive column or prediction,
@@ -147,17 +201,18 @@ def fairness_report(
 
     Example:
         >>> from mlcycle.spec import FairnessSpec
-        >>> spec = FairnessSpec(sensitive=("group",), positive_label="yes", min_group_rows=2)
-        >>> result = fairness_report(
-        ...     ["yes", "no", "no", "yes", "yes", "yes"],
-        ...     {"group": ["a", "a", "a", "b", "b", "b"]},
-        ...     spec=spec,
-        ... )["group"]
-        >>> [(g.group, round(g.selection_rate, 2)) for g in result.groups]
-        [('a', 0.33), ('b', 1.0)]
+        >>> spec = FairnessSpec(sensitive=("group",), positive_label="yes")
+        >>> group = {"group": ["a"] * 40 + ["b"] * 40}
+        >>> before = ["yes"] * 18 + ["no"] * 22 + ["yes"] * 22 + ["no"] * 18
+        >>> now = ["yes"] * 10 + ["no"] * 30 + ["yes"] * 30 + ["no"] * 10
+        >>> reference = fairness_report(before, group, spec=spec)
+        >>> result = fairness_report(now, group, spec=spec, reference=reference)["group"]
+        >>> [(g.group, g.selection_rate) for g in result.groups]
+        [('a', 0.25), ('b', 0.75)]
         >>> print(*result.alerts)  # doctest: +NORMALIZE_WHITESPACE
-        group: demographic parity difference 0.667 is above the limit 0.1
-        (selection rate 1.000 for 'b', 0.333 for 'a')
+        group: demographic parity difference 0.500 (95% interval 0.324 to 0.700) is above
+        the reference's 0.100 by more than the margin 0.05, and so is the whole interval
+        (relative rule) (selection rate 0.750 for 'b', 0.250 for 'a')
     """
     positive = _positive_label(positive_label, spec)
     pred, truth = _labels(y_pred, y_true)
@@ -313,6 +368,19 @@ def _groups(
         groups = _strings(values)
         groups[values.isna().to_numpy()] = MISSING_GROUP
         columns[name] = groups
+    if spec.intersections and len(columns) >= 2:
+        key = INTERSECTION.join(columns)
+        if key in columns:
+            raise DataError(
+                f"fairness: sensitive column {key!r} has the name of the intersection of "
+                f"{', '.join(repr(c) for c in columns if c != key)}; expected another name"
+            )
+        # Fairlearn's MetricFrame with several sensitive features groups by their combination.
+        first, *rest = columns.values()
+        joined = first
+        for groups in rest:
+            joined = joined + INTERSECTION + groups
+        columns[key] = joined
     return columns
 
 
@@ -512,51 +580,135 @@ def _column(
                 "positive and negative labels"
             )
 
-    alerts = [
-        alert
-        for alert in (
-            _alert(
-                column,
-                "demographic parity difference",
-                parity,
-                None if reference is None else reference.demographic_parity_difference,
-                spec,
-                _spread(parity_groups, "selection rate"),
-            ),
-            _alert(
-                column,
-                "equalised odds difference",
-                odds,
-                None if reference is None else reference.equalized_odds_difference,
-                spec,
-                _odds_spread(odds_groups),
-            ),
+    # Each column draws from its own seeded stream, whatever the order of the columns.
+    seed = (spec.seed, zlib.crc32(column.encode()))
+    judged: list[tuple[str, float, NDArray[np.float64], str]] = []
+    if parity is not None:
+        draws = _parity_draws(groups, selected, parity_groups, spec.bootstrap, seed)
+        spread = _spread(parity_groups, "selection rate")
+        judged.append(("demographic_parity_difference", parity, draws, spread))
+    if odds is not None and truth is not None:
+        actual = truth[labelled] == positive
+        draws = _odds_draws(
+            groups[labelled], selected[labelled], actual, odds_groups, spec.bootstrap, seed
         )
-        if alert is not None
-    ]
-    return FairnessResult(column, metrics, parity, odds, alerts, sorted(excluded), notes)
+        judged.append(("equalized_odds_difference", odds, draws, _odds_spread(odds_groups)))
+    checks: dict[str, DifferenceCheck] = {}
+    alerts: list[str] = []
+    for name, value, draws, spread in judged:
+        check = checks[name] = _judge(value, draws, spec, reference, name)
+        if check.alert:
+            interval = f"{check.confidence:.0%} interval {check.low:.3f} to {check.high:.3f}"
+            alerts.append(
+                f"{column}: {_METRICS[name]} {value:.3f} ({interval}) {check.reason} ({spread})"
+            )
+    return FairnessResult(column, metrics, parity, odds, alerts, sorted(excluded), notes, checks)
 
 
-def _alert(
-    column: str,
-    metric: str,
-    value: float | None,
-    reference: float | None,
+_METRICS = {
+    "demographic_parity_difference": "demographic parity difference",
+    "equalized_odds_difference": "equalised odds difference",
+}
+
+
+def _ranges(rates: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Largest minus smallest rate of each bootstrap draw (a row per draw, a column per group)."""
+    return np.asarray(rates.max(axis=1) - rates.min(axis=1), dtype=np.float64)
+
+
+def _resampled_rates(
+    hits: NDArray[np.int64], n: NDArray[np.int64], draws: int, rng: np.random.Generator
+) -> NDArray[np.float64]:
+    """Each group's rate over ``draws`` resamples of its ``n`` rows, ``hits`` of them hits.
+
+    Drawing ``n`` rows with replacement from a group and counting hits is drawing
+    one binomial count, so this is the row bootstrap stratified by group, exactly,
+    without materialising the rows.
+    """
+    counts = rng.binomial(n, hits / n, size=(draws, len(n)))
+    return np.asarray(counts / n, dtype=np.float64)
+
+
+def _parity_draws(
+    groups: Strings,
+    selected: NDArray[np.int8],
+    kept: Sequence[GroupMetrics],
+    draws: int,
+    seed: tuple[int, int],
+) -> NDArray[np.float64]:
+    """Bootstrap demographic-parity differences: rows resampled within each group."""
+    n = np.array([np.sum(groups == g.group) for g in kept], dtype=np.int64)
+    hits = np.array([np.sum(selected[groups == g.group]) for g in kept], dtype=np.int64)
+    return _ranges(_resampled_rates(hits, n, draws, np.random.default_rng(seed)))
+
+
+def _odds_draws(
+    groups: Strings,
+    selected: NDArray[np.int8],
+    actual: NDArray[np.bool_],
+    kept: Sequence[GroupMetrics],
+    draws: int,
+    seed: tuple[int, int],
+) -> NDArray[np.float64]:
+    """Bootstrap equalised-odds differences: rows resampled within each group and label."""
+    rng = np.random.default_rng(seed)
+    ranges = []
+    for label in (True, False):  # the true-positive rates, then the false-positive rates
+        mine = [(groups == g.group) & (actual == label) for g in kept]
+        n = np.array([np.sum(m) for m in mine], dtype=np.int64)
+        hits = np.array([np.sum(selected[m]) for m in mine], dtype=np.int64)
+        ranges.append(_ranges(_resampled_rates(hits, n, draws, rng)))
+    return np.maximum(*ranges)
+
+
+def _judge(
+    value: float,
+    draws: NDArray[np.float64],
     spec: FairnessSpec,
-    detail: str,
-) -> str | None:
-    if value is None:
-        return None
-    reasons = []
-    if value > spec.max_difference:
-        reasons.append(f"is above the limit {spec.max_difference:g}")
-    if reference is not None and value > reference + spec.margin:
-        reasons.append(
-            f"is above the reference's {reference:.3f} by more than the margin {spec.margin:g}"
-        )
-    if not reasons:
-        return None
-    return f"{column}: {metric} {value:.3f} {' and '.join(reasons)} ({detail})"
+    reference: FairnessResult | None,
+    name: str,
+) -> DifferenceCheck:
+    """The interval of ``value`` from its bootstrap ``draws``, and the verdict of the rules."""
+    tail = (1 - spec.confidence) / 2
+    low, high = (float(q) for q in np.quantile(draws, [tail, 1 - tail]))
+    ref_value = None if reference is None else getattr(reference, name)
+    ref_check = None if reference is None else reference.checks.get(name)
+    verdicts: list[tuple[str, bool, str]] = []  # (rule, fired, why)
+    if ref_value is not None:
+        threshold = ref_value + spec.margin
+        against = f"the reference's {ref_value:.3f} by more than the margin {spec.margin:g}"
+        if value > threshold and low > threshold:
+            why = f"is above {against}, and so is the whole interval"
+        elif value > threshold:
+            why = f"is above {against}, but its interval reaches down to {low:.3f}"
+        else:
+            why = f"is not above {against}"
+        verdicts.append(("relative", value > threshold and low > threshold, why))
+    if spec.max_difference is not None:
+        over = value > spec.max_difference
+        limit = f"the limit {spec.max_difference:g}"
+        verdicts.append(("absolute", over, f"is above {limit}" if over else f"is within {limit}"))
+    alert = any(fired for _, fired, _ in verdicts)
+    missing = (
+        "there is no reference"
+        if reference is None
+        else "the reference has none (too few groups with enough rows or labels)"
+    )
+    deciding = [(rule, why) for rule, fired, why in verdicts if fired or not alert]
+    return DifferenceCheck(
+        low=low,
+        high=high,
+        confidence=spec.confidence,
+        reference=ref_value,
+        reference_low=None if ref_check is None else ref_check.low,
+        reference_high=None if ref_check is None else ref_check.high,
+        margin=spec.margin,
+        limit=spec.max_difference,
+        rule=" and ".join(rule for rule, _ in deciding) or "none",
+        alert=alert,
+        reason="; ".join(f"{why} ({rule} rule)" for rule, why in deciding)
+        or f"is not judged: {missing} and no max_difference is set",
+    )
 
 
 def _spread(groups: Sequence[GroupMetrics], rate: str) -> str:

@@ -45,7 +45,7 @@ def _timeline(figs: Figures, rows: Sequence[Mapping[str, Any]], reference: float
     has_ood = any(r.get("ood_share") is not None for r in rows)
     panels = ["share of inputs drifted", f"{rows[0]['metric']}: realised and estimated"]
     panels += ["out-of-distribution share"] if has_ood else []
-    panels += [f"demographic parity difference ({d[4:]})" for d in dpd]
+    panels += [f"demographic parity difference ({d[4:]}), with its interval" for d in dpd]
     fig = figs.make_subplots(rows=len(panels), cols=1, subplot_titles=panels, shared_xaxes=True)
     go = figs.go
     fig.add_trace(go.Scatter(x=x, y=[r["share_drifted"] for r in rows], name="drifted share"), 1, 1)
@@ -67,10 +67,26 @@ def _timeline(figs: Figures, rows: Sequence[Mapping[str, Any]], reference: float
         fig.add_trace(go.Scatter(x=x, y=[r["ood_share"] for r in rows], name="OOD share"), 3, 1)
     first = 4 if has_ood else 3
     for i, key in enumerate(dpd):
+        values = [r.get(key) for r in rows]
+        bounds = [r.get(f"dpd_interval:{key[4:]}") for r in rows]
         fig.add_trace(
-            go.Scatter(x=x, y=[r.get(key) for r in rows], name=esc(key[4:])), first + i, 1
+            go.Scatter(x=x, y=values, name=esc(key[4:]), error_y=_error_bars(values, bounds)),
+            first + i,
+            1,
         )
     return figs.html(fig, height=230 * len(panels) + 80)
+
+
+def _error_bars(values: Sequence[float | None], bounds: Sequence[Any]) -> dict[str, Any]:
+    """Plotly's asymmetric error bars from a ``[low, high]`` per point (none where unknown)."""
+    up: list[float | None] = []
+    down: list[float | None] = []
+    for value, bound in zip(values, bounds, strict=True):
+        known = value is not None and bound is not None
+        # A percentile interval of a range can sit wholly above a value near zero: no bar below.
+        up.append(max(bound[1] - value, 0.0) if known else None)
+        down.append(max(value - bound[0], 0.0) if known else None)
+    return {"type": "data", "symmetric": False, "array": up, "arrayminus": down}
 
 
 def _performance(report: Mapping[str, Any]) -> str:
@@ -178,9 +194,33 @@ def _distributions(figs: Figures, histograms: Mapping[str, Mapping[str, Any]]) -
     return figs.html(fig, height=230 * rows + 60) + note
 
 
+def _interval(low: Any, high: Any) -> str:
+    return "—" if low is None or high is None else f"{low:.3f} to {high:.3f}"
+
+
+def _difference(name: str, value: float | None, check: Mapping[str, Any] | None) -> list[str]:
+    """One row of a column's differences: the figure, its interval, the reference and verdict."""
+    if value is None:
+        return [name, "—", "—", "—", "—", "not computed: see the notes below"]
+    if check is None:  # a report stored before differences had intervals
+        return [name, f"{value:.3f}", "—", "—", "—", "—"]
+    reference = check.get("reference")
+    return [
+        name,
+        f"{value:.3f}",
+        f"{check['confidence']:.0%}: {_interval(check['low'], check['high'])}",
+        "—"
+        if reference is None
+        else f"{reference:.3f} ({_interval(check['reference_low'], check['reference_high'])})",
+        str(check["rule"]),
+        f"{'ALERT: ' if check['alert'] else ''}{check['reason']}",
+    ]
+
+
 def _fairness(fairness: Mapping[str, Mapping[str, Any]]) -> str:
     parts = []
     for column, result in fairness.items():
+        excluded = set(result.get("excluded", []))
         rows = [
             [
                 str(g.get("group")),
@@ -189,16 +229,32 @@ def _fairness(fairness: Mapping[str, Mapping[str, Any]]) -> str:
                 fmt(g.get("tpr")),
                 fmt(g.get("fpr")),
                 fmt(g.get("accuracy")),
+                "left out: see the notes" if g.get("group") in excluded else "",
             ]
             for g in result.get("groups", [])
         ]
         parts.append(f"<h3>{esc(column)}</h3>")
-        parts.append(table(["group", "rows", "selection rate", "TPR", "FPR", "accuracy"], rows))
         parts.append(
-            f'<p class="note">demographic parity difference '
-            f"{esc(fmt(result.get('demographic_parity_difference')))}; equalised odds difference "
-            f"{esc(fmt(result.get('equalized_odds_difference')))}</p>"
+            table(["group", "rows", "selection rate", "TPR", "FPR", "accuracy", ""], rows, text=[6])
         )
+        checks = result.get("checks") or {}
+        differences = [
+            _difference(name, result.get(key), checks.get(key))
+            for key, name in (
+                ("demographic_parity_difference", "demographic parity difference"),
+                ("equalized_odds_difference", "equalised odds difference"),
+            )
+        ]
+        parts.append(
+            table(
+                ["difference", "window", "interval", "reference (interval)", "rule", "verdict"],
+                differences,
+                text=[4, 5],
+            )
+        )
+        if result.get("notes"):
+            items = "".join(f"<li>{esc(n)}</li>" for n in result["notes"])
+            parts.append(f'<ul class="note">{items}</ul>')
     return "".join(parts) or '<p class="note">No sensitive column is configured.</p>'
 
 

@@ -8,9 +8,10 @@ since a moment) with the labels that came back later as feedback.
 
 One run checks, in order: feature drift, prediction drift, target drift (with
 labels), realised performance with a bootstrap interval (with labels),
-estimated performance without labels (CBPE), bias per sensitive column
-(Fairlearn), the share of out-of-distribution inputs, and the same figures
-over ``timeline_windows`` consecutive slices of the window. Findings become
+estimated performance without labels (CBPE), bias per sensitive column and
+their intersection (Fairlearn, with bootstrap intervals), the share of
+out-of-distribution inputs, and the same figures over ``timeline_windows``
+consecutive slices of the window. Findings become
 alerts: events in the store, and a POST to the spec's webhook. The whole
 result is stored as a JSON report, from which :func:`render_monitor_report`
 draws the HTML page. ONNX Runtime only; torch is never imported.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -226,38 +227,38 @@ def _fairness(
     if positive is None:
         notes.append("fairness: set monitor.fairness.positive_label for a multiclass model")
         return {}
-    results: dict[str, FairnessResult] = {}
+    current: dict[str, Array] = {}
     for column in columns:
-        current = window.extra.get(column, window.inputs.get(column))
-        if current is None:
+        values = window.extra.get(column, window.inputs.get(column))
+        if values is None:
             notes.append(f"fairness: the sensitive column {column!r} is not in the current data")
-            continue
-        if column not in reference.validation.column_names:
+        elif column not in reference.validation.column_names:
             notes.append(f"fairness: the sensitive column {column!r} is not in the dataset")
-            continue
-        ref_values = np.asarray(
-            reference.validation.column(column).cast("string").to_pylist(), dtype=object
-        )
-        assert reference.labels is not None
-        baseline = fairness_report(
-            reference.labels,
-            {column: ref_values},
-            y_true=reference.actual,
-            positive_label=positive,
-            spec=spec.fairness,
-        )
-        labelled = window.has_actual is not None and bool(window.has_actual.all())
-        results.update(
-            fairness_report(
-                window.labels,
-                {column: np.asarray(current, dtype=object).astype(str)},
-                y_true=window.actual if labelled else None,
-                positive_label=positive,
-                spec=spec.fairness,
-                reference=baseline,
-            )
-        )
-    return results
+        else:
+            current[column] = np.asarray(values, dtype=object)
+    if not current:
+        return {}
+    # One report over every column present: each on its own, and their intersection.
+    watched = spec.fairness.model_copy(update={"sensitive": tuple(current)})
+    assert reference.labels is not None
+    # Strings, as the window's sensitive columns are read (missing values stay None).
+    groups = {c: reference.validation.column(c).cast("string").to_pylist() for c in current}
+    baseline = fairness_report(
+        reference.labels,
+        {c: np.asarray(values, dtype=object) for c, values in groups.items()},
+        y_true=reference.actual,
+        positive_label=positive,
+        spec=watched,
+    )
+    labelled = window.has_actual is not None and bool(window.has_actual.all())
+    return fairness_report(
+        window.labels,
+        current,
+        y_true=window.actual if labelled else None,
+        positive_label=positive,
+        spec=watched,
+        reference=baseline,
+    )
 
 
 def _ood(reference: Reference, window: Window, spec: MonitorSpec) -> dict[str, Any] | None:
@@ -359,6 +360,8 @@ def _timeline(
             row["ood_share"] = ood["share"]
         for name, fair in _fairness(version, reference, part, spec, sensitive, []).items():
             row[f"dpd:{name}"] = fair.demographic_parity_difference
+            check = fair.checks.get("demographic_parity_difference")
+            row[f"dpd_interval:{name}"] = None if check is None else [check.low, check.high]
         rows.append(row)
     return rows
 
@@ -418,8 +421,10 @@ def _alerts(
                 )
             )
     for result in fairness.values():
+        checks = {name: asdict(c) for name, c in result.checks.items() if c.alert}
         for message in result.alerts:
-            alerts.append(Alert("fairness", f"fairness: {message}", {"column": result.column}))
+            details = {"column": result.column, "checks": checks}
+            alerts.append(Alert("fairness", f"fairness: {message}", details))
     if ood is not None and ood["alert"]:
         alerts.append(
             Alert(

@@ -2,11 +2,21 @@
 
 Served requests and batch-scored rows are appended here off the hot path and
 written as Parquet segments by a background thread: on an interval, when a
-segment is full, and on close. A crash loses at most the last interval; the
-buffer is bounded (the oldest rows are dropped, and counted, when it is full)
-so a slow disk never grows memory without limit. Ground-truth labels that
-arrive later are appended to ``feedback/`` segments keyed by request id.
-Monitoring reads both.
+segment is full, and on close. A crash loses at most the last interval.
+
+A write that fails (a full disk, a path the filesystem refuses) loses
+nothing: its rows go back, in order, and are retried every interval, and the
+writer logs one error line per ``report_interval_s`` naming the cause and the
+rows waiting. The rows held unwritten are bounded (``max_buffer_rows``), so a
+slow or full disk never grows memory without limit: beyond the bound the
+oldest rows are dropped, each counted in ``dropped_rows`` (a server exports it
+as ``mlcycle_log_dropped_rows``). ``close`` retries for a while, then counts
+and names what it could not write.
+
+Ground-truth labels that arrive later are written to ``feedback/`` segments
+keyed by request id at once: when :meth:`PredictionLog.feedback` returns they
+are on disk, so a server acknowledges only labels it keeps. Monitoring reads
+both.
 
 Layout under the log's root::
 
@@ -20,6 +30,7 @@ sees half a file. Needs numpy and pyarrow only.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
 import time
@@ -37,6 +48,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 __all__ = ["LoggedBatch", "PredictionLog"]
+
+_logger = logging.getLogger("mlcycle.predictions")
 
 INPUT_PREFIX = "in."
 
@@ -275,25 +288,76 @@ def _columnar(batches: list[_Buffered]) -> pa.Table:
 
 _SEQUENCE = itertools.count()
 
+_Key = tuple[str, int, str]  # model, version, day: one segment folder
 
-def _write_atomic(table: pa.Table, folder: Path) -> Path:
+
+def _write_atomic(table: pa.Table, folder: Path, *, sync: bool = False) -> Path:
+    """Write ``table`` as a new segment in ``folder``: under a temporary name, then renamed.
+
+    ``sync`` also flushes the file and its folder to the disk before returning,
+    for what a caller acknowledges (feedback); prediction segments skip it
+    (a crash may lose the last interval, as the module says).
+    """
+    new_folder = not folder.is_dir()
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
     # Names sort in write order (microseconds, then this process's sequence number),
     # so a window reads its newest segments first; the random part keeps processes apart.
     final = folder / f"{now:%H%M%S%f}-{next(_SEQUENCE):08d}-{uuid.uuid4().hex[:8]}.parquet"
     tmp = folder / f".{final.name}.part"
+    # Dictionary-encode only text (ids, labels, categories): floats do not repeat.
+    text = [f.name for f in table.schema if pa.types.is_string(f.type)]
+    options: dict[str, Any] = {
+        "compression": "zstd",
+        "compression_level": 1,
+        "use_dictionary": text or False,
+    }
     try:
-        # Dictionary-encode only text (ids, labels, categories): floats do not repeat.
-        text = [f.name for f in table.schema if pa.types.is_string(f.type)]
-        pq.write_table(
-            table, tmp, compression="zstd", compression_level=1, use_dictionary=text or False
-        )
+        # The file is opened and closed here, not by pyarrow: when a write fails
+        # (ENOSPC) pyarrow's own writer also fails to close, and the file it
+        # opened stayed open, its blocks held after the unlink below.
+        if sync:
+            with open(tmp, "wb") as sink:
+                pq.write_table(table, sink, **options)
+                sink.flush()
+                os.fsync(sink.fileno())
+        else:
+            with pa.OSFile(str(tmp), "wb") as native:
+                pq.write_table(table, native, **options)
         tmp.replace(final)
+        if sync:  # the new name, and a new day's folder in its parent
+            for directory in (folder, folder.parent) if new_folder else (folder,):
+                fd = os.open(directory, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return final
+
+
+def _cause(exc: BaseException) -> str:
+    """An error in a few words: ``[Errno 28] No space left on device`` (the path is said apart).
+
+    The system's words for the errno, since pyarrow's own wrap them in its
+    (``Error writing bytes to file. Detail: [errno 28] ...``).
+    """
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"[Errno {exc.errno}] {os.strerror(exc.errno)}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _Commit:
+    """One caller's feedback rows, waiting to be written with whoever else is waiting."""
+
+    __slots__ = ("done", "error", "rows")
+
+    def __init__(self, rows: list[tuple[str, str]]) -> None:
+        self.rows = rows
+        self.done = False
+        self.error: BaseException | None = None
 
 
 class PredictionLog:
@@ -301,11 +365,16 @@ class PredictionLog:
 
     Args:
         root: the log's folder (a project uses ``.mlcycle/log``).
-        flush_interval_s: write what is buffered at least this often.
+        flush_interval_s: write what is buffered at least this often; a failed
+            write is retried at this pace.
         segment_rows: write as soon as this many rows are buffered.
         convert_interval_s: how often the writer turns buffered rows into Arrow
             tables between writes (small pieces keep a server's latency even).
-        max_buffer_rows: beyond this, the oldest buffered rows are dropped (counted).
+        max_buffer_rows: the most rows held unwritten (waiting for the next
+            write, or for a failed one to succeed); beyond it the oldest are
+            dropped and counted in ``dropped_rows``.
+        report_interval_s: while writes fail, one error line at most this often.
+        close_timeout_s: how long :meth:`close` retries a failing write.
 
     Example:
         >>> import tempfile, numpy as np
@@ -325,22 +394,36 @@ class PredictionLog:
         segment_rows: int = 50_000,
         max_buffer_rows: int = 200_000,
         convert_interval_s: float = 0.05,
+        report_interval_s: float = 60.0,
+        close_timeout_s: float = 10.0,
     ) -> None:
         self.root = Path(root)
         self.flush_interval_s = flush_interval_s
         self.convert_interval_s = convert_interval_s
         self.segment_rows = segment_rows
         self.max_buffer_rows = max_buffer_rows
+        self.report_interval_s = report_interval_s
+        self.close_timeout_s = close_timeout_s
         self.dropped_rows = 0
         self.written_rows = 0
+        # Rows wait as appended batches, then as Arrow tables (oldest first); a
+        # write takes the tables and puts back, at the front, those it failed to
+        # write. ``_held`` counts every row taken in and not yet written or
+        # dropped, wherever it is (also while being converted or written).
         self._batches: deque[_Buffered] = deque()
-        self._feedback: list[tuple[str, str, datetime]] = []
         self._buffered = 0
-        self._lock = threading.Lock()
-        self._write_lock = threading.Lock()  # the converted tables and the files
-        self._tables: dict[tuple[str, int, str], list[pa.Table]] = {}
+        self._tables: deque[tuple[_Key, pa.Table]] = deque()
         self._converted = 0
-        self._last_write = time.monotonic()
+        self._held = 0
+        self._lock = threading.Lock()  # the counts and queues above; held briefly
+        self._convert_lock = threading.Lock()  # one conversion at a time keeps the order
+        self._write_lock = threading.Lock()  # one writer of prediction segments at a time
+        self._commits: list[_Commit] = []  # feedback waiting for the next group write
+        self._feedback_lock = threading.Lock()
+        self._last_attempt = time.monotonic()
+        self._failing_since: float | None = None
+        self._dropped_when_failing = 0
+        self._last_report = -float("inf")
         self._wake = threading.Event()
         self._closed = False
         self._thread = threading.Thread(
@@ -348,95 +431,284 @@ class PredictionLog:
         )
         self._thread.start()
 
+    @property
+    def pending_rows(self) -> int:
+        """Rows taken in and not yet written (nor dropped)."""
+        return self._held
+
     def append(self, batch: LoggedBatch) -> None:
         """Queue a batch; never blocks on disk."""
         buffered = _Buffered.of(batch)
         with self._lock:
             self._batches.append(buffered)
             self._buffered += len(batch)
-            while self._buffered > self.max_buffer_rows and len(self._batches) > 1:
-                old = self._batches.popleft()
-                self._buffered -= old.rows()
-                self.dropped_rows += old.rows()
+            self._held += len(batch)
+            if self._held > self.max_buffer_rows:
+                self._trim()
             full = self._buffered >= self.segment_rows
         if full:
             self._wake.set()
 
+    def _trim(self) -> None:
+        """Drop the oldest rows beyond ``max_buffer_rows``, counting each; call with ``_lock``."""
+        excess = self._held - self.max_buffer_rows
+        while excess > 0 and self._tables:
+            key, table = self._tables[0]
+            cut = min(excess, table.num_rows)
+            if cut == table.num_rows:
+                self._tables.popleft()
+            else:
+                self._tables[0] = (key, table.slice(cut))
+            self._converted -= cut
+            self._held -= cut
+            self.dropped_rows += cut
+            excess -= cut
+        while excess > 0 and self._batches:
+            rows = self._batches.popleft().rows()
+            self._buffered -= rows
+            self._held -= rows
+            self.dropped_rows += rows
+            excess -= rows
+
     def feedback(self, labels: Iterable[tuple[str, Any]]) -> int:
-        """Queue ground-truth labels for request ids; returns how many."""
-        now = datetime.now(UTC)
-        rows = [(str(rid), str(label), now) for rid, label in labels]
+        """Write ground-truth labels for request ids now; returns how many.
+
+        The labels are on disk (flushed and renamed into place) when this
+        returns, so a server may acknowledge them; when the write fails none of
+        them is written and the error is raised. Callers that arrive while a
+        write is under way are written together by the next one (a group
+        commit), so a busy feedback route makes few files.
+
+        Raises:
+            OSError: the labels could not be written.
+        """
+        rows = [(str(rid), str(label)) for rid, label in labels]
+        if not rows:
+            return 0
+        mine = _Commit(rows)
         with self._lock:
-            self._feedback.extend(rows)
-        self._wake.set()
+            self._commits.append(mine)
+        with self._feedback_lock:
+            if not mine.done:  # nobody took it along: write everything waiting
+                with self._lock:
+                    group, self._commits = self._commits, []
+                error: BaseException | None = None
+                try:
+                    self._write_feedback([row for commit in group for row in commit.rows])
+                except BaseException as exc:
+                    error = exc
+                for commit in group:
+                    commit.error, commit.done = error, True
+        if mine.error is not None:
+            raise mine.error
         return len(rows)
 
+    def _write_feedback(self, rows: list[tuple[str, str]]) -> None:
+        now = datetime.now(UTC)
+        table = pa.table(
+            {
+                "request_id": pa.array([r[0] for r in rows], type=pa.string()),
+                "label": pa.array([r[1] for r in rows], type=pa.string()),
+                "time": pa.repeat(pa.scalar(now, pa.timestamp("us", tz="UTC")), len(rows)),
+            }
+        )
+        _write_atomic(table, self.root / "feedback" / f"date={now:%Y-%m-%d}", sync=True)
+
     def _convert(self) -> None:
-        """Turn the buffered batches into Arrow tables (kept until the next write).
+        """Turn the buffered batches into Arrow tables (kept until they are written).
 
         The writer thread does this every ``convert_interval_s``: small pieces
         often, so a server's event loop never waits behind one long conversion
         (it was the tail of the serving latency), and the file write itself
         only concatenates tables.
         """
-        with self._lock:
-            batches, self._batches = list(self._batches), deque()
-            self._buffered = 0
-        groups: dict[tuple[str, int, str], list[_Buffered]] = {}
-        for batch in batches:
-            day = f"{batch.at:%Y-%m-%d}"
-            groups.setdefault((batch.model, batch.version, day), []).append(batch)
-        with self._write_lock:
+        with self._convert_lock:
+            with self._lock:
+                if not self._batches:
+                    return
+                batches, self._batches = list(self._batches), deque()
+                self._buffered = 0
+            groups: dict[_Key, list[_Buffered]] = {}
+            for batch in batches:
+                groups.setdefault((batch.model, batch.version, f"{batch.at:%Y-%m-%d}"), []).append(
+                    batch
+                )
+            tables: list[tuple[_Key, pa.Table]] = []
             for key, group in groups.items():
-                self._tables.setdefault(key, []).append(_to_table(group))
-                self._converted += sum(b.rows() for b in group)
+                try:
+                    tables.append((key, _to_table(group)))
+                except Exception as exc:  # rows Arrow cannot take: count and say, keep the rest
+                    lost = sum(b.rows() for b in group)
+                    with self._lock:
+                        self._held -= lost
+                        self.dropped_rows += lost
+                    self._report(f"converting {lost:,} rows of {key[0]} v{key[1]}", exc)
+            with self._lock:
+                self._tables.extend(tables)
+                self._converted += sum(t.num_rows for _, t in tables)
+                self._trim()
+
+    def _folder(self, key: _Key) -> Path:
+        model, version, day = key
+        return self.root / "predictions" / model / f"v{version}" / f"date={day}"
+
+    def _write_tables(self) -> tuple[Path, Exception] | None:
+        """Write the converted tables, one segment per model, version and day.
+
+        The tables of a segment that fails go back to the front of the queue,
+        in order, and wait for the next try; the other segments are written
+        anyway. Returns the first failure (folder and error), or None.
+        """
+        with self._write_lock:
+            self._last_attempt = time.monotonic()
+            with self._lock:
+                taken = list(self._tables)
+                self._tables.clear()
+                self._converted = 0
+            groups: dict[_Key, list[pa.Table]] = {}
+            for key, part in taken:
+                groups.setdefault(key, []).append(part)
+            failed: list[tuple[_Key, pa.Table]] = []
+            first: tuple[Path, Exception] | None = None
+            for key, parts in groups.items():
+                table: pa.Table | None = None
+                try:
+                    table = (
+                        parts[0]
+                        if len(parts) == 1
+                        else pa.concat_tables(parts, promote_options="permissive")
+                    )
+                    _write_atomic(table, self._folder(key))
+                except Exception as exc:
+                    # one table per segment from now on: the next try concatenates less
+                    failed += [(key, table)] if table is not None else [(key, p) for p in parts]
+                    first = first or (self._folder(key), exc)
+                    continue
+                with self._lock:
+                    self._held -= table.num_rows
+                    self.written_rows += table.num_rows
+            if failed:
+                with self._lock:
+                    self._tables.extendleft(reversed(failed))
+                    self._converted += sum(t.num_rows for _, t in failed)
+                    self._trim()
+            return first
 
     def flush(self) -> None:
-        """Write everything buffered now (from the caller's thread)."""
+        """Write everything buffered now (from the caller's thread).
+
+        Raises:
+            OSError: a segment could not be written; its rows stay buffered
+                and are retried by the writer thread or the next flush.
+        """
         self._convert()
+        failure = self._write_tables()
+        if failure is not None:
+            raise failure[1]
+
+    def discard(self) -> int:
+        """Forget every row not yet written; returns how many (they are not counted as dropped).
+
+        For a caller that will log those rows again: a batch job whose chunk
+        could not be logged does not commit the chunk, and its resume scores
+        and logs it anew.
+        """
+        with self._convert_lock, self._write_lock, self._lock:
+            rows = self._held
+            self._batches.clear()
+            self._tables.clear()
+            self._buffered = self._converted = self._held = 0
+        return rows
+
+    def _report(self, what: str, exc: BaseException, *, now: bool = False) -> None:
+        """One error line naming the cause, at most once per ``report_interval_s`` unless ``now``."""
+        at = time.monotonic()
+        if not now and at - self._last_report < self.report_interval_s:
+            return
+        self._last_report = at
         with self._lock:
-            feedback, self._feedback = self._feedback, []
-        with self._write_lock:
-            tables, self._tables = self._tables, {}
-            self._converted = 0
-            for (model, version, day), parts in tables.items():
-                table = (
-                    parts[0]
-                    if len(parts) == 1
-                    else pa.concat_tables(parts, promote_options="permissive")
-                )
-                folder = self.root / "predictions" / model / f"v{version}" / f"date={day}"
-                _write_atomic(table, folder)
-                self.written_rows += table.num_rows
-            self._last_write = time.monotonic()
-        if feedback:
-            table = pa.table(
-                {
-                    "request_id": [f[0] for f in feedback],
-                    "label": [f[1] for f in feedback],
-                    "time": pa.array([f[2] for f in feedback], type=pa.timestamp("us", tz="UTC")),
-                }
-            )
-            _write_atomic(table, self.root / "feedback" / f"date={feedback[0][2]:%Y-%m-%d}")
+            waiting, dropped = self._held, self.dropped_rows
+        _logger.error(
+            "prediction log: %s failed: %s; %s rows waiting, %s dropped",
+            what,
+            _cause(exc),
+            f"{waiting:,}",
+            f"{dropped:,}",
+        )
+
+    def _failed(self, folder: Path, exc: Exception) -> None:
+        first = self._failing_since is None
+        if first:
+            self._failing_since = time.monotonic()
+            self._dropped_when_failing = self.dropped_rows
+        self._report(f"write to {folder}", exc, now=first)
+
+    def _recovered(self) -> None:
+        if self._failing_since is None:
+            return
+        _logger.warning(
+            "prediction log: writing again after %.1f s of failed writes; %s rows dropped meanwhile",
+            time.monotonic() - self._failing_since,
+            f"{self.dropped_rows - self._dropped_when_failing:,}",
+        )
+        self._failing_since = None
 
     def _run(self) -> None:
         while not self._closed:
             self._wake.wait(min(self.convert_interval_s, self.flush_interval_s))
             self._wake.clear()
+            if self._closed:
+                break  # close() writes the rest
             try:
-                due = time.monotonic() - self._last_write >= self.flush_interval_s
                 self._convert()
-                if due or self._converted >= self.segment_rows:
-                    self.flush()
-            except OSError:  # a full or vanished disk must not kill serving; retry next tick
-                time.sleep(self.flush_interval_s)
+                waited = time.monotonic() - self._last_attempt
+                full = self._failing_since is None and self._converted >= self.segment_rows
+                if waited >= self.flush_interval_s or full:
+                    failure = self._write_tables()
+                    if failure is None:
+                        self._recovered()
+                    else:
+                        self._failed(*failure)
+            except Exception as exc:  # a bug: say so, and keep the writer alive for the rest
+                self._report("the writer thread", exc)
 
     def close(self) -> None:
-        """Stop the writer and write what is left."""
+        """Stop the writer and write what is left.
+
+        A failing write is retried, with growing pauses, for up to
+        ``close_timeout_s`` (space may come back while a server drains); the
+        rows still unwritten then are counted in ``dropped_rows`` and named in
+        one error line, instead of an exception out of a shutdown path.
+        """
         self._closed = True
         self._wake.set()
         self._thread.join(timeout=30)
-        self.flush()
+        deadline = time.monotonic() + self.close_timeout_s
+        pause = 0.05
+        while True:
+            self._convert()
+            failure = self._write_tables()
+            if failure is None:
+                self._recovered()
+                return
+            if time.monotonic() + pause > deadline:
+                break
+            time.sleep(pause)
+            pause = min(2 * pause, 1.0)
+        with self._lock:
+            lost = self._held
+            self._batches.clear()
+            self._tables.clear()
+            self._buffered = self._converted = self._held = 0
+            self.dropped_rows += lost
+        folder, exc = failure
+        _logger.error(
+            "prediction log: closing with %s rows not written (counted as dropped): "
+            "write to %s failed: %s",
+            f"{lost:,}",
+            folder,
+            _cause(exc),
+        )
 
     def read(
         self,

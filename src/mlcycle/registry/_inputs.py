@@ -3,6 +3,12 @@
 Validation follows the signature and names the column, the row and the value
 that is wrong, so a bad request never reaches ONNX Runtime as a cryptic
 shape error. Needs numpy only (pandas and pyarrow when given their objects).
+
+Numbers become float32, the graph's type. A value that is not finite there
+(``inf``, ``"-Infinity"``, ``1e39``) is refused: the graph would answer NaN
+probabilities, and one such row would stop monitoring. A missing value
+(``None``, ``NaN``) is taken where the signature marks the input
+``nullable`` (the graph imputes it), refused where it does not.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from mlcycle.errors import DataError
 
 __all__ = ["Feeds", "FeedsPlan", "block_feeds", "to_feeds"]
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _TRUE = {"true", "1", "yes", "t", "y"}
 _FALSE = {"false", "0", "no", "f", "n"}
 
@@ -115,7 +122,18 @@ def _numeric_block(columns: list[Any], n: int) -> np.ndarray[Any, Any] | None:
         return None
     if block.shape != (len(columns), n) or block.dtype.kind not in "fiub":
         return None
-    return block.astype(np.float32)
+    return _float32(block)
+
+
+def _float32(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``values`` as float32; one beyond float32's range becomes ``inf`` (refused by the checks)."""
+    with np.errstate(over="ignore"):
+        return values.astype(np.float32)
+
+
+def _shown(value: Any) -> str:
+    """A value as the caller wrote it, for a message (``1e+39``, ``'inf'``, never ``np.float64(…)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _check_boolean(name: str, out: np.ndarray[Any, Any]) -> None:
@@ -125,7 +143,28 @@ def _check_boolean(name: str, out: np.ndarray[Any, Any]) -> None:
         raise DataError(f"column {name!r}: value {out[i]:g} at row {i} is not a boolean")
 
 
-def _numeric(name: str, values: Any, n: int, boolean: bool) -> np.ndarray[Any, Any]:
+def _check_finite(name: str, out: np.ndarray[Any, Any], raw: Any, nullable: bool) -> None:
+    """Refuse a value that is infinite in float32, and a missing one where none is allowed.
+
+    ``raw``: the values as given, to show the bad one as the caller wrote it.
+    """
+    if np.isfinite(out).all():
+        return
+    bad = np.isinf(out) if nullable else ~np.isfinite(out)
+    if not bad.any():
+        return  # missing values only, and the graph imputes them
+    i = int(np.flatnonzero(bad)[0])
+    if np.isnan(out[i]):
+        raise DataError(
+            f"column {name!r}: value missing at row {i}; this input takes no missing values"
+        )
+    raise DataError(
+        f"column {name!r}: value {_shown(raw[i])} at row {i} is not a finite float32 "
+        f"(expected a magnitude up to {_FLOAT32_MAX:.7g})"
+    )
+
+
+def _numeric(name: str, values: Any, n: int, boolean: bool, nullable: bool) -> np.ndarray[Any, Any]:
     try:
         arr = np.asarray(values)
     except ValueError:  # ragged: some values are lists
@@ -133,13 +172,15 @@ def _numeric(name: str, values: Any, n: int, boolean: bool) -> np.ndarray[Any, A
     if arr.ndim != 1:
         arr = _objects(values, n)
     if arr.dtype.kind in "fiub":
-        out = arr.astype(np.float32)
+        out = _float32(arr)
     else:
         out = np.empty(n, dtype=np.float32)
-        for i, value in enumerate(arr.tolist()):
-            out[i] = _number(name, i, value, boolean)
+        with np.errstate(over="ignore"):
+            for i, value in enumerate(arr.tolist()):
+                out[i] = _number(name, i, value, boolean)
     if out.shape != (n,):
         raise DataError(f"column {name!r}: expected one value per row, got shape {list(out.shape)}")
+    _check_finite(name, out, arr, nullable)
     if boolean:
         _check_boolean(name, out)
     return out
@@ -189,10 +230,13 @@ def _categorical(name: str, values: Any, n: int) -> np.ndarray[Any, Any]:
 
 def _image(name: str, values: Any, n: int, shape: list[int]) -> np.ndarray[Any, Any]:
     try:
-        if isinstance(values, np.ndarray) and values.dtype != object:
-            arr = values.astype(np.float32)
-        else:
-            arr = np.asarray([np.asarray(v, dtype=np.float32) for v in values], dtype=np.float32)
+        with np.errstate(over="ignore"):  # beyond float32: inf, refused below
+            if isinstance(values, np.ndarray) and values.dtype != object:
+                arr = values.astype(np.float32)
+            else:
+                arr = np.asarray(
+                    [np.asarray(v, dtype=np.float32) for v in values], dtype=np.float32
+                )
     except (TypeError, ValueError) as exc:
         raise DataError(f"column {name!r}: not an array of numbers ({exc})") from None
     size = int(np.prod(shape))
@@ -231,6 +275,7 @@ class FeedsPlan(NamedTuple):
     allowed: frozenset[Any]
     numbers: tuple[Mapping[str, Any], ...]  # the numeric and boolean inputs
     booleans: tuple[int, ...]  # positions of the boolean ones in ``numbers``
+    nullable: tuple[bool, ...]  # per input of ``numbers``: a missing value is imputed
 
     @property
     def all_numbers(self) -> bool:
@@ -243,16 +288,30 @@ class FeedsPlan(NamedTuple):
         names = tuple(spec["name"] for spec in inputs)
         numbers = tuple(spec for spec in inputs if spec["kind"] in ("numeric", "boolean"))
         booleans = tuple(j for j, spec in enumerate(numbers) if spec["kind"] == "boolean")
+        nullable = tuple(bool(spec.get("nullable", True)) for spec in numbers)
         allowed = frozenset({*names, signature.get("target")})
-        return cls(inputs, names, allowed, numbers, booleans)
+        return cls(inputs, names, allowed, numbers, booleans, nullable)
 
 
 def _checked_block(plan: FeedsPlan, lists: list[Any], n: int) -> np.ndarray[Any, Any] | None:
-    """The number inputs' block (see :func:`_numeric_block`), its boolean rows checked."""
+    """The number inputs' block (see :func:`_numeric_block`), checked as column by column.
+
+    One ``isfinite`` over the block in the common case; the rows are looked at
+    one by one only when it finds something, so the first complaint is the one
+    :func:`_numeric` makes on the same columns.
+    """
     block = _numeric_block(lists, n)
-    if block is not None:
+    if block is None:
+        return None
+    if np.isfinite(block).all():
         for j in plan.booleans:
             _check_boolean(plan.numbers[j]["name"], block[j])
+        return block
+    booleans = set(plan.booleans)
+    for j, spec in enumerate(plan.numbers):
+        _check_finite(spec["name"], block[j], lists[j], plan.nullable[j])
+        if j in booleans:
+            _check_boolean(spec["name"], block[j])
     return block
 
 
@@ -264,7 +323,8 @@ def block_feeds(plan: FeedsPlan, lists: list[Any], n: int) -> Feeds | None:
     path, which converts what it can and names what it cannot.
 
     Raises:
-        DataError: a boolean input holds a number other than 0 or 1.
+        DataError: a value is not finite in float32, missing where the input
+            takes no gaps, or other than 0 or 1 in a boolean input.
     """
     block = _checked_block(plan, lists, n) if plan.all_numbers else None
     if block is None:
@@ -346,7 +406,8 @@ def to_feeds(
         if name in feeds:
             continue
         if kind in ("numeric", "boolean"):
-            feeds[name] = _numeric(name, columns[name], n, kind == "boolean")
+            nullable = bool(spec.get("nullable", True))
+            feeds[name] = _numeric(name, columns[name], n, kind == "boolean", nullable)
         elif kind == "categorical":
             feeds[name] = _categorical(name, columns[name], n)
         elif kind == "image":

@@ -19,7 +19,7 @@ from mlcycle.errors import ConflictError, DataError, ParityError
 from mlcycle.registry._card import build_card
 from mlcycle.registry._predictor import Predictor
 from mlcycle.registry._signature import make_signature
-from mlcycle.store import ModelVersionRecord
+from mlcycle.store import ModelVersionRecord, check_alias, check_name
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -117,9 +117,13 @@ def register(
     description: str | None = None,
     reason: str | None = None,
 ) -> ModelVersionRecord:
-    """Make a finished training run version N+1 of model ``name``.
+    """Make a finished training run the next version of model ``name``.
+
+    The name and the alias are checked before anything is exported, and the
+    version is written together with its alias (one transaction).
 
     Raises:
+        InvalidNameError: ``name`` or ``alias`` breaks the naming rule; nothing is exported.
         ConflictError: the run has not finished training.
         ParityError: the exported graph disagrees with PyTorch; nothing is registered.
     """
@@ -127,6 +131,9 @@ def register(
     from mlcycle.train import encode, load_model, predict
     from mlcycle.train._features import FeatureLayout
 
+    check_name(name, "model name")
+    if alias is not None:
+        check_alias(alias)
     run = project.runs.get(run_id)
     if run.status != "finished":
         raise ConflictError(f"run {run.id} is {run.status}: only a finished run can be registered")
@@ -294,7 +301,7 @@ def _store_version(
     }
     for path, data in (extra_files or {}).items():
         files[path] = put(path, data)
-    record = registry.add_version(
+    return registry.add_version(
         name,
         run_id=run_id,
         task=task,
@@ -304,10 +311,6 @@ def _store_version(
         files=files,
         actor=project.actor,
         description=description,
+        alias=alias,
+        reason=reason or "registered",
     )
-    if alias is not None:
-        registry.set_alias(
-            name, record.version, alias, actor=project.actor, reason=reason or "registered"
-        )
-        record = registry.get(f"{name}@{record.version}")
-    return record

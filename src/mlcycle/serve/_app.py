@@ -5,6 +5,8 @@ ONNX Runtime; bad input is a 400/413/422 naming the input, never a crash. A
 full queue answers 503 with ``Retry-After``. Each answer names the model
 version that produced it and is appended to the prediction log off the hot
 path. Admin routes need the bearer token the server was started with.
+Before any route, :mod:`~mlcycle.serve._guard` checks the ``Host``, a
+browser's ``Origin`` and the body's type (421/403/415).
 When the version has an out-of-distribution detector (``ood.json``), each
 row's flag and score ride along: per row in ``/predict``, as response
 ``parameters`` in V2, as ``ood``/``ood_score`` columns in the log, and
@@ -15,10 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hmac
 import logging
 import os
-import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,23 +30,28 @@ import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from mlcycle import __version__
-from mlcycle.errors import DataError
+from mlcycle.errors import DataError, MlcycleError
 from mlcycle.predictions import LoggedBatch, PredictionLog
 from mlcycle.registry import Feeds
 from mlcycle.serve._batcher import Overloaded
 from mlcycle.serve._deployment import OOD_FLAG, OOD_SCORE, Deployment, LoadedModel, ServeSettings
+from mlcycle.serve._feedback import RETRY_AFTER_S, LabelRule, bearer_matches, check_labels
+from mlcycle.serve._guard import Guard, Refusal
+from mlcycle.serve._ids import RequestIds, client_id
 from mlcycle.serve._v2 import (
     attach_binary_data,
     decode_inputs,
     encode_outputs,
     model_metadata,
     numeric_feeds,
+    requested_outputs,
 )
 
 __all__ = ["ServingApp", "create_app"]
@@ -105,20 +110,9 @@ class _Call:
         return self._headers
 
 
-class _RequestIds:
-    """Unique request ids, cheaper than ``uuid4`` (which reads the OS's random source each time).
-
-    32 hex digits like a UUID's: 64 random bits drawn once per process, then a
-    counter, so ids from several workers or restarts do not collide.
-    """
-
-    def __init__(self) -> None:
-        self.prefix = secrets.token_hex(8)
-        self.count = 0
-
-    def next(self) -> str:
-        self.count += 1
-        return f"{self.prefix}{self.count:016x}"
+def _ascii_int(text: str) -> int | None:
+    """``text`` as a non-negative integer if it is ASCII digits only (``'²'.isdigit()`` is true)."""
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 class _Metrics:
@@ -145,7 +139,14 @@ class _Metrics:
             "mlcycle_model_version", "Version served", ["role"], registry=self.registry
         )
         self.dropped = Gauge(
-            "mlcycle_log_dropped_rows", "Rows the prediction log dropped", registry=self.registry
+            "mlcycle_log_dropped_rows",
+            "Rows the prediction log dropped (its buffer was full while writes failed)",
+            registry=self.registry,
+        )
+        self.pending = Gauge(
+            "mlcycle_log_pending_rows",
+            "Rows the prediction log holds, not yet written",
+            registry=self.registry,
         )
         self.ood = Counter(
             "mlcycle_ood_rows",
@@ -164,11 +165,15 @@ class Server:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
         self.executor = ThreadPoolExecutor(max_workers=max(1, cores), thread_name_prefix="ort")
         self.deployment = Deployment(settings, self.executor, on_batch=self._on_batch)
+        bound = {} if settings.log_max_rows is None else {"max_buffer_rows": settings.log_max_rows}
         self.log = PredictionLog(
-            Path(settings.project) / ".mlcycle" / "log", flush_interval_s=settings.log_flush_s
+            Path(settings.project) / ".mlcycle" / "log",
+            flush_interval_s=settings.log_flush_s,
+            **bound,
         )
         self.started = time.time()
-        self.ids = _RequestIds()
+        self.ids = RequestIds()
+        self.guard = Guard(settings.allowed_hosts)
         self._background: set[asyncio.Task[None]] = set()
         self._children: dict[tuple[str, ...], Any] = {}  # (metric, *labels) -> its child
 
@@ -193,7 +198,7 @@ class Server:
     async def raw_body(self, request: _Call) -> bytes:
         declared = request.headers.get("content-length")
         limit = self.settings.max_body_bytes
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if declared is not None and (_ascii_int(declared) or 0) > limit:
             raise _HTTPError(413, f"request body of {declared} bytes is over the limit of {limit}")
         chunks, size = [], 0
         while True:
@@ -213,11 +218,14 @@ class Server:
         header = request.headers.get("inference-header-content-length")
         blob = b""
         if header is not None:
-            if not header.isdigit() or int(header) > len(raw):
+            size = _ascii_int(header)
+            if size is None or size > len(raw):
                 raise _HTTPError(
-                    400, f"Inference-Header-Content-Length {header!r} overruns the body"
+                    400,
+                    f"Inference-Header-Content-Length {header!r}: expected the size in bytes "
+                    f"of the JSON part, at most the body's {len(raw)}",
                 )
-            raw, blob = raw[: int(header)], raw[int(header) :]
+            raw, blob = raw[:size], raw[size:]
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -301,6 +309,8 @@ class Server:
 
     def _model_for(self, request: _Call, version: str | None) -> LoadedModel:
         if not self.deployment.ready:
+            if self.deployment.gone is not None:  # its version was deleted from the registry
+                raise _HTTPError(404, self.deployment.gone)
             raise _HTTPError(503, "the model is not loaded yet", {"Retry-After": "1"})
         name = request.path_params.get("name")
         if name is not None and name != self.deployment.name:
@@ -308,9 +318,11 @@ class Server:
                 404, f"model {name!r} is not served here (serving {self.deployment.name!r})"
             )
         if version is not None:
-            model = self.deployment.by_version(int(version)) if version.isdigit() else None
+            number = _ascii_int(version)
+            model = self.deployment.by_version(number) if number is not None else None
             if model is None:
-                raise _HTTPError(404, f"version {version} of {name!r} is not loaded")
+                shown = version if number is not None else repr(version)
+                raise _HTTPError(404, f"version {shown} of {name!r} is not loaded")
             return model
         return self.deployment.route(request.headers.get("x-request-key"))
 
@@ -357,14 +369,12 @@ class Server:
             except DataError as exc:
                 raise _HTTPError(400, str(exc)) from None
             feeds = self.feeds(model, columns)
-        request_id = str(body.get("id") or self.ids.next())
+        request_id = self._client_id(body.get("id"), None)
+        try:
+            names = requested_outputs(body, predictor.signature)
+        except DataError as exc:
+            raise _HTTPError(400, str(exc)) from None
         outputs = await self.predict_rows(model, feeds, request_id, started)
-        requested = body.get("outputs")
-        names = (
-            [str(o.get("name")) for o in requested if isinstance(o, dict)]
-            if isinstance(requested, list)
-            else None
-        )
         answer: dict[str, Any] = {
             "model_name": model.name,
             "model_version": str(model.version),
@@ -386,7 +396,7 @@ class Server:
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):
             raise _HTTPError(400, 'request body: expected {"records": [{column: value, ...}, ...]}')
         model = self._model_for(request, None)
-        request_id = str(body.get("id") or request.headers.get("x-request-id") or self.ids.next())
+        request_id = self._client_id(body.get("id"), request.headers.get("x-request-id"))
         feeds = self.feeds(model, body["records"])
         outputs = await self.predict_rows(model, feeds, request_id, started)
         answer: dict[str, Any] = {
@@ -407,17 +417,52 @@ class Server:
             answer["ood_score"] = outputs[OOD_SCORE].tolist()
         return _json(answer)
 
+    def _client_id(self, given: Any, header: str | None) -> str:
+        """The request's id: the body's ``id``, else ``X-Request-Id``, else a fresh one.
+
+        An empty id counts as none given.
+        """
+        try:
+            if given is not None and given != "":
+                return client_id(given, "'id'")
+            if header:
+                return client_id(header, "X-Request-Id")
+        except DataError as exc:
+            raise _HTTPError(400, str(exc)) from None
+        return self.ids.next()
+
     async def feedback(self, request: _Call) -> _Reply:
+        """Ground-truth labels, checked against the served model; answered once on disk."""
+        token = self.settings.feedback_token
+        if token and not bearer_matches(request.headers.get("authorization"), token):
+            raise _HTTPError(
+                401,
+                "/feedback needs 'Authorization: Bearer <token>'",
+                {"WWW-Authenticate": "Bearer"},
+            )
         body = await self.body(request)
         items = body.get("labels") if isinstance(body, dict) else None
-        if not isinstance(items, list) or not all(
-            isinstance(i, dict) and isinstance(i.get("request_id"), str) and "label" in i
-            for i in items
-        ):
+        if not isinstance(items, list):
             raise _HTTPError(
                 400, 'request body: expected {"labels": [{"request_id": "...", "label": ...}, ...]}'
             )
-        count = self.log.feedback((i["request_id"], i["label"]) for i in items)
+        if not self.deployment.ready or self.deployment.primary is None:
+            raise _HTTPError(503, "the model is not loaded yet", {"Retry-After": "1"})
+        served = [m.predictor for m in (self.deployment.primary, self.deployment.second) if m]
+        try:
+            rows = check_labels(items, LabelRule.of(served))
+        except DataError as exc:
+            raise _HTTPError(422, str(exc)) from None
+        try:  # on disk before the answer, written off the event loop
+            count = await asyncio.get_running_loop().run_in_executor(None, self.log.feedback, rows)
+        except OSError as exc:
+            cause = os.strerror(exc.errno) if exc.errno is not None else type(exc).__name__
+            raise _HTTPError(
+                503,
+                f"the labels could not be written ({cause}); "
+                "none of them is recorded: send them again later",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            ) from None
         return _json({"accepted": count})
 
     async def prometheus(self, request: _Call) -> _Reply:
@@ -428,20 +473,28 @@ class Server:
             if model is not None:
                 self.metrics.version.labels(role).set(model.version)
         self.metrics.dropped.set(self.log.dropped_rows)
+        self.metrics.pending.set(self.log.pending_rows)
         return _Reply(
             generate_latest(self.metrics.registry), media_type="text/plain; version=0.0.4"
         )
 
     async def admin_reload(self, request: _Call) -> _Reply:
         token = self.settings.admin_token
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not token:
             raise _HTTPError(403, "admin routes are off: start the server with an admin token")
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        if not bearer_matches(request.headers.get("authorization"), token):
             raise _HTTPError(401, "admin routes need 'Authorization: Bearer <token>'")
-        swapped = await self.deployment.check_aliases()
-        assert self.deployment.primary is not None
-        return _json({"swapped": swapped, "version": self.deployment.primary.version})
+        try:
+            swapped = await self.deployment.check_aliases()
+        except MlcycleError as exc:  # the new version cannot be served: keep the one in hand
+            primary = self.deployment.primary
+            raise _HTTPError(
+                409,
+                f"could not reload {self.settings.ref}: {exc}; still serving version "
+                f"{primary.version if primary else None}",
+            ) from None
+        primary = self.deployment.primary  # None once its version was deleted
+        return _json({"swapped": swapped, "version": primary.version if primary else None})
 
 
 # Garbage-collector thresholds for a server that owns its process. With
@@ -489,25 +542,25 @@ class ServingApp:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            hit = self._match(scope)
-            if hit is not None:
-                method, route, params = hit
-                reply = await self.answer(method, route, _Call(scope, receive, params))
-                if reply is None:  # the client is gone: nobody to answer
-                    return
-                headers = [
-                    (b"content-type", reply.media_type.encode()),
-                    (b"content-length", str(len(reply.body)).encode()),
-                ]
-                if reply.headers:
-                    headers += [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
-                await send(
-                    {"type": "http.response.start", "status": reply.status, "headers": headers}
-                )
-                await send({"type": "http.response.body", "body": reply.body})
-                return
-        await self.fallback(scope, receive, send)
+        if scope["type"] != "http":
+            await self.fallback(scope, receive, send)
+            return
+        post = scope["method"] == "POST"
+        hit = self._match(scope) if post else None
+        call = _Call(scope, receive, hit[2] if hit is not None else {})
+        try:
+            self.server.guard.check(call.headers, post)
+        except Refusal as refusal:
+            self.server.count(hit[1] if hit is not None else "refused", refusal.status, 0.0)
+            await _send(send, _json({"error": refusal.message}, status=refusal.status))
+            return
+        if hit is None:
+            await self.fallback(scope, receive, send)
+            return
+        method, route, _ = hit
+        reply = await self.answer(method, route, call)
+        if reply is not None:  # else the client is gone: nobody to answer
+            await _send(send, reply)
 
     async def answer(self, method: Handler, route: str, call: _Call) -> _Reply | None:
         """Run a route: errors become the protocol's error form; counted in the metrics."""
@@ -524,6 +577,17 @@ class ServingApp:
             reply = _json({"error": "internal server error"}, status=500)
         self.server.count(route, reply.status, time.perf_counter() - started)
         return reply
+
+
+async def _send(send: Send, reply: _Reply) -> None:
+    headers = [
+        (b"content-type", reply.media_type.encode()),
+        (b"content-length", str(len(reply.body)).encode()),
+    ]
+    if reply.headers:
+        headers += [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
 
 
 def create_app(settings: ServeSettings, *, own_process: bool = False) -> ServingApp:
@@ -592,7 +656,16 @@ def create_app(settings: ServeSettings, *, own_process: bool = False) -> Serving
         Route("/metrics", handler(s.prometheus, "metrics"), methods=["GET"]),
         Route("/admin/reload", handler(s.admin_reload, "admin"), methods=["POST"]),
     ]
-    fallback = Starlette(routes=routes, lifespan=lifespan)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Starlette's own 404/405, in the protocol's error form
+        assert isinstance(exc, HTTPException)
+        body = orjson.dumps({"error": exc.detail})
+        return Response(body, exc.status_code, exc.headers, "application/json")
+
+    fallback = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+    )
     fallback.state.server = server
     app = ServingApp(server, fallback)
     return app

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,14 +25,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlcycle.errors import MlcycleError, NotFoundError
 from mlcycle.project import Project
 from mlcycle.registry import Predictor, load
 from mlcycle.serve._batcher import Batcher, Feeds, Outputs
+from mlcycle.serve._guard import LOOPBACK
 
 if TYPE_CHECKING:
     from mlcycle.monitor import OODDetector
+    from mlcycle.store import ModelVersionRecord
 
-__all__ = ["OOD_FLAG", "OOD_SCORE", "Deployment", "LoadedModel", "ServeSettings"]
+__all__ = [
+    "OOD_FLAG",
+    "OOD_SCORE",
+    "Deployment",
+    "LoadedModel",
+    "ServeSettings",
+    "check_servable",
+]
 
 # Outputs a version with an OOD detector adds to its graph's, row by row.
 OOD_SCORE = "ood_score"
@@ -39,10 +50,18 @@ OOD_FLAG = "ood"
 
 log = logging.getLogger("mlcycle.serve")
 
+# While following an alias keeps failing the same way, say so at most this often.
+REPEAT_FAILURE_S = 60.0
+
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """Knobs of one server process."""
+    """Knobs of one server process.
+
+    ``allowed_hosts``: the ``Host`` names the server answers to (421 for
+    others); loopback by default, :func:`~mlcycle.serve._guard.allowed_hosts`
+    adds the bind address and more, ``("*",)`` allows any.
+    """
 
     project: Path
     ref: str
@@ -57,7 +76,10 @@ class ServeSettings:
     poll_s: float = 2.0
     threads: int | None = None
     admin_token: str | None = None
+    allowed_hosts: tuple[str, ...] = LOOPBACK
     log_flush_s: float = 1.0
+    log_max_rows: int | None = None  # rows the log holds unwritten; None: its default
+    feedback_token: str | None = None  # when set, /feedback needs it as a Bearer token
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,6 +102,26 @@ class LoadedModel:
 
     async def infer(self, feeds: Feeds, rows: int) -> Outputs:
         return await self.batcher.submit(feeds, rows)
+
+
+def check_servable(project: Project, settings: ServeSettings) -> ModelVersionRecord:
+    """The primary version, once every version the settings name resolves and its files are intact.
+
+    Run before a server starts, so that a missing alias or artifact is one
+    error line instead of a server that starts and dies in its lifespan.
+
+    Raises:
+        NotFoundError: a reference, or one of its files, does not exist.
+        IntegrityError: a file differs from its recorded hash.
+    """
+    versions = []
+    for ref in (settings.ref, settings.canary, settings.shadow):
+        if ref is not None:
+            version = project.store.registry.get(ref)
+            for sha in version.files.values():
+                project.artifacts.verify(sha)
+            versions.append(version)
+    return versions[0]
 
 
 def _sample_feeds(predictor: Predictor) -> Feeds:
@@ -109,11 +151,15 @@ class Deployment:
         self.primary: LoadedModel | None = None
         self.second: LoadedModel | None = None
         self.swaps = 0
+        # Why there is nothing to answer with (the version served was deleted), else None.
+        self.gone: str | None = None
         self._watch: asyncio.Task[None] | None = None
         self._project: Project | None = None
         self._draining: set[asyncio.Task[None]] = set()
         self.mode = "canary" if settings.canary else ("shadow" if settings.shadow else "off")
         self.canary_percent = settings.canary_percent
+        self.follow_failures = 0  # polls in a row that could not follow the aliases
+        self._failure: tuple[str, float] | None = None  # (what failed, when it was last logged)
 
     def _load(self, ref: str) -> LoadedModel:
         predictor = load(ref, project=self.project, threads=self.settings.threads)
@@ -254,14 +300,32 @@ class Deployment:
         return None
 
     async def check_aliases(self) -> bool:
-        """Load and swap in new versions if the followed aliases moved; True if swapped."""
+        """Load and swap in new versions if the followed aliases moved; True if swapped.
+
+        A version deleted from the registry is no longer answered with: the
+        server follows its alias (or ``NAME``, the newest version) to the
+        version it names now; a reference that names nothing any more (an
+        explicit ``NAME@3``) leaves nothing to answer with (:attr:`gone`).
+        """
         loop = asyncio.get_running_loop()
         swapped = False
         for attribute, ref in (("primary", self.settings.ref), ("second", self._second_ref)):
             if ref is None:
                 continue
             current: LoadedModel | None = getattr(self, attribute)
-            version = await loop.run_in_executor(None, self._resolve, ref)
+            try:
+                version = await loop.run_in_executor(None, self._resolve, ref)
+            except NotFoundError as exc:
+                if current is not None:
+                    setattr(self, attribute, None)
+                    self._retire(current)
+                    if attribute == "primary":
+                        self.gone = f"{ref} is not served any more: {exc}"
+                    log.warning(
+                        "%s: %s; no longer answering with %s", ref, exc, current.predictor.ref
+                    )
+                    swapped = True
+                continue
             if current is not None and version == current.version:
                 continue
             if (
@@ -275,14 +339,35 @@ class Deployment:
                     None, self._load, f"{ref.split('@')[0]}@{version}"
                 )
             setattr(self, attribute, fresh)  # one assignment: the swap
+            if attribute == "primary":
+                self.gone = None
             self.swaps += 1
             swapped = True
-            log.info("now serving %s for %s", fresh.predictor.ref, ref)
-            if current is not None:  # queued requests finish on the old version
-                task = loop.create_task(current.batcher.drain())
-                self._draining.add(task)
-                task.add_done_callback(self._draining.discard)
+            if current is not None and not await loop.run_in_executor(None, self._exists, current):
+                log.warning(
+                    "%s was deleted from the registry; now serving %s for %s",
+                    current.predictor.ref,
+                    fresh.predictor.ref,
+                    ref,
+                )
+            else:
+                log.info("now serving %s for %s", fresh.predictor.ref, ref)
+            if current is not None:
+                self._retire(current)
         return swapped
+
+    def _retire(self, model: LoadedModel) -> None:
+        """Let requests already queued on ``model`` finish, in the background."""
+        task = asyncio.get_running_loop().create_task(model.batcher.drain())
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    def _exists(self, model: LoadedModel) -> bool:
+        try:
+            self.project.store.registry.get(model.predictor.ref)
+        except NotFoundError:
+            return False
+        return True
 
     @property
     def _second_ref(self) -> str | None:
@@ -298,7 +383,36 @@ class Deployment:
                 await self.check_aliases()
                 if self.follows_rollout:
                     await self.check_traffic()
-            except Exception:  # keep serving the version in hand; say why
-                log.exception(
-                    "could not follow %s; still serving what is loaded", self.settings.ref
-                )
+            except Exception as exc:  # keep serving the version in hand; say why
+                self._follow_failed(exc)
+            else:
+                if self._failure is not None:
+                    log.info("following %s again", self.settings.ref)
+                self.follow_failures, self._failure = 0, None
+
+    def _follow_failed(self, exc: Exception) -> None:
+        """Log a failure to follow the aliases in one line: when it starts or changes, then
+        once every :data:`REPEAT_FAILURE_S` while it lasts (the poll retries every few seconds).
+
+        An :class:`~mlcycle.errors.MlcycleError` (a corrupt or missing artifact) is its
+        message; anything else is a bug and its first line carries the traceback.
+        """
+        self.follow_failures += 1
+        what, now = f"{type(exc).__name__}: {exc}", time.monotonic()
+        if self._failure is not None:
+            last_what, last_logged = self._failure
+            if what == last_what and now - last_logged < REPEAT_FAILURE_S:
+                return
+        first = self._failure is None or self._failure[0] != what
+        self._failure = (what, now)
+        serving = self.primary.predictor.ref if self.primary is not None else "nothing"
+        n = self.follow_failures
+        log.error(
+            "could not follow %s (%d poll%s in a row), still serving %s: %s",
+            self.settings.ref,
+            n,
+            "" if n == 1 else "s",
+            serving,
+            str(exc).replace("\n", " ") if isinstance(exc, MlcycleError) else what,
+            exc_info=exc if first and not isinstance(exc, MlcycleError) else None,
+        )

@@ -4,6 +4,11 @@ Tensors arrive as ``{name, shape, datatype, data}`` with ``data`` flat (or
 nested) in row-major order. Each model input is one tensor named after its
 column: ``[N]`` or ``[N, 1]`` for a table column, ``[N, *image_shape]`` (or
 ``[N, pixels]``) for an image. JSON has no NaN: ``null`` is a missing value.
+
+The declared datatype is held to: a ``BOOL`` tensor holds true, false, 0 or
+1; an integer one holds integers its type can store; ``FP16`` holds numbers
+within float16's range. Numbers go to the graph as float32, and one that is
+not finite there is refused by :func:`~mlcycle.registry.to_feeds`.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ __all__ = [
     "encode_outputs",
     "model_metadata",
     "numeric_feeds",
+    "requested_outputs",
 ]
 
 _NUMPY = {
@@ -53,22 +59,17 @@ def attach_binary_data(body: Any, blob: bytes) -> None:
         size = params.get("binary_data_size") if isinstance(params, dict) else None
         if size is None:
             continue
-        if not isinstance(size, int) or size < 0 or offset + size > len(blob):
+        if type(size) is not int or size < 0 or offset + size > len(blob):
             raise DataError(
                 f"input {tensor.get('name')!r}: binary_data_size {size!r} overruns the body"
             )
         chunk = blob[offset : offset + size]
         offset += size
         datatype = tensor.get("datatype")
+        if type(datatype) is not str:
+            raise DataError(f"input {tensor.get('name')!r}: datatype {datatype!r} is not a string")
         if datatype == "BYTES":
-            values, pos = [], 0
-            while pos < len(chunk):
-                if pos + 4 > len(chunk):
-                    raise DataError(f"input {tensor.get('name')!r}: truncated BYTES element")
-                length = int.from_bytes(chunk[pos : pos + 4], "little")
-                values.append(chunk[pos + 4 : pos + 4 + length].decode("utf-8", "replace"))
-                pos += 4 + length
-            tensor["data"] = values
+            tensor["data"] = _bytes_elements(tensor.get("name"), chunk)
         elif datatype in _NUMPY:
             dtype = np.dtype(_NUMPY[datatype])
             if size % dtype.itemsize:
@@ -80,6 +81,27 @@ def attach_binary_data(body: Any, blob: bytes) -> None:
             raise DataError(f"input {tensor.get('name')!r}: unknown datatype {datatype!r}")
     if offset != len(blob):
         raise DataError(f"{len(blob) - offset} bytes of binary data are not claimed by any input")
+
+
+def _bytes_elements(name: Any, chunk: bytes) -> list[str]:
+    """The elements of a binary ``BYTES`` tensor: each a 4-byte little-endian length, then its bytes."""
+    values: list[str] = []
+    pos = 0
+    while pos < len(chunk):
+        if pos + 4 > len(chunk):
+            raise DataError(
+                f"input {name!r}: BYTES element {len(values)} is cut short: "
+                f"{len(chunk) - pos} bytes left where its 4-byte length was expected"
+            )
+        length = int.from_bytes(chunk[pos : pos + 4], "little")
+        if pos + 4 + length > len(chunk):
+            raise DataError(
+                f"input {name!r}: BYTES element {len(values)} claims {length} bytes, "
+                f"only {len(chunk) - pos - 4} are left in its binary_data_size"
+            )
+        values.append(chunk[pos + 4 : pos + 4 + length].decode("utf-8", "replace"))
+        pos += 4 + length
+    return values
 
 
 DATATYPES = {
@@ -99,6 +121,77 @@ _ACCEPTED = {
 
 _NUMBER_TYPES = frozenset(_ACCEPTED["numeric"])
 _NUMBER_AND_FLAG_TYPES = _NUMBER_TYPES & _ACCEPTED["boolean"]
+_ANY_NUMBER = frozenset({"FP32", "FP64"})  # to_feeds checks these against float32
+# integer types: the smallest and largest value each holds
+_INTEGERS = {
+    name: (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
+    for name, dtype in _NUMPY.items()
+    if np.dtype(dtype).kind in "iu"
+}
+_FP16_MAX = float(np.finfo(np.float16).max)
+
+
+def _expected(datatype: str) -> str:
+    if datatype == "BOOL":
+        return "true, false, 0 or 1"
+    if datatype in _INTEGERS:
+        low, high = _INTEGERS[datatype]
+        return f"an integer from {low} to {high}"
+    return f"a number of magnitude up to {_FP16_MAX:g}"
+
+
+def _fits(datatype: str, value: Any) -> bool:
+    """One value (not ``None``) can be held by ``datatype`` (one of BOOL, the integers, FP16)."""
+    if isinstance(value, bool):
+        return True  # true and false are 1 and 0 of every number type
+    if not isinstance(value, int | float):
+        return False
+    if datatype == "BOOL":
+        return value in (0, 1)
+    if datatype in _INTEGERS:
+        low, high = _INTEGERS[datatype]
+        return (isinstance(value, int) or value.is_integer()) and low <= value <= high
+    return abs(value) <= _FP16_MAX  # FP16; NaN compares False, inf is too large
+
+
+def _misfit(datatype: str, data: list[Any]) -> int | None:
+    """The position of the first value of ``data`` its declared ``datatype`` cannot hold.
+
+    ``None`` values (missing) are left to the input's own checks. Vectorised
+    when ``data`` holds plain numbers; value by value otherwise.
+    """
+    if datatype in _ANY_NUMBER or datatype == "BYTES":
+        return None
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError, OverflowError):
+        arr = None
+    if arr is not None and arr.ndim == 1 and arr.dtype.kind in "biuf":
+        if arr.dtype.kind == "b":
+            return None
+        if datatype == "BOOL":
+            bad = (arr != 0) & (arr != 1)
+        elif datatype in _INTEGERS:
+            low, high = _INTEGERS[datatype]
+            bad = (arr < low) | (arr > high)
+            if arr.dtype.kind == "f":
+                bad |= arr != np.floor(arr)
+        else:
+            bad = ~(np.abs(arr) <= _FP16_MAX)
+        return int(np.flatnonzero(bad)[0]) if bad.any() else None
+    for i, value in enumerate(data):
+        if value is not None and not _fits(datatype, value):
+            return i
+    return None
+
+
+def _check_datatype(name: str, datatype: str, data: list[Any], per_row: int) -> None:
+    i = _misfit(datatype, data)
+    if i is not None:
+        raise DataError(
+            f"input {name!r}: value {data[i]!r} at row {i // per_row} does not fit datatype "
+            f"{datatype} (expected {_expected(datatype)})"
+        )
 
 
 def numeric_feeds(body: Any, plan: FeedsPlan, max_rows: int) -> Feeds | None:
@@ -110,7 +203,8 @@ def numeric_feeds(body: Any, plan: FeedsPlan, max_rows: int) -> Feeds | None:
     every form the protocol allows and names what is wrong.
 
     Raises:
-        DataError: a boolean input holds a number other than 0 or 1.
+        DataError: a value is not finite in float32, or a boolean input holds
+            a number other than 0 or 1 (as :func:`~mlcycle.registry.to_feeds`).
     """
     if not plan.all_numbers or type(body) is not dict:
         return None
@@ -133,18 +227,31 @@ def numeric_feeds(body: Any, plan: FeedsPlan, max_rows: int) -> Feeds | None:
         return None
     if not datatypes <= (_NUMBER_AND_FLAG_TYPES if plan.booleans else _NUMBER_TYPES):
         return None
+    if not datatypes <= _ANY_NUMBER and any(
+        type(t["data"]) is not list or _misfit(t["datatype"], t["data"]) is not None
+        for t in ordered
+    ):
+        return None  # the general path names the value
     return block_feeds(plan, lists, n)
 
 
 def _flatten(data: Any) -> list[Any]:
+    """Nested lists as one flat list, in row-major order (without recursion: JSON nests deep)."""
     if not isinstance(data, list):
         return [data]
-    if data and isinstance(data[0], list):
-        out: list[Any] = []
-        for item in data:
-            out.extend(_flatten(item))
-        return out
-    return data
+    if not data or not isinstance(data[0], list):
+        return data
+    out: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
+    return out
 
 
 def _specs(signature: Mapping[str, Any]) -> dict[str, Any]:
@@ -212,7 +319,7 @@ def decode_inputs(
         if name in columns:
             raise DataError(f"input {name!r} is given twice")
         datatype = tensor.get("datatype")
-        if datatype not in _ACCEPTED[spec["kind"]]:
+        if type(datatype) is not str or datatype not in _ACCEPTED[spec["kind"]]:
             raise DataError(
                 f"input {name!r}: datatype {datatype!r} does not fit a {spec['kind']} input "
                 f"(expected one of {', '.join(sorted(_ACCEPTED[spec['kind']]))})"
@@ -234,17 +341,43 @@ def decode_inputs(
         if rows is not None and n != rows:
             raise DataError(f"input {name!r} has {n} rows, other inputs have {rows}")
         rows = n
+        _check_datatype(name, datatype, data, per_row)
         if spec["kind"] == "image":
             try:
-                columns[name] = np.asarray(
-                    [np.nan if v is None else v for v in data], dtype=np.float32
-                ).reshape((n, per_row))
-            except (TypeError, ValueError):
+                with np.errstate(over="ignore"):  # beyond float32: inf, which to_feeds refuses
+                    pixels = np.asarray([np.nan if v is None else v for v in data], np.float32)
+                columns[name] = pixels.reshape((n, per_row))
+            except (TypeError, ValueError, OverflowError):
                 raise DataError(f"input {name!r}: data holds values that are not numbers") from None
         else:
             columns[name] = data
     assert rows is not None
     return columns, rows
+
+
+def requested_outputs(body: Mapping[str, Any], signature: Mapping[str, Any]) -> list[str] | None:
+    """The names in the request's ``outputs`` (``None``: all of them), each one the model has.
+
+    Raises:
+        DataError: ``outputs`` is malformed or names an output the model does not have.
+    """
+    requested = body.get("outputs")
+    if requested is None:
+        return None
+    if type(requested) is not list:
+        raise DataError("'outputs': expected a list of objects with a 'name'")
+    available = [spec["name"] for spec in signature["outputs"]]
+    names = []
+    for i, item in enumerate(requested):
+        name = item.get("name") if type(item) is dict else None
+        if type(name) is not str:
+            raise DataError(f"outputs[{i}]: expected an object with a string 'name'")
+        if name not in available:
+            raise DataError(
+                f"output {name!r} is not an output of the model ({', '.join(available)})"
+            )
+        names.append(name)
+    return names
 
 
 def encode_outputs(

@@ -175,9 +175,11 @@ class Artifacts:
             raise
         return target
 
-    @staticmethod
-    def _check(record: ArtifactRecord, actual: str, size: int) -> None:
+    def _check(self, record: ArtifactRecord, actual: str, size: int) -> None:
+        # Name the blob that was read: record.uri is where it was first written, which
+        # for a copied or moved project (or another machine's checkout) is another file.
         if actual != record.sha256:
-            raise IntegrityError(record.uri, record.sha256, actual)
+            raise IntegrityError(self.blobs.uri(record.sha256), record.sha256, actual)
         if size != record.size:  # pragma: no cover - a different size changes the hash
-            raise StoreError(f"artifact {record.uri}: {size} bytes, expected {record.size}")
+            where = self.blobs.uri(record.sha256)
+            raise StoreError(f"artifact {where}: {size} bytes, expected {record.size}")

@@ -3,16 +3,22 @@
 SQLite is tuned for several processes on one laptop: WAL journal, a busy
 timeout, foreign keys on, and write transactions that take the write lock at
 ``BEGIN`` (``BEGIN IMMEDIATE``) so that two writers queue instead of failing
-with "database is locked" half-way through. PostgreSQL needs none of this.
+with "database is locked" half-way through. Read transactions (the store's
+``_read()`` sessions, the schema check on open) begin deferred and never take
+the write lock: with WAL they read the last committed state while another
+process writes. A writer that waits more than a second for the lock says so
+once, in the ``mlcycle.store`` log. PostgreSQL needs none of this.
 
-Migrations are applied when a store is opened. Two processes opening the same
-store at once serialise on a lock (SQLite's write lock, a PostgreSQL advisory
+Migrations are applied when a store is opened. The revision is read first,
+without a lock; only when a migration is due do two processes opening the
+same store serialise on a lock (SQLite's write lock, a PostgreSQL advisory
 lock), so exactly one of them upgrades.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import sqlite3
 import time
@@ -31,9 +37,13 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from mlcycle.errors import StoreError
 
 VERSION_TABLE = "mlcycle_alembic_version"
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 _PG_MIGRATION_LOCK = 0x6D6C6379  # "mlcy"
 READ_ONLY = "mlcycle_read_only"
+BUSY_TIMEOUT_S = 60.0  # how long a SQLite writer waits for the write lock in all
+SAY_WAITING_AFTER_S = 1.0  # ... and after how long it says that it is waiting
+
+log = logging.getLogger("mlcycle.store")
 
 
 def make_engine(url: str) -> Engine:
@@ -46,8 +56,8 @@ def make_engine(url: str) -> Engine:
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": 60})
-        _tune_sqlite(engine)
+        engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_S})
+        _tune_sqlite(engine, parsed.database or ":memory:")
         return engine
     if backend == "postgresql":
         if parsed.get_driver_name() in ("psycopg2", ""):
@@ -61,13 +71,13 @@ def make_engine(url: str) -> Engine:
     )
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _tune_sqlite(engine: Engine, where: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from pysqlite; "begin" below issues BEGIN itself.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -76,9 +86,47 @@ def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         if connection.get_execution_options().get(READ_ONLY):
-            connection.exec_driver_sql("BEGIN")
+            connection.exec_driver_sql("BEGIN")  # deferred: a reader never takes the write lock
         else:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            _begin_immediate(connection.connection.dbapi_connection, where)
+
+
+def _begin_immediate(dbapi_connection: Any, where: str) -> None:
+    """``BEGIN IMMEDIATE``; if another process holds the write lock, say so once, then wait.
+
+    The first second is waited silently (most writes are that short); then the
+    wait goes on for the rest of :data:`BUSY_TIMEOUT_S` after one log line.
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={int(SAY_WAITING_AFTER_S * 1000)}")
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+        log.warning("waiting for the store's write lock on %s (held by another process)…", where)
+        cursor.execute(f"PRAGMA busy_timeout={int((BUSY_TIMEOUT_S - SAY_WAITING_AFTER_S) * 1000)}")
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            raise StoreError(
+                f"the store's write lock on {where} was held by another process for over "
+                f"{BUSY_TIMEOUT_S:.0f} s: gave up waiting (a long-running command, or a "
+                "process stopped while writing)"
+            ) from None
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        cursor.close()
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED") or (
+        "locked" in str(exc)
+    )
 
 
 def _enable_wal(cursor: Any) -> None:
@@ -107,8 +155,8 @@ def _alembic_config(connection: Connection) -> Config:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The schema revision the database is at, ``None`` for an empty database."""
-    with engine.connect() as connection:
+    """The schema revision the database is at, ``None`` for an empty database (a read)."""
+    with engine.execution_options(**{READ_ONLY: True}).connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
         return context.get_current_revision()
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mlcycle.errors import ConflictError, NotFoundError, StoreError
 from mlcycle.store import _tables as t
 from mlcycle.store._engine import READ_ONLY, make_engine, upgrade
+from mlcycle.store._names import check_name
 from mlcycle.store._records import (
     RUN_STATUSES,
     ArtifactRecord,
@@ -208,7 +209,11 @@ class MetadataStore:
 
         Returns:
             The version, and whether it was created now (``False``: same fingerprint seen).
+
+        Raises:
+            InvalidNameError: ``name`` breaks the naming rule.
         """
+        check_name(name, "dataset name")
         with self._write() as session:
             self._insert_ignore(
                 session, t.Dataset, {"name": name, "created_at": _now(), "created_by": actor}

@@ -1,14 +1,15 @@
 """Registered models in the metadata store: versions, their files, aliases, history.
 
-Version numbers are allocated under a row lock on the model (PostgreSQL) or
-SQLite's write lock, so two processes registering one name at once get
-distinct numbers. Every alias move is an event (who, when, from, to, why) in
-the same transaction as the move, and rollbacks replay that history.
+Version numbers come from a counter on the model row, taken under a row lock
+(PostgreSQL) or SQLite's write lock, so two processes registering one name at
+once get distinct numbers, and a number is never given twice: deleting a
+version (even the latest) retires its number. Every alias move is an event
+(who, when, from, to, why) in the same transaction as the move, and rollbacks
+replay that history.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from mlcycle.errors import ConflictError, NotFoundError
 from mlcycle.store import _tables as t
+from mlcycle.store._names import check_alias, check_name
 from mlcycle.store._records import EventRecord, utc
 
 if TYPE_CHECKING:
@@ -26,27 +28,24 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelRecord", "ModelVersionRecord", "RegistryStore", "parse_model_ref"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-
 
 def parse_model_ref(ref: str) -> tuple[str, int | str | None]:
     """``NAME``, ``NAME@3``, ``NAME@champion`` → (name, version number, alias or None).
+
+    Raises:
+        InvalidNameError: the name or the alias breaks the naming rule.
 
     Example:
         >>> parse_model_ref("fraud@champion"), parse_model_ref("fraud@2")
         (('fraud', 'champion'), ('fraud', 2))
     """
     name, _, selector = ref.partition("@")
-    if not _NAME.match(name):
-        raise NotFoundError(f"model reference {ref!r}: expected NAME, NAME@VERSION or NAME@ALIAS")
+    check_name(name, "model name")
     if selector in ("", "latest"):
         return name, None
-    if selector.isdigit():
+    if selector.isascii() and selector.isdigit():  # '²'.isdigit() is True, int('²') fails
         return name, int(selector)
-    if not _ALIAS.match(selector):
-        raise NotFoundError(f"model reference {ref!r}: {selector!r} is not a version or an alias")
-    return name, selector
+    return name, check_alias(selector)
 
 
 @dataclass(frozen=True)
@@ -103,10 +102,23 @@ class RegistryStore:
         files: Mapping[str, str],
         actor: str,
         description: str | None = None,
+        alias: str | None = None,
+        reason: str | None = None,
     ) -> ModelVersionRecord:
-        """Create version N+1 of ``name`` (the model is created with version 1)."""
-        if not _NAME.match(name):
-            raise ConflictError(f"model name {name!r}: expected letters, digits, '_', '.' or '-'")
+        """Create the next version of ``name`` (the model is created with version 1).
+
+        Numbers only grow: after deleting version 3, the next one is 4, not 3.
+
+        With ``alias``, the alias points at the new version in the same
+        transaction: there is never a version registered without the alias it
+        was registered with.
+
+        Raises:
+            InvalidNameError: ``name`` or ``alias`` breaks the naming rule.
+        """
+        check_name(name, "model name")
+        if alias is not None:
+            check_alias(alias)
         with self._store._write() as session:
             self._store._insert_ignore(
                 session,
@@ -116,12 +128,11 @@ class RegistryStore:
             model = session.scalars(
                 select(t.RegisteredModel).where(t.RegisteredModel.name == name).with_for_update()
             ).one()
-            latest = session.scalar(
-                select(func.max(t.ModelVersion.version)).where(t.ModelVersion.model_id == model.id)
-            )
+            number = model.next_version
+            model.next_version = number + 1
             row = t.ModelVersion(
                 model_id=model.id,
-                version=(latest or 0) + 1,
+                version=number,
                 run_id=run_id,
                 task=task,
                 metrics=dict(metrics),
@@ -145,6 +156,8 @@ class RegistryStore:
                 actor=actor,
                 details={"version": row.version, "run": run_id, "files": dict(files)},
             )
+            if alias is not None:
+                self._point(session, model, row, alias, actor=actor, reason=reason, rollback=False)
             session.flush()
             return self._record(session, row, name)
 
@@ -253,10 +266,7 @@ class RegistryStore:
         rollback: bool = False,
     ) -> int | None:
         """Point ``alias`` at ``version``; returns the version it pointed to before."""
-        if not _ALIAS.match(alias) or alias == "latest":
-            raise ConflictError(
-                f"alias {alias!r}: expected a name starting with a letter (not 'latest')"
-            )
+        check_alias(alias)
         with self._store._write() as session:
             model = session.scalars(
                 select(t.RegisteredModel).where(t.RegisteredModel.name == name).with_for_update()
@@ -270,33 +280,49 @@ class RegistryStore:
             ).first()
             if row is None:
                 raise NotFoundError(f"model {name!r} has no version {version}")
-            current = session.get(t.ModelAlias, (model.id, alias))
-            previous = None
-            if current is None:
-                session.add(
-                    t.ModelAlias(
-                        model_id=model.id,
-                        alias=alias,
-                        version_id=row.id,
-                        updated_at=_now(),
-                        updated_by=actor,
-                    )
-                )
-            else:
-                previous = session.get_one(t.ModelVersion, current.version_id).version
-                current.version_id = row.id
-                current.updated_at = _now()
-                current.updated_by = actor
-            self._store._event(
-                session,
-                "alias.moved",
-                "model",
-                name,
-                actor=actor,
-                reason=reason,
-                details={"alias": alias, "from": previous, "to": version, "rollback": rollback},
+            return self._point(
+                session, model, row, alias, actor=actor, reason=reason, rollback=rollback
             )
-            return previous
+
+    def _point(
+        self,
+        session: Session,
+        model: t.RegisteredModel,
+        row: t.ModelVersion,
+        alias: str,
+        *,
+        actor: str,
+        reason: str | None,
+        rollback: bool,
+    ) -> int | None:
+        """Move (or create) ``alias`` to ``row`` and record the move; the version before."""
+        current = session.get(t.ModelAlias, (model.id, alias))
+        previous = None
+        if current is None:
+            session.add(
+                t.ModelAlias(
+                    model_id=model.id,
+                    alias=alias,
+                    version_id=row.id,
+                    updated_at=_now(),
+                    updated_by=actor,
+                )
+            )
+        else:
+            previous = session.get_one(t.ModelVersion, current.version_id).version
+            current.version_id = row.id
+            current.updated_at = _now()
+            current.updated_by = actor
+        self._store._event(
+            session,
+            "alias.moved",
+            "model",
+            model.name,
+            actor=actor,
+            reason=reason,
+            details={"alias": alias, "from": previous, "to": row.version, "rollback": rollback},
+        )
+        return previous
 
     def remove_alias(
         self, name: str, alias: str, *, actor: str, reason: str | None = None

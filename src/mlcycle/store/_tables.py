@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -166,6 +167,8 @@ class RegisteredModel(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    # The number the next version gets: only ever grows, so a deleted number is never reused.
+    next_version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(200))
 
