@@ -41,9 +41,10 @@ def labelled_rows(
 ) -> pa.Table:
     """Served rows of ``version``'s model with their true label, oldest first.
 
-    Columns: the model's inputs by their own names, the target, and ``time``.
-    ``since`` keeps rows logged at or after it; ``versions`` only rows those
-    versions answered.
+    Columns: the model's inputs by their own names, the ``sensitive`` and
+    ``id`` columns the requests carried (the signature's context), the
+    target, and ``time``. ``since`` keeps rows logged at or after it;
+    ``versions`` only rows those versions answered.
     """
     log = PredictionLog(project.root / ".mlcycle" / "log")
     try:
@@ -72,6 +73,9 @@ def labelled_rows(
             columns[spec["name"]] = pc.not_equal(column.cast(pa.float64()), 0.0)
         else:
             columns[spec["name"]] = column.cast(pa.float64())
+    for name in carried(version):
+        if INPUT_PREFIX + name in joined.column_names:
+            columns[name] = joined.column(INPUT_PREFIX + name).cast(pa.string())
     actual = joined.column("actual")
     if version.task == "regression":
         columns[target] = actual.cast(pa.float64())
@@ -79,6 +83,18 @@ def labelled_rows(
         columns[target] = actual.cast(pa.string())
     columns["time"] = joined.column("time")
     return pa.table(columns)
+
+
+def carried(version: ModelVersionRecord) -> dict[str, str]:
+    """Context columns a loop dataset keeps, with their role: sensitive and id.
+
+    (Timestamps stay in the log: the loop's rows are ordered by the log's own time.)
+    """
+    return {
+        str(c["name"]): str(c["role"])
+        for c in version.signature.get("context") or ()
+        if c.get("role") in ("sensitive", "id")
+    }
 
 
 @dataclass(frozen=True)
@@ -187,8 +203,11 @@ def retraining_data(
     train_table = pa.concat_tables(stacked)
     # the loop's own datasets keep the original name: stream-retrain, not stream-retrain-retrain
     base = champion.lineage["dataset"].split("@")[0].removesuffix("-retrain")
-    trained = project.datasets.add(train_table, name=f"{base}-retrain", target=target)
-    judged = project.datasets.add(held, name=f"{base}-holdout", target=target)
+    roles: Any = {c: r for c, r in carried(champion).items() if c in train_table.column_names}
+    trained = project.datasets.add(
+        train_table, name=f"{base}-retrain", target=target, roles=roles or None
+    )
+    judged = project.datasets.add(held, name=f"{base}-holdout", target=target, roles=roles or None)
     project.store.record_event(
         "dataset.lineage",
         "dataset",
