@@ -47,8 +47,8 @@ from mlcycle.spec import Spec, load_spec, parse_spec
         ),
         (
             {"monitor": {"columns": {"age": {"test": "ttest"}}}},
-            "monitor.columns.age.test: 'ttest' is not one of 'ks', 'chi2', 'wasserstein',"
-            " 'jensenshannon' or 'psi'",
+            "monitor.columns.age.test: 'ttest' is not one of 'ks', 'chi2', 'chi2_gof', 'z',"
+            " 'wasserstein', 'jensenshannon' or 'psi'",
         ),
         (
             {"monitor": {"webhook": "ftp://hooks"}},

@@ -271,7 +271,7 @@ class EvaluateSpec(_Frozen):
     slices: tuple[str, ...] = ()
 
 
-DriftTestName = Literal["ks", "chi2", "wasserstein", "jensenshannon", "psi"]
+DriftTestName = Literal["ks", "chi2", "chi2_gof", "z", "wasserstein", "jensenshannon", "psi"]
 
 
 class DriftColumnSpec(_Frozen):
@@ -334,10 +334,24 @@ class OODSpec(_Frozen):
 
 
 class MonitorSpec(_Frozen):
-    """How ``mlcycle monitor`` decides that a deployed model is in trouble."""
+    """How ``mlcycle monitor`` decides that a deployed model is in trouble.
+
+    ``defaults`` chooses the default drift tests: ``mlcycle`` (chi-squared
+    homogeneity for categories, distinct values counted on the reference) or
+    ``evidently`` (Evidently's exact choice: chi-squared goodness of fit, a
+    Z-test for two categories, distinct values counted on reference and
+    current together). ``min_rows`` is the fewest rows (non-missing values per
+    column) on which drift and out-of-distribution checks give a verdict; by
+    default each test's own minimum, sized so that a window that did not move
+    is flagged in at most about 5 % of cases: 30 rows for KS, chi-squared, Z
+    and the out-of-distribution share, 500 for PSI, 700 for Jensen-Shannon and
+    1,000 for the Wasserstein distance (see ``mlcycle.monitor._report``).
+    """
 
     multiple_testing: Literal["none", "bonferroni", "benjamini-hochberg"] = "benjamini-hochberg"
     drift_share: float = Field(default=0.5, gt=0, le=1)
+    defaults: Literal["mlcycle", "evidently"] = "mlcycle"
+    min_rows: int | None = Field(default=None, gt=0)
     columns: dict[str, DriftColumnSpec] = Field(default_factory=dict)
     timeline_windows: int = Field(default=6, ge=1, le=100)
     performance: PerformanceSpec = Field(default_factory=PerformanceSpec)

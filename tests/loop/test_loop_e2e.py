@@ -60,7 +60,9 @@ def test_a_concept_change_is_caught_retrained_gated_canaried_and_promoted(tmp_pa
     project = _champion(tmp_path, "change", LOOP)
     decisions: list[str] = []
     with replaying(project.root, "stream@champion") as client:
-        for frame in chunks(600, 300, changed=False, seed=100):
+        # 900 rows before the change: with the first changed chunk the window holds 1,200,
+        # enough for a verdict of the Wasserstein test (1,000 rows)
+        for frame in chunks(900, 300, changed=False, seed=100):
             client.replay(frame, FEATURES, "y")
         _settle()
         decisions += tick(project).steps

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from scipy import stats
 from sklearn.datasets import load_breast_cancer
 
 import mlcycle.monitor as monitor
 from mlcycle.errors import DataError, SpecError
 from mlcycle.monitor import (
+    TESTS,
     DriftOptions,
     StreamingSummary,
     TestChoice,
     adjust_p_values,
     drift_report,
 )
+from mlcycle.monitor._run import drift_options
+from mlcycle.spec import DriftTestName, MonitorSpec
 
 
 def _gaussian(n: int, k: int, seed: int) -> dict[str, np.ndarray]:
@@ -176,6 +181,105 @@ def test_streaming_counts_equal_the_whole_window() -> None:
     assert streamed.n_current == 4000 and streamed.drifted_columns == ["x", "c"]
     with pytest.raises(SpecError, match="does not stream"):
         summary.report(DriftOptions(tests={"x": TestChoice("ks")}))
+
+
+def test_one_row_gives_no_verdict_where_it_used_to_drift_every_input() -> None:
+    ref = _gaussian(5000, 8, 0)
+    one = {k: v[:1] for k, v in _gaussian(1, 8, 1).items()}
+    report = drift_report(ref, one)
+    assert {c.test for c in report.columns} == {"wasserstein"}
+    assert report.drift is None and report.drifted_columns == []
+    assert all(c.drift is None and c.rows == 1 and c.min_rows == 1000 for c in report.columns)
+    assert report.undecided_columns == list(ref)
+    assert report.to_dict()["dataset"]["drift"] is None
+    forced = drift_report(ref, one, options=DriftOptions(min_rows=1))
+    assert forced.drift is True  # what the statistic alone says of one row: every input "drifts"
+
+
+def test_a_column_needs_its_tests_minimum_of_non_missing_values() -> None:
+    rng = np.random.default_rng(3)
+    ref = {"x": rng.normal(size=500), "c": rng.choice(["a", "b", "c"], 500)}
+    x = rng.normal(size=40)
+    x[:15] = np.nan  # 25 values left, fewer than KS's 30
+    report = drift_report(ref, {"x": x, "c": rng.choice(["a", "b", "c"], 40)})
+    by_name = {c.column: c for c in report.columns}
+    assert by_name["x"].test == "ks" and by_name["x"].drift is None and by_name["x"].rows == 25
+    assert by_name["c"].test == "chi2" and by_name["c"].drift is False
+    assert report.drift is None  # the dataset needs a verdict on every column
+    streamed = StreamingSummary(ref)
+    streamed.update({"x": x[:20], "c": np.array(["a"] * 20)})
+    assert streamed.report().drift is None
+
+
+@pytest.mark.parametrize(
+    ("test", "categorical"),
+    [("wasserstein", False), ("jensenshannon", False), ("jensenshannon", True), ("psi", False)],
+)
+def test_distance_tests_hold_the_false_alarm_rate_from_their_minimum(
+    test: str, categorical: bool
+) -> None:
+    # The minimums come from a larger simulation (see mlcycle.monitor._report); this checks the
+    # direction on a smaller one: at min_rows few windows without a shift are flagged, at a
+    # fifth of it most are.
+    rng = np.random.default_rng(11)
+    drift_test = TESTS[test]()
+    levels = np.array([f"c{i}" for i in range(20)], dtype=object)
+    p = np.r_[np.full(10, 0.08), np.full(10, 0.02)]
+
+    def draw(n: int) -> np.ndarray:
+        return rng.choice(levels, n, p=p) if categorical else rng.lognormal(size=n)
+
+    def false_alarms(n: int, windows: int = 200) -> float:
+        flagged = 0
+        for _ in range(windows):
+            statistic, _ = drift_test.compute(draw(5000), draw(n))
+            flagged += statistic >= drift_test.default_threshold
+        return flagged / windows
+
+    assert false_alarms(drift_test.min_rows) <= 0.08
+    assert false_alarms(drift_test.min_rows // 5) >= 0.3
+
+
+def test_evidently_defaults_reproduce_scipy_goodness_of_fit() -> None:
+    ref = np.array(["a"] * 50 + ["b"] * 30 + ["c"] * 20, dtype=object)
+    cur = np.array(["a"] * 40 + ["b"] * 40 + ["c"] * 20, dtype=object)
+    evidently = DriftOptions(defaults="evidently")
+    column = drift_report({"c": ref}, {"c": cur}, options=evidently).columns[0]
+    expected = stats.chisquare([40, 40, 20], [50, 30, 20])  # current vs reference proportions
+    assert column.test == "chi2_gof"
+    assert column.statistic == pytest.approx(expected.statistic, rel=1e-12)
+    assert column.p_value == pytest.approx(expected.pvalue, rel=1e-12)
+    ours = drift_report({"c": ref}, {"c": cur}).columns[0]
+    homogeneity = stats.chi2_contingency(np.array([[50, 30, 20], [40, 40, 20]]))
+    assert ours.test == "chi2" and ours.p_value == pytest.approx(homogeneity.pvalue)
+    assert ours.p_value > column.p_value  # homogeneity counts the reference's own noise
+
+    two = drift_report({"c": ref[:80]}, {"c": cur[:80]}, options=evidently).columns[0]
+    pooled = stats.chi2_contingency(np.array([[50, 30], [40, 40]]), correction=False)
+    assert two.test == "z" and two.p_value == pytest.approx(pooled.pvalue, rel=1e-9)
+    assert two.statistic == pytest.approx(np.sqrt(pooled.statistic), rel=1e-9)
+
+    unseen = drift_report({"c": ref}, {"c": np.r_[cur, ["d"]]}, options=evidently).columns[0]
+    assert unseen.statistic == np.inf and unseen.p_value == 0.0  # as Evidently: no expected count
+
+    # distinct values: ours counts the reference (5 values: chi2), Evidently's both sides (KS)
+    few = {"k": np.tile(np.arange(5.0), 60)}
+    more = {"k": np.tile(np.arange(6.0), 50)}
+    assert drift_report(few, more).columns[0].test == "chi2"
+    assert drift_report(few, more, options=evidently).columns[0].test == "ks"
+
+    spec = MonitorSpec.model_validate({"defaults": "evidently", "min_rows": 50})
+    options = drift_options(spec)
+    assert options.defaults == "evidently" and options.min_rows == 50
+    with pytest.raises(SpecError, match="defaults"):
+        DriftOptions(defaults="scipy")  # type: ignore[arg-type]
+    streamed = StreamingSummary({"c": ref})
+    streamed.update({"c": cur})
+    assert streamed.report(evidently).columns[0].statistic == pytest.approx(expected.statistic)
+
+
+def test_the_spec_names_every_drift_test() -> None:
+    assert set(get_args(DriftTestName)) == set(TESTS)  # the spec cannot import the registry
 
 
 def test_public_surface() -> None:

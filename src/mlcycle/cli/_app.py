@@ -41,6 +41,11 @@ def state(ctx: typer.Context) -> State:
     return obj
 
 
+def print_error(message: str) -> None:
+    """One ``error:`` line on stderr, never wrapped (a script may grep it, a log may be wide)."""
+    err.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+
+
 def print_json(data: Any) -> None:
     """Machine-readable output on stdout, nothing else on it."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
@@ -83,6 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         return code if isinstance(code, int) else (0 if code is None else 1)
     except MlcycleError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
-            err.print(Text("error: ", style="bold red") + Text(line))
+            print_error(line)
         return 1
     return 0

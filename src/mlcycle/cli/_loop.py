@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mlcycle.cli._app import app, out, print_json, state
+from mlcycle.cli._app import app, out, print_error, print_json, state
 
 loop_app = typer.Typer(
     help="The closed loop: monitor, retrain, gate, roll out, promote or roll back.",
@@ -36,10 +36,14 @@ def loop(
         int | None, typer.Option("--max-ticks", min=1, help="Stop after N ticks.")
     ] = None,
 ) -> None:
-    """Run the loop: every tick checks the champion and moves a retraining along."""
+    """Run the loop: every tick checks the champion and moves a retraining along.
+
+    A tick that fails is recorded (see ``loop status``) and the loop backs off
+    and goes on; with ``--once`` the error is the exit status (1).
+    """
     if ctx.invoked_subcommand is not None:
         return
-    from mlcycle.loop import run_loop
+    from mlcycle.loop import TickError, run_loop
 
     def show(result: object) -> None:
         from mlcycle.loop import TickResult
@@ -49,8 +53,20 @@ def loop(
             out.print(f"[bold]{result.model}[/] {step}")
         out.print(f"[dim]{result.model}: {result.state.phase}, cycle {result.state.cycle}[/]")
 
+    def failed(error: TickError) -> None:
+        k, wait = error.error["in_a_row"], error.retry_in_s
+        print_error(f"{error} ({k} in a row; retrying in {wait:g} s)")
+
     with state(ctx).open() as project:
-        run_loop(project, model, once=once, interval_s=interval, max_ticks=max_ticks, on_tick=show)
+        run_loop(
+            project,
+            model,
+            once=once,
+            interval_s=interval,
+            max_ticks=max_ticks,
+            on_tick=show,
+            on_error=failed,
+        )
 
 
 @loop_app.command("status")
@@ -90,6 +106,7 @@ def status(
                 "aliases": aliases,
                 "traffic": traffic.__dict__,
                 "story": None if story is None else str(story),
+                "errors": {"in_a_row": current.errors, "last": current.last_error},
                 "decisions": [
                     {"at": e.at.isoformat(), "action": e.action, "reason": e.reason} for e in events
                 ],
@@ -110,6 +127,22 @@ def status(
         )
     if current.improving:
         out.print("keeping improving: retrains as labels accumulate while challengers win")
+    error = current.last_error
+    if error is not None:
+        where = f"{error.get('phase')} ({error.get('step')})"
+        if current.errors:
+            out.print(
+                f"[red]failing:[/] {current.errors} tick(s) in a row, the last at "
+                f"{error.get('at')} in {where}: {error.get('message')}; "
+                f"retrying every {error.get('retry_in_s', 0):g} s",
+                soft_wrap=True,
+            )
+        else:
+            out.print(
+                f"last error (recovered since): {error.get('at')} in {where}: "
+                f"{error.get('message')}",
+                soft_wrap=True,
+            )
     table = Table("when", "decision", "why")
     for e in events:
         table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.action.removeprefix("loop."), e.reason or "")

@@ -10,18 +10,30 @@ champion's recorded spec, registered as ``@challenger``) → ``gating``
 promotion (``@champion`` moves, servers hot-swap) or rollback, and back to
 ``idle``. Each transition is an event holding the whole state (see
 :mod:`mlcycle.loop._state`), so a killed loop picks up where it was.
+
+Every tick is fenced: whatever it raises is recorded as a ``loop.error`` event
+(the phase and step it failed in, the message, the traceback of an
+unexpected error, how many ticks in a row have failed) and raised as a
+:class:`TickError`; :func:`run_loop` then waits ``interval x 2^k`` (at most
+10 minutes, or the interval if that is longer) and ticks again, so a
+passing fault costs a few ticks and a lasting one does not spin. A
+configuration error cannot heal by itself: the loop waits the longest
+interval at once, says so, and reads ``mlcycle.yaml`` again before it retries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.compute as pc
 
-from mlcycle.errors import NotFoundError, SpecError
+from mlcycle.errors import MlcycleError, NotFoundError, SpecError
 from mlcycle.loop._data import DataMode, labelled_rows, retraining_data
 from mlcycle.loop._gate import gate
 from mlcycle.loop._rollout import Traffic, judge_step, live_figures, set_traffic
@@ -34,9 +46,12 @@ if TYPE_CHECKING:
     from mlcycle.project import Project
     from mlcycle.store import ModelVersionRecord
 
-__all__ = ["TickResult", "loop_model", "run_loop", "tick"]
+__all__ = ["TickError", "TickResult", "backoff", "loop_model", "run_loop", "tick"]
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+# The longest wait between two ticks after errors (unless the interval itself is longer).
+MAX_BACKOFF_S = 600.0
+_TRACEBACK_CHARS = 4000
 
 
 @dataclass
@@ -46,6 +61,38 @@ class TickResult:
     model: str
     state: LoopState
     steps: list[str] = field(default_factory=list)
+
+
+class TickError(MlcycleError):
+    """A tick failed; it was recorded as a ``loop.error`` event.
+
+    ``error`` is what was recorded: ``phase``, ``step``, ``message``,
+    ``in_a_row``, ``retry_in_s`` and ``configuration`` (a configuration error).
+    """
+
+    def __init__(self, message: str, error: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.error = error
+
+    @property
+    def retry_in_s(self) -> float:
+        return float(self.error["retry_in_s"])
+
+
+def backoff(interval_s: float, errors: int, *, configuration: bool = False) -> float:
+    """Seconds to wait after ``errors`` failed ticks in a row: ``interval_s x 2^errors``, capped.
+
+    The cap is :data:`MAX_BACKOFF_S` (10 minutes) or the interval if that is
+    longer; a configuration error waits the cap at once (retrying sooner cannot help).
+
+    Example:
+        >>> backoff(60, 1), backoff(60, 3), backoff(60, 9), backoff(60, 1, configuration=True)
+        (120.0, 480.0, 600.0, 600.0)
+    """
+    cap = max(float(interval_s), MAX_BACKOFF_S)
+    if configuration:
+        return cap
+    return min(cap, float(interval_s) * 2.0 ** min(max(errors, 0), 30))
 
 
 def _now() -> datetime:
@@ -74,6 +121,8 @@ class _Tick:
         self.model = model
         self.spec = project.spec.loop
         self.steps: list[str] = []
+        self.phase = "idle"
+        self.step = "start"  # what the tick was doing, for the record of an error
 
     def record(self, state: LoopState, action: str, reason: str) -> LoopState:
         self.steps.append(f"{action}: {reason}")
@@ -129,6 +178,7 @@ class _Tick:
             if (
                 triggers.ood_share is not None
                 and result.ood is not None
+                and result.ood["alert"] is not None  # None: too few rows for a verdict
                 and result.ood["share"] >= triggers.ood_share
             ):
                 reasons.append(f"{result.ood['share']:.1%} out-of-distribution inputs")
@@ -171,7 +221,14 @@ class _Tick:
         if not reasons:
             if result is not None:
                 state = state.next(champion=champion.version, last_healthy=_iso(now))
-                self.steps.append(f"healthy: {result.features.share_drifted:.0%} of inputs drifted")
+                rows = result.window.get("rows", 0)
+                if result.features.drift is None:
+                    self.steps.append(f"no trigger; too few rows for a drift verdict ({rows})")
+                else:
+                    self.steps.append(
+                        f"healthy: {result.features.share_drifted:.0%} of inputs drifted "
+                        f"({rows} rows)"
+                    )
             else:
                 self.steps.append("no served rows to check yet")
             return state
@@ -520,15 +577,16 @@ class _Tick:
         )
 
 
-def tick(project: Project, model: str | None = None) -> TickResult:
-    """Advance the loop of ``model`` as far as it goes without waiting."""
-    name = loop_model(project, model)
-    work = _Tick(project, name)
-    state = read_state(project.store, name)
+def _advance(work: _Tick, state: LoopState) -> LoopState:
+    """Moves ``state`` along as far as it goes without waiting (each phase at most once)."""
+    project, name = work.project, work.model
+    work.phase, work.step = state.phase, "monitor"
     observed = work.observe()
     for _ in range(8):  # each phase at most once per tick, plus rollout steps
         before = state
+        work.phase = state.phase
         if state.phase == "idle":
+            work.step = "check"
             state = work.check(state, observed)
             if state.phase == "idle":
                 if state != before:  # remember the healthy check (the fresh data starts after it)
@@ -542,20 +600,111 @@ def tick(project: Project, model: str | None = None) -> TickResult:
                     )
                 break
         elif state.phase == "triggered":
+            work.step = "collect"
             state = work.collect(state)
         elif state.phase == "retraining":
+            work.step = "retrain"
             state = work.retrain(state)
         elif state.phase == "gating":
+            work.step = "judge"
             state = work.judge(state)
             if state.phase == "idle":
                 break
         elif state.phase == "rollout":
+            work.step = "bake"
             state = work.bake(state)
             if state.phase == "idle":
                 break
         if state == before:
             break
+    return state
+
+
+def _one_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    if isinstance(exc, SpecError):
+        return f"configuration error: {text}"
+    if isinstance(exc, MlcycleError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _failed(
+    project: Project, work: _Tick, start: LoopState, exc: Exception, interval_s: float
+) -> TickError:
+    """Record a failed tick as a ``loop.error`` event; the error to raise."""
+    configuration = isinstance(exc, SpecError)
+    errors = start.errors + 1
+    message = _one_line(exc)
+    error: dict[str, Any] = {
+        "at": _iso(_now()),
+        "phase": work.phase,
+        "step": work.step,
+        "type": type(exc).__name__,
+        "message": message,
+        "configuration": configuration,
+        "in_a_row": errors,
+        "retry_in_s": backoff(interval_s, errors, configuration=configuration),
+    }
+    if not isinstance(exc, MlcycleError):  # a bug or an outside failure: keep where it came from
+        error["traceback"] = "".join(traceback.format_exception(exc))[-_TRACEBACK_CHARS:]
+    what = f"{work.phase} ({work.step}): {message}"
+    if configuration:
+        what += "; fix mlcycle.yaml: the loop reads it again before it retries"
+    reason = f"{what} ({errors} in a row; retrying in {error['retry_in_s']:g} s)"
+    try:
+        persisted = read_state(project.store, work.model)  # with what the tick did record
+        write_state(
+            project.store,
+            work.model,
+            persisted.next(errors=errors, last_error=error),
+            action="error",
+            reason=reason,
+            actor=project.actor,
+        )
+    except Exception as unrecorded:  # the store itself is failing: still report the first error
+        error["unrecorded"] = _one_line(unrecorded)
+    return TickError(f"loop tick failed in {what}", error)
+
+
+def tick(
+    project: Project, model: str | None = None, *, interval_s: float | None = None
+) -> TickResult:
+    """Advance the loop of ``model`` as far as it goes without waiting.
+
+    Args:
+        interval_s: the loop's interval (default ``loop.interval_s``), from
+            which the wait after a failure is computed.
+
+    Raises:
+        TickError: the tick failed; a ``loop.error`` event records it.
+    """
+    name = loop_model(project, model)
+    work = _Tick(project, name)
+    start = read_state(project.store, name)
+    interval = project.spec.loop.interval_s if interval_s is None else interval_s
+    try:
+        state = _advance(work, start)
+    except Exception as exc:
+        raise _failed(project, work, start, exc, interval) from exc
+    if state.errors:
+        last = (state.last_error or {}).get("message", "")
+        state = work.record(
+            state.next(errors=0),
+            "recovered",
+            f"the tick succeeded after {state.errors} failed in a row (last: {last})",
+        )
     return TickResult(name, state, work.steps)
+
+
+def _reread_spec(project: Project) -> None:
+    """Read ``mlcycle.yaml`` again (after a configuration error); keep the old spec if it is bad."""
+    from mlcycle.project import SPEC_FILE
+    from mlcycle.spec import load_spec
+
+    path = project.root / SPEC_FILE
+    with contextlib.suppress(MlcycleError):  # still broken: the next tick fails and says so
+        project.spec = load_spec(path)
 
 
 def run_loop(
@@ -565,22 +714,43 @@ def run_loop(
     once: bool = False,
     interval_s: float | None = None,
     max_ticks: int | None = None,
-    on_tick: Any = None,
+    on_tick: Callable[[TickResult], None] | None = None,
+    on_error: Callable[[TickError], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> TickResult:
     """Tick forever (every ``loop.interval_s``), once, or ``max_ticks`` times, holding the lease.
 
+    A failed tick is recorded (see :func:`tick`), handed to ``on_error``, and
+    followed by a wait of :func:`backoff` instead of the interval; the loop
+    goes on. ``sleep`` waits between ticks (a test passes its own).
+
+    Returns:
+        The last tick's result.
+
     Raises:
         ConflictError: another loop process looks after this model.
+        TickError: the last tick (the only one, with ``once``) failed.
     """
     name = loop_model(project, model)
     interval = project.spec.loop.interval_s if interval_s is None else interval_s
     ticks = 0
     with hold_lease(project.root, name, project.store):
         while True:
-            result = tick(project, name)
             ticks += 1
+            last = once or (max_ticks is not None and ticks >= max_ticks)
+            try:
+                result = tick(project, name, interval_s=interval)
+            except TickError as exc:
+                if last:
+                    raise
+                if on_error is not None:
+                    on_error(exc)
+                if exc.error["configuration"]:
+                    _reread_spec(project)
+                sleep(exc.retry_in_s)
+                continue
             if on_tick is not None:
                 on_tick(result)
-            if once or (max_ticks is not None and ticks >= max_ticks):
+            if last:
                 return result
-            time.sleep(interval)
+            sleep(interval)

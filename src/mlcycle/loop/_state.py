@@ -2,7 +2,8 @@
 
 Every transition appends one ``loop.<phase>`` event (entity ``loop``, the
 model's name) whose details are the whole state; the newest such event *is*
-the state. An event is one committed row, so a process killed at any moment
+the state. A tick that fails appends a ``loop.error`` event: the state it
+failed in, with the error and how many ticks in a row have failed. An event is one committed row, so a process killed at any moment
 leaves either the old state or the new one, never half of each, and every
 decision stays in the audit log with its reasons. Each phase's work is
 idempotent (content-addressed datasets, a run found again by its name, a
@@ -66,6 +67,8 @@ class LoopState:
     # a champion the loop promoted is judged against its score on the gate's held-out
     # rows ({version, metric, value, rows}), not its own small test split
     reference: dict[str, Any] | None = None
+    errors: int = 0  # ticks in a row that ended in an error (0 once a tick succeeds)
+    last_error: dict[str, Any] | None = None  # the latest: at, phase, step, message, retry_in_s
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

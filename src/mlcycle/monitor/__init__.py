@@ -7,10 +7,13 @@ recognises), realised performance once late labels arrive
 (:func:`window_performance`), performance estimated without labels
 (:class:`CBPE`), bias over time per sensitive column and their intersection
 (:func:`fairness_report`, Fairlearn's metrics with bootstrap intervals, judged
-against the reference) and out-of-distribution inputs (:class:`OODDetector`).
-Findings are alerts: events in the store and a webhook POST; the report is
-stored as JSON and drawn as HTML by :func:`render_monitor_report`. Never
-imports torch.
+against the reference) and out-of-distribution inputs (:class:`OODDetector`),
+after a check of the window's data quality (:class:`DataQuality`: absent or
+empty inputs, values that are not finite numbers; never a failure of the
+run). Drift and out-of-distribution checks give no verdict on too few rows
+(``monitor.min_rows``). Findings are
+alerts: events in the store and a webhook POST; the report is stored as JSON
+and drawn as HTML by :func:`render_monitor_report`. Never imports torch.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from __future__ import annotations
 from mlcycle.monitor._alerts import Alert, Delivery
 from mlcycle.monitor._base import DriftTest, TestKind
 from mlcycle.monitor._counts import (
+    ChiSquaredGoodnessOfFitTest,
     ChiSquaredTest,
     CountDriftTest,
     JensenShannonTest,
     PSITest,
+    ZTest,
     binned_counts,
     reference_edges,
 )
@@ -41,6 +46,7 @@ from mlcycle.monitor._performance import (
     join_feedback,
     window_performance,
 )
+from mlcycle.monitor._quality import DataQuality
 from mlcycle.monitor._report import (
     TESTS,
     ColumnDrift,
@@ -58,10 +64,12 @@ __all__ = [
     "CBPE",
     "TESTS",
     "Alert",
+    "ChiSquaredGoodnessOfFitTest",
     "ChiSquaredTest",
     "ColumnDrift",
     "ColumnType",
     "CountDriftTest",
+    "DataQuality",
     "Delivery",
     "DriftOptions",
     "DriftReport",
@@ -81,6 +89,7 @@ __all__ = [
     "TestChoice",
     "TestKind",
     "WassersteinTest",
+    "ZTest",
     "adjust_p_values",
     "binned_counts",
     "drift_report",

@@ -30,6 +30,7 @@ AlertKind = Literal[
     "estimated_performance",
     "fairness",
     "ood",
+    "data_quality",
 ]
 
 

@@ -22,11 +22,15 @@ TestKind = Literal["p_value", "distance"]
 class DriftTest(ABC):
     """Compares a reference and a current sample of one column.
 
-    Subclasses set :attr:`name`, :attr:`kind` and :attr:`default_threshold`
-    and implement :meth:`compute`. ``kind`` says how a threshold reads: for
-    ``"p_value"`` tests a column drifts when its (adjusted) p-value is
-    ``<= threshold``; for ``"distance"`` tests when the statistic is
-    ``>= threshold`` (Evidently's convention for both).
+    Subclasses set :attr:`name`, :attr:`kind`, :attr:`default_threshold` and
+    :attr:`min_rows`, and implement :meth:`compute`. ``kind`` says how a
+    threshold reads: for ``"p_value"`` tests a column drifts when its
+    (adjusted) p-value is ``<= threshold``; for ``"distance"`` tests when the
+    statistic is ``>= threshold`` (Evidently's convention for both).
+    ``min_rows`` is the smallest current sample (non-missing values) on which
+    the test gives a verdict at all: below it, the default threshold flags
+    more than about 5 % of windows that did not move (see
+    :mod:`mlcycle.monitor._report` for how the figures were measured).
 
     Inputs have missing values already removed; both are non-empty.
     """
@@ -34,6 +38,7 @@ class DriftTest(ABC):
     name: str
     kind: TestKind
     default_threshold: float
+    min_rows: int = 30
 
     @abstractmethod
     def compute(

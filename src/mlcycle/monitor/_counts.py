@@ -12,6 +12,7 @@ counted per value, like categories.
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from typing import Any
 
@@ -26,10 +27,12 @@ from scipy.spatial import distance
 from mlcycle.monitor._base import DriftTest
 
 __all__ = [
+    "ChiSquaredGoodnessOfFitTest",
     "ChiSquaredTest",
     "CountDriftTest",
     "JensenShannonTest",
     "PSITest",
+    "ZTest",
     "binned_counts",
     "reference_edges",
 ]
@@ -141,8 +144,14 @@ class ChiSquaredTest(CountDriftTest):
     Equal to ``scipy.stats.chi2_contingency(table)`` with its defaults, so
     Yates' continuity correction applies only when the table has one degree
     of freedom (two categories). Categories absent on both sides are dropped;
-    a single category gives statistic 0 and p-value 1. Evidently uses a
-    Z-test for two categories; we use this test for all.
+    a single category gives statistic 0 and p-value 1. This is where our
+    default departs from Evidently's: Evidently tests the current counts for
+    goodness of fit to the reference proportions
+    (:class:`ChiSquaredGoodnessOfFitTest`), which treats the reference
+    proportions as exact, and uses a Z-test (:class:`ZTest`) for two
+    categories. Homogeneity counts the reference's own sampling error, so a
+    small reference does not make it alarm more often; ``monitor.defaults:
+    evidently`` reproduces Evidently's choice.
 
     Example:
         >>> statistic, p_value = ChiSquaredTest().from_counts(np.array([50, 50]), np.array([20, 80]))
@@ -165,6 +174,73 @@ class ChiSquaredTest(CountDriftTest):
         return float(result.statistic), float(result.pvalue)
 
 
+class ChiSquaredGoodnessOfFitTest(CountDriftTest):
+    """Pearson's goodness-of-fit test of the current counts to the reference proportions.
+
+    Evidently's ``chisquare`` test: the expected count of each category is its
+    reference count scaled to the current total, and the statistic and
+    p-value are ``scipy.stats.chisquare(current, expected)`` over the union of
+    the categories (``k - 1`` degrees of freedom). A current category the
+    reference never saw has an expected count of 0: the statistic is infinite
+    and the p-value 0, as in Evidently.
+
+    Example:
+        >>> test = ChiSquaredGoodnessOfFitTest()
+        >>> statistic, p_value = test.from_counts(np.array([50, 30, 20]), np.array([40, 40, 20]))
+        >>> round(statistic, 4), round(p_value, 4)
+        (5.3333, 0.0695)
+    """
+
+    name = "chi2_gof"
+    kind = "p_value"
+    default_threshold = 0.05
+
+    def from_counts(
+        self, reference: NDArray[np.int64], current: NDArray[np.int64]
+    ) -> tuple[float, float | None]:
+        keep = (reference + current) > 0
+        ref, cur = reference[keep], current[keep]
+        if ref.size < 2:
+            return 0.0, 1.0
+        if np.any((ref == 0) & (cur > 0)):
+            return math.inf, 0.0
+        expected = ref * (cur.sum() / ref.sum())
+        result = stats.chisquare(cur, expected)
+        return float(result.statistic), float(result.pvalue)
+
+
+class ZTest(CountDriftTest):
+    """Two-proportion Z-test (pooled), two-sided: Evidently's test for two categories.
+
+    The proportion of one category, the reference's most frequent, is
+    compared between the two samples; the statistic is ``|z|`` and the
+    p-value ``2 * (1 - Phi(|z|))``. With more than two categories it
+    compares that category against all the others together, as Evidently
+    does. When both samples hold that single category only, the p-value is 1.
+
+    Example:
+        >>> statistic, p_value = ZTest().from_counts(np.array([50, 50]), np.array([20, 80]))
+        >>> round(statistic, 3), p_value < 0.05
+        (4.447, True)
+    """
+
+    name = "z"
+    kind = "p_value"
+    default_threshold = 0.05
+
+    def from_counts(
+        self, reference: NDArray[np.int64], current: NDArray[np.int64]
+    ) -> tuple[float, float | None]:
+        n_ref, n_cur = int(reference.sum()), int(current.sum())
+        first = int(np.argmax(reference))
+        p_ref, p_cur = reference[first] / n_ref, current[first] / n_cur
+        pooled = (reference[first] + current[first]) / (n_ref + n_cur)
+        if pooled in (0.0, 1.0):
+            return 0.0, 1.0
+        z = abs(p_ref - p_cur) / math.sqrt(pooled * (1 - pooled) * (1 / n_ref + 1 / n_cur))
+        return float(z), float(2 * stats.norm.sf(z))
+
+
 class JensenShannonTest(CountDriftTest):
     """Jensen-Shannon distance between the two frequency vectors.
 
@@ -180,6 +256,7 @@ class JensenShannonTest(CountDriftTest):
     name = "jensenshannon"
     kind = "distance"
     default_threshold = 0.1
+    min_rows = 700
 
     def __init__(self, n_bins: int = DEFAULT_BINS, base: float | None = None) -> None:
         super().__init__(n_bins)
@@ -206,6 +283,7 @@ class PSITest(CountDriftTest):
     name = "psi"
     kind = "distance"
     default_threshold = 0.1
+    min_rows = 500
 
     def from_counts(
         self, reference: NDArray[np.int64], current: NDArray[np.int64]

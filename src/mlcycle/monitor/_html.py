@@ -1,6 +1,7 @@
 """The monitoring report as one self-contained HTML page, drawn from the stored JSON report.
 
-Sections: the verdict and alerts; the timeline of drift, performance
+Sections: the verdict, the window (its size and sources) and alerts; data
+quality; the timeline of drift, performance
 (realised and estimated), out-of-distribution share and fairness across the
 window's slices; performance with its interval beside the CBPE estimate and
 its assumptions; the drift table of every column; reference and current
@@ -35,6 +36,15 @@ def _verdict(report: Mapping[str, Any]) -> str:
         return '<p><strong style="color:#2f855a">Healthy</strong>: no alert.</p>'
     items = "".join(f"<li>{esc(a['message'])}</li>" for a in alerts)
     return f'<p><strong style="color:#c53030">{len(alerts)} alert(s)</strong></p><ul>{items}</ul>'
+
+
+def _window(window: Mapping[str, Any]) -> str:
+    sources = window.get("log_sources")
+    where = esc(window.get("source", "")) + (f" ({esc(', '.join(sources))})" if sources else "")
+    return (
+        f"<p>Window: <strong>{esc(window.get('rows', 0))} rows</strong>, "
+        f"{esc(window.get('labelled', 0))} labelled, from {where}.</p>"
+    )
 
 
 def _timeline(figs: Figures, rows: Sequence[Mapping[str, Any]], reference: float | None) -> str:
@@ -133,7 +143,12 @@ def _performance(report: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def _drift_table(columns: Sequence[Mapping[str, Any]]) -> str:
+def _drift(value: bool | None) -> str:
+    return "no verdict" if value is None else ("DRIFT" if value else "no")
+
+
+def _drift_table(columns: Sequence[Mapping[str, Any]], correction: str | None = None) -> str:
+    adjusted = "adjusted p" if not correction else f"adjusted p ({correction})"
     rows = [
         [
             c["column"],
@@ -143,13 +158,38 @@ def _drift_table(columns: Sequence[Mapping[str, Any]]) -> str:
             fmt(c.get("p_value")),
             fmt(c.get("adjusted_p_value")),
             fmt(c["threshold"]),
-            "DRIFT" if c["drift"] else "no",
+            fmt(c.get("rows")),
+            _drift(c["drift"]),
         ]
         for c in sorted(columns, key=lambda c: (not c["drift"], c["column"]))
     ]
-    return table(
-        ["column", "type", "test", "statistic", "p-value", "adjusted p", "threshold", "drift"], rows
+    head = ["column", "type", "test", "statistic", "p-value", adjusted, "threshold", "rows"]
+    return table([*head, "drift"], rows)
+
+
+def _quality(report: Mapping[str, Any]) -> str:
+    quality = report.get("data_quality") or {}
+    rows = [[name, "absent from the data"] for name in quality.get("absent", [])]
+    rows += [
+        [name, "no value in any row"]
+        for name in quality.get("empty", [])
+        if name not in quality.get("absent", [])
+    ]
+    rows += [
+        [name, f"{count} rows not finite numbers"]
+        for name, count in (quality.get("non_finite") or {}).items()
+    ]
+    if quality.get("unusable_labels"):
+        examples = ", ".join(quality.get("label_examples", []))
+        rows.append(["labels", f"{quality['unusable_labels']} not among the classes ({examples})"])
+    if not rows:
+        return '<p class="note">Every input has values; every value and answer is a number.</p>'
+    excluded = quality.get("excluded_rows", 0)
+    note = (
+        f'<p class="note">{excluded} rows with unusable outputs are left out of prediction '
+        "drift, performance, the estimate and fairness; infinite inputs count as missing.</p>"
     )
+    return table(["column", "finding"], rows) + note
 
 
 def _distributions(figs: Figures, histograms: Mapping[str, Mapping[str, Any]]) -> str:
@@ -269,26 +309,31 @@ def render_monitor_report(report: Mapping[str, Any], path: str | os.PathLike[str
     reference_metrics = report.get("reference_metrics", {})
     timeline = report.get("timeline", [])
     metric = timeline[0]["metric"] if timeline else "accuracy"
-    prediction = report["prediction"]["columns"]
+    prediction = (report.get("prediction") or {}).get("columns", [])
     target = report.get("target")
+    dataset = report["features"]["dataset"]
+    correction = {"benjamini-hochberg": "Benjamini-Hochberg", "bonferroni": "Bonferroni"}.get(
+        dataset.get("multiple_testing", "")
+    )
+    share = f"{dataset['share_drifted']:.0%} of inputs drifted"
+    if dataset.get("drift") is None:
+        share += " (no verdict: too few rows)"
     parts = [
-        section("Verdict", _verdict(report)),
+        section("Verdict", _verdict(report) + _window(window)),
+        section("Data quality", _quality(report)),
         section(
             "Across the window",
             _timeline(figs, timeline, reference_metrics.get(metric)),
         ),
         section("Performance", _performance(report)),
-        section(
-            f"Feature drift: {report['features']['dataset']['share_drifted']:.0%} of inputs drifted",
-            _drift_table(report["features"]["columns"]),
-        ),
+        section(f"Feature drift: {share}", _drift_table(report["features"]["columns"], correction)),
         section(
             "Distributions: reference vs current",
             _distributions(figs, report.get("histograms", {})),
         ),
         section(
             "Prediction and target drift",
-            _drift_table(prediction + ([] if not target else target["columns"])),
+            _drift_table(prediction + ([] if not target else target["columns"]), correction),
         ),
         section("Fairness", _fairness(report.get("fairness", {}))),
     ]
@@ -301,7 +346,12 @@ def render_monitor_report(report: Mapping[str, Any], path: str | os.PathLike[str
                     ["rows", "flagged", "share", "outside training ranges", "limit", "scored"],
                     [
                         [
-                            fmt(ood["rows"]),
+                            fmt(ood["rows"])
+                            + (
+                                f" (no verdict below {ood.get('min_rows')})"
+                                if ood.get("alert") is None
+                                else ""
+                            ),
                             fmt(ood["flagged"]),
                             f"{ood['share']:.2%}",
                             "—"

@@ -200,6 +200,7 @@ class WassersteinTest(_EcdfTest):
     name = "wasserstein"
     kind = "distance"
     default_threshold = 0.1
+    min_rows = 1000
 
     def __init__(self, normalize: bool = True) -> None:
         self.normalize = normalize

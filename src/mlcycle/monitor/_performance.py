@@ -16,6 +16,7 @@ never torch.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,7 @@ __all__ = [
     "METRICS",
     "Estimate",
     "PerformanceResult",
+    "class_names",
     "join_feedback",
     "window_performance",
 ]
@@ -201,6 +203,35 @@ class PerformanceResult:
         return asdict(self)
 
 
+def class_names(labels: npt.NDArray[Any], classes: Sequence[str]) -> npt.NDArray[Any]:
+    """Labels (strings, or None) as class names; a label equal in value to a class is that class.
+
+    A partly labelled integer column read through pandas comes back as floats,
+    so ``"1.0"`` must count as class ``"1"``. Labels that match no class are
+    returned unchanged, for the caller to report.
+
+    Example:
+        >>> class_names(np.array(["1.0", "0", None, "2.5"], dtype=object), ["0", "1"]).tolist()
+        ['1', '0', None, '2.5']
+    """
+    names = [str(c) for c in classes]
+    by_value: dict[float, str] = {}
+    for name in names:
+        try:
+            by_value.setdefault(float(name), name)
+        except ValueError:
+            continue
+    known = set(names)
+    mapping: dict[Any, Any] = {}
+    for label in {v for v in labels.tolist() if v is not None}:
+        text = str(label)
+        mapping[label] = text
+        if text not in known and by_value:
+            with contextlib.suppress(ValueError):
+                mapping[label] = by_value.get(float(text), text)
+    return np.asarray([None if v is None else mapping[v] for v in labels.tolist()], dtype=object)
+
+
 def _class_indices(y_true: Any, classes: Sequence[str]) -> IntArray:
     """Labels as class indices: names (the feedback's strings) are looked up in ``classes``."""
     if isinstance(y_true, pa.ChunkedArray | pa.Array):
@@ -211,7 +242,9 @@ def _class_indices(y_true: Any, classes: Sequence[str]) -> IntArray:
     )
     if y.ndim != 1 or not named:
         return check_labels(y, len(classes))
-    names, inverse = np.unique(y.astype(str), return_inverse=True)
+    names, inverse = np.unique(
+        class_names(y.astype(object), classes).astype(str), return_inverse=True
+    )
     lookup = {str(c): i for i, c in enumerate(classes)}
     unknown = [str(n) for n in names if n not in lookup]
     if unknown:

@@ -2,16 +2,44 @@
 
 Defaults follow Evidently's ``_get_default_stattest`` so its users recognise
 them: with a reference of at most 1,000 rows, numeric columns with more than 5
-distinct reference values use KS (p ≤ 0.05) and all others chi-squared
-(p ≤ 0.05; Evidently uses a Z-test for two values); with a larger reference,
-numeric columns use the normalised Wasserstein distance (≥ 0.1) and the others
-Jensen-Shannon (≥ 0.1). Large-sample defaults are distances on purpose: at
-100k rows a p-value flags shifts too small to matter.
+distinct values use KS (p ≤ 0.05) and all others chi-squared (p ≤ 0.05); with
+a larger reference, numeric columns use the normalised Wasserstein distance
+(≥ 0.1) and the others Jensen-Shannon (≥ 0.1). Large-sample defaults are
+distances on purpose: at 100k rows a p-value flags shifts too small to matter.
+
+Where the defaults differ from Evidently's (``DriftOptions.defaults``, the
+spec's ``monitor.defaults``):
+
+- ``"mlcycle"`` (the default) tests categories with chi-squared
+  *homogeneity* on the 2 x k table (``scipy.stats.chi2_contingency``), which
+  counts the reference's own sampling error, for two categories as well.
+  Evidently tests the current counts for *goodness of fit* to the reference
+  proportions (``scipy.stats.chisquare``), taken as exact, and uses a
+  two-proportion Z-test for two categories.
+- ``"mlcycle"`` counts a numeric column's distinct values (more than 5: KS or
+  Wasserstein) on the reference alone, so the test of a column does not
+  change with the window; Evidently counts them on reference and current
+  together.
+- ``"evidently"`` makes both of Evidently's choices (``chi2_gof`` and ``z``).
 
 P-values are corrected for multiple testing across the p-value columns,
 Benjamini-Hochberg by default (Evidently applies no correction: pass
 ``multiple_testing="none"`` to reproduce it). The dataset drifts when the share
 of drifted columns is at least ``drift_share`` (0.5).
+
+A column gives no verdict (``drift`` is None) on fewer current values than
+its test's ``min_rows``, or ``DriftOptions.min_rows`` when set, and the
+dataset none unless every column has one. The tests' own minimums are the
+window sizes at which a column that did not move is flagged in at most about
+5 % of windows, measured on 1,000 simulated windows per size (normal,
+log-normal, uniform, bimodal and Poisson columns, 4 and 20 categories, with
+references of 1,001 and 5,000 rows, where the test is the default): the
+normalised Wasserstein distance at 0.1 flags 15 % of such windows at 500
+rows and 5 % at 1,000 (``min_rows`` 1,000); Jensen-Shannon at 0.1, 14 % at
+500 and 3 % at 700 (700); PSI at 0.1, 12 % at 400 and 3 % at 500 (500). The
+p-value tests hold their level at any size, but chi-squared on sparse
+categories flags 14-17 % of windows of 1 or 2 rows and about 5 % from 30 on,
+so they, and out-of-distribution shares, need 30 rows.
 """
 
 from __future__ import annotations
@@ -30,10 +58,12 @@ from mlcycle.errors import DataError, SpecError
 from mlcycle.monitor._base import DriftTest
 from mlcycle.monitor._counts import (
     DEFAULT_BINS,
+    ChiSquaredGoodnessOfFitTest,
     ChiSquaredTest,
     CountDriftTest,
     JensenShannonTest,
     PSITest,
+    ZTest,
     is_numeric,
 )
 from mlcycle.monitor._numeric import PARALLEL_MIN_VALUES, KSTest, WassersteinTest, parallel_map
@@ -51,11 +81,14 @@ __all__ = [
 
 ColumnType = Literal["numeric", "categorical"]
 Correction = Literal["none", "bonferroni", "benjamini-hochberg"]
+Defaults = Literal["mlcycle", "evidently"]
 Columns = Mapping[str, Any]
 
 TESTS: dict[str, Callable[[], DriftTest]] = {
     "ks": KSTest,
     "chi2": ChiSquaredTest,
+    "chi2_gof": ChiSquaredGoodnessOfFitTest,
+    "z": ZTest,
     "wasserstein": WassersteinTest,
     "jensenshannon": JensenShannonTest,
     "psi": PSITest,
@@ -86,6 +119,10 @@ class DriftOptions:
         drift_share: Share of drifted columns at or above which the dataset drifts.
         small_sample_max: Largest reference size that still gets the p-value defaults.
         n_bins: Reference-quantile bins for Jensen-Shannon, PSI and chi-squared on numeric columns.
+        defaults: ``"mlcycle"`` or ``"evidently"``: how the default tests are
+            chosen (see the module docstring).
+        min_rows: Fewest current values a column needs for a verdict; None:
+            each test's own ``min_rows``.
     """
 
     tests: Mapping[str, TestChoice] = field(default_factory=dict)
@@ -93,6 +130,8 @@ class DriftOptions:
     drift_share: float = 0.5
     small_sample_max: int = 1000
     n_bins: int = DEFAULT_BINS
+    defaults: Defaults = "mlcycle"
+    min_rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.multiple_testing not in ("none", "bonferroni", "benjamini-hochberg"):
@@ -102,18 +141,31 @@ class DriftOptions:
             )
         if not 0 < self.drift_share <= 1:
             raise SpecError(f"drift_share: {self.drift_share} is not in (0, 1]")
+        if self.defaults not in ("mlcycle", "evidently"):
+            raise SpecError(f"defaults: {self.defaults!r} is not one of 'mlcycle', 'evidently'")
+        if self.min_rows is not None and self.min_rows < 1:
+            raise SpecError(f"min_rows: {self.min_rows} is not a positive number of rows")
 
     def choose(
         self, column: str, column_type: ColumnType, n_reference: int, n_unique: int
     ) -> tuple[DriftTest, float]:
-        """The test and threshold for one column (override, else Evidently's default)."""
+        """The test and threshold for one column (override, else the default).
+
+        ``n_unique`` is the number of distinct values: of the reference for
+        ``defaults="mlcycle"`` (only numeric columns need it), of reference
+        and current together for ``"evidently"`` (every column).
+        """
         choice = self.tests.get(column)
         if choice is None:
             numeric = column_type == "numeric" and n_unique > 5
-            if n_reference <= self.small_sample_max:
-                choice = TestChoice("ks" if numeric else "chi2")
-            else:
+            if n_reference > self.small_sample_max:
                 choice = TestChoice("wasserstein" if numeric else "jensenshannon")
+            elif numeric:
+                choice = TestChoice("ks")
+            elif self.defaults == "evidently":
+                choice = TestChoice("chi2_gof" if n_unique > 2 else "z")
+            else:
+                choice = TestChoice("chi2")
         test = TESTS[choice.test]()
         if isinstance(test, CountDriftTest):
             test.n_bins = self.n_bins
@@ -123,7 +175,11 @@ class DriftOptions:
 
 @dataclass(frozen=True)
 class ColumnDrift:
-    """The drift verdict of one column. Missing shares are of all rows on that side."""
+    """The drift verdict of one column. Missing shares are of all rows on that side.
+
+    ``drift`` is None (no verdict) when the column has fewer than ``min_rows``
+    non-missing current values (``rows``).
+    """
 
     column: str
     type: ColumnType
@@ -132,18 +188,23 @@ class ColumnDrift:
     p_value: float | None
     adjusted_p_value: float | None
     threshold: float
-    drift: bool
+    drift: bool | None
     missing_reference: float
     missing_current: float
+    rows: int = 0
+    min_rows: int = 0
 
 
 @dataclass(frozen=True)
 class DriftReport:
-    """Per-column drift and the dataset-level verdict; :meth:`to_dict` is JSON-able."""
+    """Per-column drift and the dataset-level verdict; :meth:`to_dict` is JSON-able.
+
+    ``drift`` is None (no verdict) unless every column has a verdict.
+    """
 
     columns: tuple[ColumnDrift, ...]
     share_drifted: float
-    drift: bool
+    drift: bool | None
     n_reference: int
     n_current: int
     drift_share: float
@@ -153,6 +214,11 @@ class DriftReport:
     def drifted_columns(self) -> list[str]:
         """Names of the columns that drifted, in report order."""
         return [c.column for c in self.columns if c.drift]
+
+    @property
+    def undecided_columns(self) -> list[str]:
+        """Names of the columns with too few current values for a verdict."""
+        return [c.column for c in self.columns if c.drift is None]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data: ``{"columns": [...], "dataset": {...}}``."""
@@ -165,6 +231,7 @@ class DriftReport:
                 "n_reference": self.n_reference,
                 "n_current": self.n_current,
                 "multiple_testing": self.multiple_testing,
+                "undecided": self.undecided_columns,
             },
         }
 
@@ -200,6 +267,7 @@ class _Result:
     p_value: float | None
     missing_reference: float
     missing_current: float
+    n_values: int  # non-missing current values
 
 
 def _assemble(
@@ -214,7 +282,10 @@ def _assemble(
     columns = []
     for i, r in enumerate(results):
         adj = adjusted.get(i)
-        drift = adj <= r.threshold if adj is not None else r.statistic >= r.threshold
+        need = r.test.min_rows if options.min_rows is None else options.min_rows
+        drift: bool | None = None
+        if r.n_values >= need:
+            drift = bool(adj <= r.threshold if adj is not None else r.statistic >= r.threshold)
         columns.append(
             ColumnDrift(
                 column=r.column,
@@ -224,16 +295,19 @@ def _assemble(
                 p_value=r.p_value,
                 adjusted_p_value=adj,
                 threshold=r.threshold,
-                drift=bool(drift),
+                drift=drift,
                 missing_reference=r.missing_reference,
                 missing_current=r.missing_current,
+                rows=r.n_values,
+                min_rows=need,
             )
         )
-    share = sum(c.drift for c in columns) / len(columns) if columns else 0.0
+    share = sum(bool(c.drift) for c in columns) / len(columns) if columns else 0.0
+    decided = bool(columns) and all(c.drift is not None for c in columns)
     return DriftReport(
         tuple(columns),
         share,
-        bool(columns) and share >= options.drift_share,
+        share >= options.drift_share if decided else None,
         n_reference,
         n_current,
         options.drift_share,
@@ -328,8 +402,8 @@ def _raw_columns(data: Columns | Any, side: str) -> tuple[dict[str, Any], int]:
     return columns, lengths.pop() if lengths else 0
 
 
-def _prepare(name: str, kind: ColumnType, values: Any, side: str) -> tuple[Any, float]:
-    """The column ready for its test (Arrow numbers and strings kept lazily) and its missing share."""
+def _prepare(name: str, kind: ColumnType, values: Any, side: str) -> tuple[Any, int]:
+    """The column ready for its test (Arrow numbers and strings kept lazily) and its missing count."""
     if kind == "numeric" and _is_arrow(values) and is_numeric(values):
         missing = values.null_count
         if pa.types.is_floating(values.type):
@@ -343,7 +417,7 @@ def _prepare(name: str, kind: ColumnType, values: Any, side: str) -> tuple[Any, 
         missing = int(missing_mask(values).sum())
     if len(values) == 0 or missing == len(values):
         raise DataError(f"column {name!r} has no non-missing values in the {side} data")
-    return values, missing / len(values)
+    return values, int(missing)
 
 
 def _n_unique_above(values: Any, limit: int) -> int:
@@ -354,6 +428,16 @@ def _n_unique_above(values: Any, limit: int) -> int:
         return n
     full = _float64(values)
     return len(pd.unique(full[~np.isnan(full)]))
+
+
+def _n_unique_both(kind: ColumnType, ref: Any, cur: Any) -> int:
+    """Distinct non-missing values of reference and current together (Evidently's count)."""
+    if kind == "numeric":
+        both = np.concatenate([_float64(ref), _float64(cur)])
+        return len(pd.unique(both[~np.isnan(both)]))
+    sides = [_to_numpy(v) for v in (ref, cur)]
+    both = np.concatenate([v[~missing_mask(v)] for v in sides])
+    return len(pd.unique(both.astype(str)))
 
 
 def _statistic(test: DriftTest, kind: ColumnType, ref: Any, cur: Any) -> tuple[float, float | None]:
@@ -419,16 +503,21 @@ def drift_report(
             if name not in cols:
                 raise DataError(f"column {name!r} is missing from the {side} data")
 
-    prepared: list[tuple[str, ColumnType, Any, Any, float, float]] = []
+    prepared: list[tuple[str, ColumnType, Any, Any, int, int]] = []
     for name in names:
         kind = infer_type(name, ref_cols[name], declared)
         ref, ref_missing = _prepare(name, kind, ref_cols[name], "reference")
         cur, cur_missing = _prepare(name, kind, cur_cols[name], "current")
         prepared.append((name, kind, ref, cur, ref_missing, cur_missing))
 
+    def distinct(kind: ColumnType, ref: Any, cur: Any) -> int:
+        if options.defaults == "evidently":
+            return _n_unique_both(kind, ref, cur)
+        return _n_unique_above(ref, 5) if kind == "numeric" else 0
+
     tests = [
-        options.choose(name, kind, n_ref, _n_unique_above(ref, 5) if kind == "numeric" else 0)
-        for name, kind, ref, _, _, _ in prepared
+        options.choose(name, kind, n_ref, distinct(kind, ref, cur))
+        for name, kind, ref, cur, _, _ in prepared
     ]
     # One column at a time per thread keeps memory near a few copies of one column.
     stats_ = parallel_map(
@@ -437,7 +526,16 @@ def drift_report(
         n_ref + n_cur >= PARALLEL_MIN_VALUES,
     )
     results = [
-        _Result(name, kind, tests[i][0], tests[i][1], *stats_[i], ref_miss, cur_miss)
+        _Result(
+            name,
+            kind,
+            tests[i][0],
+            tests[i][1],
+            *stats_[i],
+            ref_miss / n_ref,
+            cur_miss / n_cur,
+            n_cur - cur_miss,
+        )
         for i, (name, kind, _, _, ref_miss, cur_miss) in enumerate(prepared)
     ]
     return _assemble(results, options, n_ref, n_cur)

@@ -6,12 +6,16 @@ with the truth, and its out-of-distribution detector. The current window is a
 file, or the prediction log of the served model (the last N rows, or the rows
 since a moment) with the labels that came back later as feedback.
 
-One run checks, in order: feature drift, prediction drift, target drift (with
-labels), realised performance with a bootstrap interval (with labels),
-estimated performance without labels (CBPE), bias per sensitive column and
-their intersection (Fairlearn, with bootstrap intervals), the share of
-out-of-distribution inputs, and the same figures over ``timeline_windows``
-consecutive slices of the window. Findings become
+One run checks, in order: the data quality of the window (inputs absent or
+empty, values that are not finite numbers, labels that are not classes: see
+:mod:`mlcycle.monitor._quality`), feature drift, prediction drift, target
+drift (with labels), realised performance with a bootstrap interval (with
+labels), estimated performance without labels (CBPE), bias per sensitive
+column and their intersection (Fairlearn, with bootstrap intervals), the
+share of out-of-distribution inputs, and the same figures over
+``timeline_windows`` consecutive slices of the window. Drift and the
+out-of-distribution share give no verdict on too few rows (see
+``monitor.min_rows``); every report states the window's size. Findings become
 alerts: events in the store, and a POST to the spec's webhook. The whole
 result is stored as a JSON report, from which :func:`render_monitor_report`
 draws the HTML page. ONNX Runtime only; torch is never imported.
@@ -20,6 +24,7 @@ draws the HTML page. ONNX Runtime only; torch is never imported.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,12 +33,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlcycle.errors import SpecError
+from mlcycle.errors import DataError, SpecError
 from mlcycle.monitor._alerts import Alert, Delivery, dispatch
 from mlcycle.monitor._fairness import FairnessResult, fairness_report
 from mlcycle.monitor._performance import CBPE, PerformanceResult, window_performance
-from mlcycle.monitor._report import ColumnType, DriftOptions, DriftReport, TestChoice, drift_report
-from mlcycle.monitor._window import Reference, Window, load_reference, read_window
+from mlcycle.monitor._quality import DataQuality, check_quality
+from mlcycle.monitor._report import (
+    ColumnType,
+    DriftOptions,
+    DriftReport,
+    TestChoice,
+    drift_report,
+    missing_mask,
+)
+from mlcycle.monitor._window import (
+    SOURCES,
+    Reference,
+    Source,
+    Window,
+    load_reference,
+    read_window,
+)
 from mlcycle.registry import load
 
 if TYPE_CHECKING:
@@ -49,6 +69,10 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _HIST_BINS = 30
 _HIST_COLUMNS = 100
 _TOP_CATEGORIES = 20
+# The fewest rows for an out-of-distribution verdict when monitor.min_rows is not set: with the
+# default limit (5 %) one odd row in 30 stays under it, and two rows in 30 (at a flag rate of 1 %,
+# a threshold estimated on ~100 validation rows) happen in under 5 % of windows.
+OOD_MIN_ROWS = 30
 CBPE_ASSUMPTIONS = (
     "Estimated performance assumes no concept shift (P(label | inputs) is what it was on "
     "the reference) and that the model's scores, calibrated on the validation split, stay "
@@ -76,6 +100,8 @@ def drift_options(spec: MonitorSpec) -> DriftOptions:
         tests={c: TestChoice(s.test, s.threshold) for c, s in spec.columns.items()},
         multiple_testing=spec.multiple_testing,
         drift_share=spec.drift_share,
+        defaults=spec.defaults,
+        min_rows=spec.min_rows,
     )
 
 
@@ -85,7 +111,7 @@ class MonitorResult:
 
     model: str
     features: DriftReport
-    prediction: DriftReport
+    prediction: DriftReport | None
     target: DriftReport | None
     performance: PerformanceResult | None
     estimated: dict[str, Any] | None
@@ -97,11 +123,17 @@ class MonitorResult:
     report_sha256: str = ""
     webhook: Delivery | None = None
     html: Path | None = None
+    quality: DataQuality = field(default_factory=lambda: DataQuality(0))
     recent_performance: PerformanceResult | None = None  # the newest labelled rows only
 
     @property
     def healthy(self) -> bool:
         return not self.alerts
+
+    @property
+    def window(self) -> dict[str, Any]:
+        """Where the rows came from and how many: ``source``, ``rows``, ``labelled``…"""
+        return dict(self.report.get("window", {}))
 
     def to_dict(self) -> dict[str, Any]:
         """The CLI's ``--json``: every column with its test, statistic and ``drift``."""
@@ -109,10 +141,14 @@ class MonitorResult:
         return {
             "model": self.model,
             "healthy": self.healthy,
+            "window": self.window,
             "alerts": [a.to_dict() for a in self.alerts],
+            "data_quality": self.quality.to_dict(),
             "columns": features["columns"],
             "dataset": features["dataset"],
-            "prediction": self.prediction.to_dict()["columns"][0],
+            "prediction": None
+            if self.prediction is None
+            else self.prediction.to_dict()["columns"][0],
             "target": None if self.target is None else self.target.to_dict()["columns"][0],
             "performance": None if self.performance is None else self.performance.to_dict(),
             "estimated": self.estimated,
@@ -122,6 +158,7 @@ class MonitorResult:
             "report_sha256": self.report_sha256,
             "webhook": None if self.webhook is None else self.webhook.__dict__,
             "html": None if self.html is None else str(self.html),
+            "notes": list(self.report.get("notes", [])),
         }
 
 
@@ -134,14 +171,32 @@ def _column_types(reference: Reference, window: Window) -> dict[str, ColumnType]
     }
 
 
+def _testable(window: Window) -> list[str]:
+    """The inputs with at least one value in ``window`` (an empty one cannot be tested)."""
+    return [n for n, values in window.inputs.items() if not missing_mask(values).all()]
+
+
+def _feature_drift(
+    reference: Reference, window: Window, types: dict[str, ColumnType], options: DriftOptions
+) -> DriftReport:
+    return drift_report(
+        reference.inputs,
+        window.inputs,
+        column_types=types,
+        columns=_testable(window),
+        options=options,
+    )
+
+
 def _prediction_drift(
     version: ModelVersionRecord, reference: Reference, window: Window, options: DriftOptions
-) -> DriftReport:
+) -> DriftReport | None:
     regression = version.task == "regression"
     ref = reference.values if regression else reference.labels
     cur = window.values if regression else window.labels
     kind: ColumnType = "numeric" if regression else "categorical"
-    assert ref is not None and cur is not None
+    if ref is None or cur is None or window.n == 0:
+        return None
     return drift_report(
         {"prediction": ref}, {"prediction": cur}, column_types={"prediction": kind}, options=options
     )
@@ -261,23 +316,55 @@ def _fairness(
     )
 
 
+def ood_min_rows(spec: MonitorSpec) -> int:
+    """The fewest rows for an out-of-distribution verdict: ``min_rows``, or enough that one
+    flagged row cannot exceed ``ood.max_share`` (at least :data:`OOD_MIN_ROWS`)."""
+    if spec.min_rows is not None:
+        return spec.min_rows
+    return max(OOD_MIN_ROWS, math.floor(1 / spec.ood.max_share) + 1)
+
+
 def _ood(reference: Reference, window: Window, spec: MonitorSpec) -> dict[str, Any] | None:
-    if window.ood_flags is not None:
-        flags, out_of_range = window.ood_flags, None
-    elif reference.ood is not None:
-        scores = reference.ood.score(window.feeds if window.feeds is not None else window.inputs)
-        flags, out_of_range = scores.flagged, scores.out_of_range
-    else:
+    logged = window.ood_flags is not None
+    unlogged = (
+        np.arange(window.n)
+        if not logged
+        else np.flatnonzero(~window.ood_logged)
+        if window.ood_logged is not None
+        else np.empty(0, dtype=np.intp)
+    )
+    flags = window.ood_flags.copy() if window.ood_flags is not None else np.zeros(window.n, bool)
+    counted = np.ones(window.n, dtype=bool)
+    out_of_range = None
+    if unlogged.size and reference.ood is not None:  # batch rows, or a file: score them now
+        part = window.take(unlogged)
+        try:
+            scores = reference.ood.score(part.feeds if part.feeds is not None else part.inputs)
+        except DataError:  # inputs the detector needs are not in the log (an image): not counted
+            counted[unlogged] = False
+        else:
+            flags[unlogged] = scores.flagged
+            if not logged:
+                out_of_range = scores.out_of_range
+    elif unlogged.size:
+        counted[unlogged] = False
+    if not counted.any():
         return None
-    share = float(flags.mean()) if len(flags) else 0.0
+    flags = flags[counted]
+    share = float(flags.mean())
+    need = ood_min_rows(spec)
+    decided = len(flags) >= need
     return {
         "rows": len(flags),
         "flagged": int(flags.sum()),
         "share": share,
         "out_of_range_share": None if out_of_range is None else float(out_of_range.mean()),
         "max_share": spec.ood.max_share,
-        "alert": share > spec.ood.max_share,
-        "source": "served" if window.ood_flags is not None else "scored now",
+        "min_rows": need,
+        "alert": share > spec.ood.max_share if decided else None,
+        "source": "served"
+        if not unlogged.size
+        else ("scored now" if not logged else "served and scored now"),
     }
 
 
@@ -324,9 +411,18 @@ def _timeline(
     options: DriftOptions,
     cbpe: CBPE | None,
     sensitive: list[str],
+    features: DriftReport,
 ) -> list[dict[str, Any]]:
-    """The window cut into ``timeline_windows`` consecutive equal-count slices, in time order."""
-    k = min(spec.timeline_windows, max(1, window.n // 20))
+    """The window cut into ``timeline_windows`` consecutive equal-count slices, in time order.
+
+    A slice holds at least as many rows as the drift tests and the
+    out-of-distribution share need for a verdict, so a small window has fewer
+    slices (or one).
+    """
+    if window.n == 0:
+        return []
+    need = max([ood_min_rows(spec), *(c.min_rows for c in features.columns)])
+    k = min(spec.timeline_windows, max(1, window.n // need))
     order = (
         np.argsort(window.times, kind="stable") if window.times is not None else np.arange(window.n)
     )
@@ -335,13 +431,13 @@ def _timeline(
     rows: list[dict[str, Any]] = []
     for i, index in enumerate(np.array_split(order, k)):
         part = window.take(index)
-        drift = drift_report(reference.inputs, part.inputs, column_types=types, options=options)
+        drift = _feature_drift(reference, part, types, options)
         row: dict[str, Any] = {
             "window": i,
             "rows": part.n,
             "start": None if part.times is None else str(part.times.min()),
             "end": None if part.times is None else str(part.times.max()),
-            "share_drifted": drift.share_drifted,
+            "share_drifted": drift.share_drifted if drift.drift is not None else None,
             "drift": drift.drift,
             "labelled": part.n_labelled,
             "metric": metric,
@@ -356,7 +452,7 @@ def _timeline(
         if estimate is not None and "accuracy" in estimate:
             row["estimated"] = estimate["accuracy"]["value"]
         ood = _ood(reference, part, spec)
-        if ood is not None:
+        if ood is not None and ood["alert"] is not None:
             row["ood_share"] = ood["share"]
         for name, fair in _fairness(version, reference, part, spec, sensitive, []).items():
             row[f"dpd:{name}"] = fair.demographic_parity_difference
@@ -367,8 +463,9 @@ def _timeline(
 
 
 def _alerts(
+    quality: DataQuality,
     features: DriftReport,
-    prediction: DriftReport,
+    prediction: DriftReport | None,
     target: DriftReport | None,
     performance: PerformanceResult | None,
     estimated: dict[str, Any] | None,
@@ -377,7 +474,7 @@ def _alerts(
     ood: dict[str, Any] | None,
     spec: MonitorSpec,
 ) -> list[Alert]:
-    alerts = []
+    alerts = quality.alerts()
     drifted = features.drifted_columns
     if features.drift:
         alerts.append(
@@ -394,7 +491,7 @@ def _alerts(
                 "feature_drift", f"feature drift in {', '.join(drifted[:5])}", {"columns": drifted}
             )
         )
-    if prediction.drift:
+    if prediction is not None and prediction.drift:
         alerts.append(
             Alert(
                 "prediction_drift",
@@ -425,7 +522,7 @@ def _alerts(
         for message in result.alerts:
             details = {"column": result.column, "checks": checks}
             alerts.append(Alert("fairness", f"fairness: {message}", details))
-    if ood is not None and ood["alert"]:
+    if ood is not None and ood["alert"]:  # None: too few rows for a verdict
         alerts.append(
             Alert(
                 "ood",
@@ -435,6 +532,25 @@ def _alerts(
             )
         )
     return alerts
+
+
+def _verdict_notes(features: DriftReport, ood: dict[str, Any] | None) -> list[str]:
+    """Why a check gave no verdict: too few rows in the window."""
+    notes = []
+    undecided = [c for c in features.columns if c.drift is None]
+    if undecided:
+        need = max(c.min_rows for c in undecided)
+        notes.append(
+            f"drift: no verdict for {len(undecided)} of {len(features.columns)} inputs: "
+            f"{min(c.rows for c in undecided)} rows, fewer than the {need} their tests need "
+            "(monitor.min_rows)"
+        )
+    if ood is not None and ood["alert"] is None:
+        notes.append(
+            f"out-of-distribution: no verdict on {ood['rows']} rows, fewer than "
+            f"{ood['min_rows']} (monitor.min_rows)"
+        )
+    return notes
 
 
 def monitor(
@@ -448,6 +564,7 @@ def monitor(
     spec: MonitorSpec | None = None,
     html: str | Path | None = None,
     recent_labels: int | None = None,
+    source: Source = "all",
 ) -> MonitorResult:
     """Check a window of current data against ``ref``'s reference; see the module doc.
 
@@ -460,10 +577,13 @@ def monitor(
         recent_labels: also judge the realised performance of the newest this
             many labelled rows of the window (``MonitorResult.recent_performance``;
             the loop's trigger: a change of concept shows there first).
+        source: the log's rows to read: ``serve`` (served), ``batch`` (batch
+            scored) or ``all`` (both). Shadow and failed requests never count.
 
     Raises:
         NotFoundError: the model is unknown, or the window holds no rows.
-        DataError: the current data lacks a model input.
+        DataError: the current data cannot be read (an empty file, a column
+            named twice).
     """
     spec = spec or project.spec.monitor
     options = options or drift_options(spec)
@@ -479,25 +599,41 @@ def monitor(
         since=since,
         last=last,
         extra_columns=sensitive,
+        source=source,
     )
-    notes: list[str] = []
+    classes = version.signature.get("classes")
+    window, scored, quality = check_quality(
+        window, version.task, None if classes is None else [str(c) for c in classes]
+    )
+    notes: list[str] = quality.findings()
     types = _column_types(reference, window)
-    features = drift_report(reference.inputs, window.inputs, column_types=types, options=options)
-    prediction = _prediction_drift(version, reference, window, options)
+    features = _feature_drift(reference, window, types, options)
+    # the model's answers: only the rows whose outputs are numbers the statistics can take
+    prediction = _prediction_drift(version, reference, scored, options)
     target = _target_drift(version, reference, window, options)
-    performance = _performance(version, reference, window, spec)
+    performance = _performance(version, reference, scored, spec)
     recent = None
-    if recent_labels is not None and window.has_actual is not None:
-        newest = np.flatnonzero(window.has_actual)[-recent_labels:]
-        recent = _performance(version, reference, window.take(newest), spec)
+    if recent_labels is not None and scored.has_actual is not None:
+        newest = np.flatnonzero(scored.has_actual)[-recent_labels:]
+        recent = _performance(version, reference, scored.take(newest), spec)
     cbpe = _fit_cbpe(version, reference)
-    estimated = _estimate(cbpe, window, n_boot=spec.performance.bootstrap)
-    fairness = _fairness(version, reference, window, spec, sensitive, notes)
+    estimated = _estimate(cbpe, scored, n_boot=spec.performance.bootstrap)
+    fairness = _fairness(version, reference, scored, spec, sensitive, notes)
     ood = _ood(reference, window, spec)
-    timeline = _timeline(version, reference, window, spec, options, cbpe, sensitive)
+    timeline = _timeline(version, reference, scored, spec, options, cbpe, sensitive, features)
     reference_metrics = _reference_metrics(version, reference)
+    notes += _verdict_notes(features, ood)
     alerts = _alerts(
-        features, prediction, target, performance, estimated, reference_metrics, fairness, ood, spec
+        quality,
+        features,
+        prediction,
+        target,
+        performance,
+        estimated,
+        reference_metrics,
+        fairness,
+        ood,
+        spec,
     )
     report = {
         "format": "mlcycle-monitor/1",
@@ -506,15 +642,18 @@ def monitor(
         "at": datetime.now(UTC).isoformat(),
         "window": {
             "source": window.source,
+            "log_sources": list(SOURCES[source]) if current is None else None,
             "rows": window.n,
             "labelled": window.n_labelled,
             "last": last,
             "since_s": since.total_seconds() if since else None,
+            "min_rows": spec.min_rows,
         },
         "healthy": not alerts,
         "alerts": [a.to_dict() for a in alerts],
+        "data_quality": quality.to_dict(),
         "features": features.to_dict(),
-        "prediction": prediction.to_dict(),
+        "prediction": None if prediction is None else prediction.to_dict(),
         "target": None if target is None else target.to_dict(),
         "reference_metrics": reference_metrics,
         "performance": None if performance is None else performance.to_dict(),
@@ -574,5 +713,6 @@ def monitor(
         sha,
         delivery,
         html_path,
+        quality,
         recent,
     )

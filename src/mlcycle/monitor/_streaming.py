@@ -127,25 +127,37 @@ class StreamingSummary:
         return ref, cur
 
     def report(self, options: DriftOptions | None = None) -> DriftReport:
-        """Drift of the window so far; overrides must name chi2, jensenshannon or psi."""
+        """Drift of the window so far; overrides must name a frequency test (chi2, z, psi…)."""
         options = options or DriftOptions()
         results = []
         for name, kind in self.types.items():
-            default = "chi2" if self.n_reference <= options.small_sample_max else "jensenshannon"
+            ref, cur = self.counts(name)
+            if cur.sum() == 0:
+                raise DataError(f"column {name!r} has no non-missing values in the current data")
+            default = "jensenshannon"
+            if self.n_reference <= options.small_sample_max:
+                default = "chi2"
+                if options.defaults == "evidently":
+                    default = "chi2_gof" if np.count_nonzero(ref + cur) > 2 else "z"
             choice = options.tests.get(name, TestChoice(default))
             test, threshold = DriftOptions(tests={name: choice}).choose(name, kind, 0, 0)
             if not isinstance(test, CountDriftTest):
                 raise SpecError(
                     f"column {name!r}: test {choice.test!r} does not stream; use drift_report"
                 )
-            ref, cur = self.counts(name)
-            if cur.sum() == 0:
-                raise DataError(f"column {name!r} has no non-missing values in the current data")
             statistic, p_value = test.from_counts(ref, cur)
-            share = self._cur_missing[name] / self.n_current
+            missing = self._cur_missing[name]
             results.append(
                 _Result(
-                    name, kind, test, threshold, statistic, p_value, self._ref_missing[name], share
+                    name,
+                    kind,
+                    test,
+                    threshold,
+                    statistic,
+                    p_value,
+                    self._ref_missing[name],
+                    missing / self.n_current,
+                    self.n_current - missing,
                 )
             )
         return _assemble(results, options, self.n_reference, self.n_current)

@@ -5,16 +5,28 @@ now by the model) or a slice of the prediction log (with the labels that
 arrived later as feedback, joined by request id). :class:`Reference` is the
 other side: the training rows of the version's dataset, and the model's
 answers on the validation split with the truth, recorded at registration.
+
+The log holds rows of several sources: ``serve`` (the answers of the served
+version), ``batch`` (rows scored by ``mlcycle score``), ``shadow`` (a
+version's answers to mirrored traffic, never returned to anyone) and
+``error`` (requests that failed). A window reads the version's ``serve`` and
+``batch`` rows (:data:`SOURCES`); shadow and error rows are never counted as
+its answers.
+
+An input absent from the data altogether is read as missing in every row
+(and reported as such, see :mod:`mlcycle.monitor._quality`), so the rest of
+the report can still be computed.
 """
 
 from __future__ import annotations
 
 import io
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +34,7 @@ import pyarrow.compute as pc
 
 from mlcycle.errors import DataError, NotFoundError
 from mlcycle.monitor._ood import OODDetector
-from mlcycle.monitor._performance import join_feedback
+from mlcycle.monitor._performance import class_names, join_feedback
 from mlcycle.predictions import INPUT_PREFIX, PredictionLog
 
 if TYPE_CHECKING:
@@ -30,9 +42,16 @@ if TYPE_CHECKING:
     from mlcycle.registry import Predictor
     from mlcycle.store import ModelVersionRecord
 
-__all__ = ["Reference", "Window", "load_reference", "read_window"]
+__all__ = ["SOURCES", "Reference", "Source", "Window", "load_reference", "read_window"]
 
 Array = np.ndarray[Any, Any]
+Source = Literal["serve", "batch", "all"]
+# The log's sources whose rows are the monitored version's own answers.
+SOURCES: dict[str, tuple[str, ...]] = {
+    "serve": ("serve",),
+    "batch": ("batch",),
+    "all": ("serve", "batch"),
+}
 
 
 def as_array(column: Any, categorical: bool) -> Array:
@@ -58,10 +77,15 @@ class Window:
     ood_flags: Array | None = None  # flags logged by the server, when it scored them
     ood_scores: Array | None = None
     feeds: dict[str, Array] | None = None  # the graph inputs (file windows), for the OOD score
+    ood_logged: Array | None = None  # bool per row: the log holds its flag (batch rows have none)
+    absent: list[str] = field(default_factory=list)  # inputs not in the data at all
 
     @property
     def n(self) -> int:
-        return len(next(iter(self.inputs.values()))) if self.inputs else 0
+        for array in (*self.inputs.values(), self.labels, self.probabilities, self.values):
+            if array is not None:
+                return len(array)
+        return 0
 
     @property
     def n_labelled(self) -> int:
@@ -86,6 +110,8 @@ class Window:
             pick(self.ood_flags),
             pick(self.ood_scores),
             None if self.feeds is None else {k: v[index] for k, v in self.feeds.items()},
+            pick(self.ood_logged),
+            list(self.absent),
         )
 
 
@@ -107,13 +133,25 @@ def _read_file(path: Path) -> pa.Table:
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
+    where = f"current data {str(path)!r}"
     if not path.exists():
-        raise DataError(f"current data {str(path)!r}: no such file")
-    if path.suffix.lower() == ".csv":
-        return pcsv.read_csv(path)
-    if path.suffix.lower() in (".parquet", ".pq") or path.is_dir():
-        return pq.read_table(path)
-    raise DataError(f"current data {str(path)!r}: expected a .csv or .parquet file")
+        raise DataError(f"{where}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq") and not path.is_dir():
+        raise DataError(f"{where}: expected a .csv or .parquet file")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"{where}: the file is empty (0 bytes); expected a header and rows")
+    try:
+        table = pcsv.read_csv(path) if suffix == ".csv" else pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        kind = "CSV" if suffix == ".csv" else "Parquet"
+        raise DataError(f"{where}: not readable as {kind}: {reason}") from None
+    repeated = [(name, k) for name, k in Counter(table.column_names).items() if k > 1]
+    if repeated:
+        name, k = repeated[0]
+        raise DataError(f"{where}: column {name!r} appears {k} times; expected each column once")
+    return table
 
 
 def _outputs(table: pa.Table) -> tuple[Array | None, Array | None, Array | None]:
@@ -140,12 +178,39 @@ def _types(version: ModelVersionRecord) -> dict[str, bool]:
     }
 
 
-def _actual(values: Any, regression: bool) -> Array:
+def _actual(values: Any, regression: bool, classes: list[str] | None = None) -> Array:
+    """True labels: floats for regression; else class names (``1.0`` is class ``'1'``), or None."""
     if regression:
-        return np.asarray(
-            pa.array(values).cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
-        )
-    return np.asarray([None if v is None else str(v) for v in values], dtype=object)
+        try:
+            column = pa.array(values).cast(pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            column = pa.array([_float_or_nan(v) for v in values], pa.float64())
+        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    labels = np.asarray([None if v is None else str(v) for v in values], dtype=object)
+    return labels if classes is None else class_names(labels, classes)
+
+
+def _float_or_nan(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _classes(version: ModelVersionRecord) -> list[str] | None:
+    classes = version.signature.get("classes")
+    return None if version.task == "regression" or not classes else [str(c) for c in classes]
+
+
+def _fill_absent(table: pa.Table, version: ModelVersionRecord, names: list[str]) -> pa.Table:
+    """``table`` with every input in ``names`` that it lacks added as a column of nulls."""
+    kinds = {s["name"]: s["kind"] for s in version.signature["inputs"]}
+    for name in names:
+        if kinds[name] == "image":
+            raise DataError(f"the current data lacks the image input {name!r}")
+        kind = pa.string() if kinds[name] == "categorical" else pa.float64()
+        table = table.append_column(name, pa.nulls(table.num_rows, kind))
+    return table
 
 
 def _file_window(
@@ -154,11 +219,10 @@ def _file_window(
     table = _read_file(path)
     types = _types(version)
     names = [s["name"] for s in version.signature["inputs"]]
-    missing = [n for n in names if n not in table.column_names]
-    if missing:
-        raise DataError(f"current data {str(path)!r} lacks the model input {missing[0]!r}")
+    absent = [n for n in names if n not in table.column_names]
     if table.num_rows == 0:
         raise NotFoundError(f"current data {str(path)!r} has no rows")
+    table = _fill_absent(table, version, absent)
     result = predictor.predict(table.select(names))
     window = Window(
         source=str(path),
@@ -166,12 +230,13 @@ def _file_window(
         labels=result.labels,
         probabilities=None if result.probabilities is None else result.probabilities.astype(float),
         values=result.values,
+        absent=absent,
     )
     target = version.signature.get("target")
     regression = version.task == "regression"
     if target and target in table.column_names:
-        window.actual = _actual(table.column(target).to_pylist(), regression)
-        window.has_actual = np.asarray([v is not None for v in table.column(target).to_pylist()])
+        window.actual = _actual(table.column(target).to_pylist(), regression, _classes(version))
+        window.has_actual = np.asarray([v is not None for v in window.actual])
         if regression:
             window.has_actual &= ~np.isnan(window.actual.astype(np.float64))
     for name in ("time", "timestamp", *extra_columns):
@@ -185,20 +250,43 @@ def _file_window(
     return window
 
 
+def _read_log(
+    log: PredictionLog,
+    version: ModelVersionRecord,
+    sources: tuple[str, ...],
+    since: datetime | None,
+    last: int | None,
+) -> pa.Table:
+    """The version's rows of ``sources``, oldest first; the newest ``last`` of them together."""
+    parts = [
+        log.read(version.name, version=version.version, source=s, since=since, last=last)
+        for s in sources
+    ]
+    parts = [p for p in parts if p.num_rows]
+    if not parts:
+        return pa.table({})
+    if len(parts) == 1:
+        return parts[0]
+    # the newest `last` of the union are among the newest `last` of each source
+    table = pa.concat_tables(parts, promote_options="permissive").sort_by("time")
+    return table if last is None else table.slice(max(0, table.num_rows - last))
+
+
 def _log_window(
     project: Project,
     version: ModelVersionRecord,
     since: timedelta | None,
     last: int | None,
     extra_columns: list[str],
+    source: Source,
 ) -> Window:
+    if source not in SOURCES:
+        raise DataError(f"source {source!r}: expected one of {', '.join(SOURCES)}")
     cutoff = None if since is None else datetime.now(UTC) - since
     log = PredictionLog(project.root / ".mlcycle" / "log")
     try:
         # what this version answered in the window, read no further back than needed
-        table = log.read(
-            version.name, version=version.version, source="serve", since=cutoff, last=last
-        )
+        table = _read_log(log, version, SOURCES[source], cutoff, last)
         first = None
         if table.num_rows:
             first = pc.min(table.column("time")).as_py()
@@ -206,11 +294,15 @@ def _log_window(
     finally:
         log.close()
     if table.num_rows == 0:
-        raise NotFoundError(f"the prediction log of {version.name!r} has no rows in this window")
+        what = "" if source == "all" else f" from {source}"
+        raise NotFoundError(
+            f"the prediction log of {version.name!r} has no rows{what} in this window"
+        )
     types = _types(version)
     absent = [n for n in types if INPUT_PREFIX + n not in table.column_names]
-    if absent:
-        raise DataError(f"the prediction log of {version.name!r} lacks the input {absent[0]!r}")
+    for name in absent:
+        kind = pa.string() if types[name] else pa.float64()
+        table = table.append_column(INPUT_PREFIX + name, pa.nulls(table.num_rows, kind))
     labels, probabilities, values = _outputs(table)
     window = Window(
         source="prediction log",
@@ -219,14 +311,17 @@ def _log_window(
         probabilities=probabilities,
         values=values,
         times=table.column("time").cast(pa.timestamp("us")).to_numpy(zero_copy_only=False),
+        absent=absent,
     )
     for name in extra_columns:
         if INPUT_PREFIX + name in table.column_names:
             window.extra[name] = as_array(table.column(INPUT_PREFIX + name), categorical=True)
     if "ood" in table.column_names:
+        flags = table.column("ood")
         window.ood_flags = np.asarray(
-            table.column("ood").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool
+            flags.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool
         )
+        window.ood_logged = np.asarray(flags.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
     if "ood_score" in table.column_names:
         window.ood_scores = as_array(table.column("ood_score"), categorical=False)
     if feedback.num_rows and "request_id" in feedback.column_names:
@@ -235,7 +330,11 @@ def _log_window(
             position = pc.index_in(table.column("request_id"), value_set=joined["request_id"])
             found = np.asarray(position.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
             index = position.fill_null(0).to_numpy(zero_copy_only=False)
-            truth = _actual(joined.column("actual").to_pylist(), version.task == "regression")
+            truth = _actual(
+                joined.column("actual").to_pylist(),
+                version.task == "regression",
+                _classes(version),
+            )
             missing = None if truth.dtype == object else np.nan
             window.actual = np.asarray(np.where(found, truth[index], missing))
             window.has_actual = found
@@ -251,11 +350,12 @@ def read_window(
     since: timedelta | None,
     last: int | None,
     extra_columns: list[str],
+    source: Source = "all",
 ) -> Window:
-    """The current window: a file (scored now) or the served rows of the prediction log."""
+    """The current window: a file (scored now) or the version's rows of the prediction log."""
     if current is not None:
         return _file_window(Path(current), version, predictor, extra_columns)
-    return _log_window(project, version, since, last, extra_columns)
+    return _log_window(project, version, since, last, extra_columns, source)
 
 
 def load_reference(
@@ -273,13 +373,17 @@ def load_reference(
             io.BytesIO(project.artifacts.read_bytes(version.files["reference.parquet"]))
         )
         labels, probabilities, values = _outputs(answers)
-        actual = _actual(answers.column("actual").to_pylist(), version.task == "regression")
+        actual = _actual(
+            answers.column("actual").to_pylist(), version.task == "regression", _classes(version)
+        )
     else:  # registered before references were recorded: answer the validation rows now
         result = predictor.predict(validation.select(predictor.input_names))
         labels, values = result.labels, result.values
         probabilities = None if result.probabilities is None else result.probabilities.astype(float)
         target = str(version.signature.get("target"))
-        actual = _actual(validation.column(target).to_pylist(), version.task == "regression")
+        actual = _actual(
+            validation.column(target).to_pylist(), version.task == "regression", _classes(version)
+        )
     ood = None
     if "ood.json" in version.files:
         ood = OODDetector.from_dict(
