@@ -201,7 +201,8 @@ def test_rollout_figures_count_requests_not_rows(champion: Project, tmp_path: Pa
     """19 requests of 10 rows are 19 requests (190 rows), one latency each."""
     log = PredictionLog(champion.root / ".mlcycle" / "log")
     started = datetime.now(UTC) - timedelta(seconds=1)
-    for version, requests, size, latency in ((1, 40, 1, 1.0), (2, 19, 10, 4.0)):
+    # versions 8 and 9: no other test logs rows for them
+    for version, requests, size, latency in ((8, 40, 1, 1.0), (9, 19, 10, 4.0)):
         for r in range(requests):
             rid = uuid.uuid4().hex
             ids = [rid] if size == 1 else [f"{rid}:{i}" for i in range(size)]
@@ -217,7 +218,7 @@ def test_rollout_figures_count_requests_not_rows(champion: Project, tmp_path: Pa
                 )
             )
     log.close()
-    figures = live_figures(champion, "stream", 1, 2, started, "canary")
+    figures = live_figures(champion, "stream", 8, 9, started, "canary")
     challenger = figures["challenger"]
     assert (challenger["requests"], challenger["rows"]) == (19, 190)
     assert challenger["latency_p50_ms"] == pytest.approx(4.009, abs=1e-3)  # per request
