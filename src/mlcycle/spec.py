@@ -370,13 +370,27 @@ class MonitorSpec(_Frozen):
 
 
 class TriggerSpec(_Frozen):
-    """What starts a retraining. ``None`` turns a trigger off."""
+    """What starts a retraining. ``None`` turns a trigger off.
+
+    ``performance_drop`` judges the newest ``performance_rows`` labelled rows
+    the champion answered (realised performance against its reference, with
+    ``monitor.performance``'s interval rule), besides the monitored window: a
+    change of concept shows in the newest labels long before it dominates a
+    window of thousands of rows. ``new_labels`` retrains after that many
+    labelled rows since the last retraining. ``keep_improving`` (a ratio)
+    retrains after a promotion once the labelled rows since the last
+    retraining reach that multiple of the rows the champion was trained on,
+    and goes on while challengers keep winning the gate: a challenger trained
+    on the first few hundred post-change rows is a start, not the end.
+    """
 
     drift: bool = True
     performance_drop: bool = True
+    performance_rows: int = Field(default=500, gt=0)
     ood_share: float | None = Field(default=0.1, gt=0, le=1)
     interval: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?\s*[smhd]$")
     new_labels: int | None = Field(default=None, gt=0)
+    keep_improving: float | None = Field(default=0.5, gt=0)
 
 
 class GateSpec(_Frozen):
@@ -385,13 +399,16 @@ class GateSpec(_Frozen):
     Both are scored on the same fresh held-out rows that neither trained on; the
     challenger wins when ``metric`` improves by at least ``min_delta`` and, with
     ``require_ci``, the bootstrap confidence interval of the paired difference
-    excludes zero. ``guards`` maps a guard metric to the most it may get worse
+    excludes zero. ``min_delta`` is in the metric's own units (0.01: one point of
+    accuracy), except for ``mae`` and ``rmse``, in the target's units, where it
+    is relative to the champion's value (0.01: 1 % lower error): a retraining
+    and a rollout are not worth a gain smaller than that. ``guards`` maps a guard metric to the most it may get worse
     (``demographic_parity_difference``, ``equalized_odds_difference``,
     ``latency_ms`` or any evaluation metric).
     """
 
     metric: str | None = None
-    min_delta: float = Field(default=0.0, ge=0)
+    min_delta: float = Field(default=0.01, ge=0)
     require_ci: bool = True
     confidence: float = Field(default=0.95, gt=0, lt=1)
     bootstrap: int = Field(default=1000, ge=100)
@@ -419,15 +436,27 @@ class RolloutSpec(_Frozen):
 
 
 class LoopSpec(_Frozen):
-    """The closed loop: triggers, retraining data, the gate and the rollout."""
+    """The closed loop: triggers, retraining data, the gate and the rollout.
+
+    ``data`` is what a challenger trains on: ``window`` the fresh labelled rows
+    alone, ``reference+window`` the champion's own dataset and the fresh rows,
+    ``all`` every labelled row logged as well. ``auto`` (the default) chooses
+    by what triggered: after a performance drop the old labels may be wrong
+    now (a change of concept) and would outvote the fresh ones, so ``window``;
+    otherwise (drift of the inputs, new labels, a schedule) the old labels
+    still hold and more rows help, so ``reference+window``. A ``holdout`` share
+    of the fresh rows judges the gate; held-out rows of earlier cycles under
+    the same concept join it, up to ``max_holdout_rows``.
+    """
 
     model: str | None = None
     interval_s: float = Field(default=300.0, gt=0)
     triggers: TriggerSpec = Field(default_factory=TriggerSpec)
-    data: Literal["reference+window", "window", "all"] = "reference+window"
+    data: Literal["auto", "reference+window", "window", "all"] = "auto"
     window_rows: int = Field(default=5000, gt=0)
     min_labels: int = Field(default=200, gt=0)
     holdout: float = Field(default=0.3, gt=0, lt=1)
+    max_holdout_rows: int = Field(default=1000, gt=0)
     gate: GateSpec = Field(default_factory=GateSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
 

@@ -23,7 +23,7 @@ from fairlearn.metrics import (  # type: ignore[import-untyped]
 from mlcycle import DataError, Project, SpecError
 from mlcycle.evaluate import bootstrap_ci, classification_metrics, regression_metrics
 from mlcycle.loop import GateVerdict, gate
-from mlcycle.loop._gate import _draws, _Scored
+from mlcycle.loop._gate import _draws, _metric_checks, _Scored
 from mlcycle.registry import Prediction, Predictor, load, register
 from mlcycle.spec import GateSpec
 from mlcycle.train import train
@@ -95,7 +95,7 @@ def test_a_stronger_challenger_is_promoted_with_figures_that_check_out(models: M
     low, high = _paired_interval(weak, strong, spec.bootstrap, seed=3)
     assert (verdict.low, verdict.high) == pytest.approx((low, high))
     assert 0 < verdict.low < verdict.delta < verdict.high
-    assert any("improved by at least min_delta 0" in r for r in verdict.reasons)
+    assert any("improved by at least min_delta 0.01 " in r for r in verdict.reasons)
     assert any("excludes 0" in r for r in verdict.reasons)
     assert _json(verdict)["promote"] is True
 
@@ -433,3 +433,46 @@ def test_the_gate_module_does_not_import_torch() -> None:
     code = "import sys, mlcycle.loop._gate; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_min_delta_defaults_to_a_meaningful_gain_relative_for_errors(models: Models) -> None:
+    """A tie plus a hair is not worth a rollout: one point of accuracy, 1 % lower rmse."""
+    assert GateSpec().min_delta == 0.01
+    checks = _metric_checks("accuracy", 0.90, 0.905, 0.005, (0.001, 0.01), GateSpec(), 1000)
+    assert not checks[0][0] and "less than min_delta 0.01" in checks[0][1]
+    # rmse 10.0 -> 9.95 is 0.5 % better: rejected; 10.0 -> 9.8 is 2 % better: enough
+    small = _metric_checks("rmse", 10.0, 9.95, 0.05, (0.01, 0.1), GateSpec(), 1000)
+    assert not small[0][0] and "min_delta 0.01 (relative)" in small[0][1]
+    large = _metric_checks("rmse", 10.0, 9.8, 0.2, (0.1, 0.3), GateSpec(), 1000)
+    assert large[0][0] and large[1][0]
+
+
+def test_the_gate_command_judges_a_challenger_trained_by_hand(models: Models) -> None:
+    """``mlcycle gate`` runs the loop's gate on the test split both models never saw."""
+    mlcycle = str(Path(sys.executable).with_name("mlcycle"))
+    root = str(models.project.root)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [mlcycle, "-p", root, "gate", *args], capture_output=True, text=True, timeout=300
+        )
+
+    better = run("cancer@1", "cancer@2", "--json")
+    assert better.returncode == 0, better.stderr
+    answer = json.loads(better.stdout)
+    expected = gate(models.weak, models.strong, models.cancer, target="target", spec=GateSpec())
+    assert answer["promote"] is True
+    assert answer["holdout"] == f"breast_cancer@1 (test split, {models.cancer.num_rows} rows)"
+    assert answer["delta"] == pytest.approx(expected.delta)
+    assert (answer["low"], answer["high"]) == pytest.approx((expected.low, expected.high))
+
+    worse = run("cancer@2", "cancer@1")
+    assert worse.returncode == 3, worse.stdout + worse.stderr
+    assert (
+        worse.stdout.startswith("reject cancer@1 over cancer@2")
+        and "did not improve" in worse.stdout
+    )
+
+    apart = run("cancer@1", "diabetes@2")
+    assert apart.returncode == 1
+    assert "name rows neither saw (--data DATASET@VERSION)" in apart.stderr

@@ -19,6 +19,7 @@ from mlcycle.loop import (
     hold_lease,
     judge_step,
     labelled_rows,
+    live_figures,
     read_state,
     read_traffic,
     retraining_data,
@@ -194,3 +195,74 @@ def test_loops_on_two_machines_sharing_a_postgresql_store_exclude_each_other(
     finally:
         one.close()
         two.close()
+
+
+def test_rollout_figures_count_requests_not_rows(champion: Project, tmp_path: Path) -> None:
+    """19 requests of 10 rows are 19 requests (190 rows), one latency each."""
+    log = PredictionLog(champion.root / ".mlcycle" / "log")
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    # versions 8 and 9: no other test logs rows for them
+    for version, requests, size, latency in ((8, 40, 1, 1.0), (9, 19, 10, 4.0)):
+        for r in range(requests):
+            rid = uuid.uuid4().hex
+            ids = [rid] if size == 1 else [f"{rid}:{i}" for i in range(size)]
+            log.append(
+                LoggedBatch(
+                    "stream",
+                    version,
+                    "serve",
+                    ids,
+                    {c: np.zeros(size, np.float32) for c in FEATURES},
+                    latency + r * 0.001,
+                    labels=np.array(["yes"] * size, dtype=object),
+                )
+            )
+    log.close()
+    figures = live_figures(champion, "stream", 8, 9, started, "canary")
+    challenger = figures["challenger"]
+    assert (challenger["requests"], challenger["rows"]) == (19, 190)
+    assert challenger["latency_p50_ms"] == pytest.approx(4.009, abs=1e-3)  # per request
+    assert (figures["champion"]["requests"], figures["champion"]["rows"]) == (40, 40)
+    # 19 requests are too few for a latency verdict at min_requests=20, however many rows
+    verdict, why = judge_step(figures, RolloutSpec(bake_s=0, min_requests=20), elapsed_s=5)
+    assert verdict == "wait" and "19/20 requests" in why[0]
+
+
+def test_auto_data_mode_follows_what_triggered(champion: Project) -> None:
+    from mlcycle.loop._loop import _Tick
+    from mlcycle.loop._state import LoopState
+
+    work = _Tick(champion, "stream")
+    mode, why = work.data_mode(LoopState(kinds=["performance", "drift"]))
+    assert mode == "window" and "change of concept" in why
+    for kinds in (["drift"], ["improve"], ["new_labels"], ["schedule"]):
+        assert work.data_mode(LoopState(kinds=kinds))[0] == "reference+window"
+
+
+def test_held_out_rows_of_earlier_cycles_join_the_gate(champion: Project) -> None:
+    version = champion.store.registry.get("stream@champion")
+    fresh = labelled_rows(champion, version)
+    half = fresh.num_rows // 2  # each cycle's fresh rows come after the last retraining
+    first = retraining_data(
+        champion, version, fresh.slice(0, half), mode="window", holdout=0.25, seed=0
+    )
+    second = retraining_data(
+        champion,
+        version,
+        fresh.slice(half),
+        mode="reference+window",
+        holdout=0.25,
+        seed=1,
+        earlier_holdout=first.holdout_ref,
+    )
+    pooled = champion.datasets.load(second.holdout_ref)
+    assert (
+        second.holdout_rows
+        == pooled.num_rows
+        == first.holdout_rows + round((fresh.num_rows - half) * 0.25)
+    )
+    trained = champion.datasets.load(second.train_ref).to_pandas()
+    train_rows = {tuple(np.round(r, 5)) for r in trained[FEATURES].to_numpy()}
+    earlier = champion.datasets.load(first.holdout_ref).to_pandas()[FEATURES].to_numpy()
+    # the earlier cycle's held-out rows were never trained on
+    assert not any(tuple(np.round(r, 5)) in train_rows for r in earlier)

@@ -69,7 +69,7 @@ def test_feedback_bounds_the_labels_and_the_request_ids(serve: Any) -> None:
         fed = httpx.post(
             f"{url}/feedback", json={"labels": [{"request_id": "x" * MAX_ID_CHARS, "label": "no"}]}
         )
-        assert fed.json() == {"accepted": 1}
+        assert fed.json()["accepted"] == 1
 
 
 def test_labels_match_classes_by_value_and_regression_takes_finite_numbers() -> None:
@@ -98,7 +98,7 @@ def test_the_feedback_token_is_needed_when_set(serve: Any) -> None:
             assert answer.headers["www-authenticate"] == "Bearer"
             assert "Authorization: Bearer" in answer.json()["error"]
         fed = httpx.post(f"{url}/feedback", json=labels, headers={"authorization": "Bearer s3cret"})
-        assert fed.json() == {"accepted": 1}
+        assert fed.json()["accepted"] == 1
 
 
 def _free_port() -> int:
@@ -138,7 +138,7 @@ def test_mlcycle_serve_takes_the_feedback_token_from_a_file_or_the_env(
         labels = {"labels": [{"request_id": f"cli-{source}", "label": "no"}]}
         assert httpx.post(f"{url}/feedback", json=labels).status_code == 401
         fed = httpx.post(f"{url}/feedback", json=labels, headers={"authorization": "Bearer s3cret"})
-        assert fed.json() == {"accepted": 1}
+        assert fed.json()["accepted"] == 1
     finally:
         server.send_signal(signal.SIGINT)
         try:

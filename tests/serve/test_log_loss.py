@@ -75,7 +75,7 @@ def test_a_full_disk_loses_no_served_row_or_acknowledged_label_unsaid(
         for start in range(0, 100, 10):  # 100 labels, acknowledged once on disk
             labels = [{"request_id": rid, "label": "yes"} for rid in served[start : start + 10]]
             fed = client.post("/feedback", json={"labels": labels})
-            assert fed.json() == {"accepted": 10}
+            assert fed.json()["accepted"] == 10
             acknowledged += [label["request_id"] for label in labels]
         deadline = time.monotonic() + 30
         while log.pending_rows and time.monotonic() < deadline:

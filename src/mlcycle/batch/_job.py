@@ -195,6 +195,13 @@ def score_file(
     _check_inputs(source, predictor)
     ids = _id_columns(source, id_columns, predictor.signature, predictor.ref)
     columns = ids + [c for c in predictor.input_names if c not in ids]
+    # sensitive, id and timestamp columns the model knows ride into the log (never fed)
+    context = [
+        str(c["name"])
+        for c in predictor.signature.get("context") or ()
+        if c["name"] in source.column_names
+    ]
+    columns += [c for c in context if c not in columns]
     rejects_path = (
         Path(rejects) if rejects is not None else out_path.with_name(out_path.name + ".rejects.csv")
     )
@@ -217,7 +224,9 @@ def score_file(
     )
     try:
         done = work.done()
-        scorer = ChunkScorer(predictor, work, ids, str(record["job_id"]), batch_log, log_sample)
+        scorer = ChunkScorer(
+            predictor, work, ids, str(record["job_id"]), batch_log, log_sample, context
+        )
         totals = run_chunks(source, columns, chunk_rows, done, scorer, writer, n_workers, progress)
         if totals.chunks == 0:
             work.remove()

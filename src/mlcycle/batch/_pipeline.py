@@ -64,6 +64,7 @@ class ChunkScorer:
         job_id: str,
         log: BatchLog | None,
         log_sample: float = 1.0,
+        context: list[str] | None = None,
     ) -> None:
         self.predictor = predictor
         self.run = ChunkPredictor(predictor)
@@ -72,6 +73,7 @@ class ChunkScorer:
         self.job_id = job_id
         self.log = log
         self.log_sample = log_sample
+        self.context = context or []
 
     def __call__(self, index: int, first_row: int, table: pa.Table) -> Done:
         started = time.perf_counter()
@@ -83,6 +85,11 @@ class ChunkScorer:
         if self.log is not None and scored is not None:
             latency_ms = (time.perf_counter() - started) * 1000.0
             feeds, prediction, logged = checked.feeds, scored.prediction, rows
+            if self.context:  # logged as text beside the inputs, as served (never fed)
+                feeds = {**feeds}
+                for name in self.context:
+                    column = table.column(name).cast(pa.string()).take(pa.array(rows))
+                    feeds[name] = column.to_numpy(zero_copy_only=False).astype(object)
             if self.log_sample < 1.0:
                 keep = np.flatnonzero(sampled(rows + first_row, self.log_sample))
                 feeds = {k: v[keep] for k, v in feeds.items()}

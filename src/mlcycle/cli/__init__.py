@@ -7,6 +7,7 @@ import sys
 from mlcycle.cli import (  # noqa: F401  (each registers its commands)
     _data,
     _demo,
+    _gate,
     _loop,
     _models,
     _monitor,

@@ -88,6 +88,9 @@ def status(
         current = read_state(project.store, name)
         traffic = read_traffic(project.store, name)
         events = [e for e in history(project.store, name, limit * 4) if e.action != "loop.checked"]
+        trained = next(
+            (e for e in history(project.store, name, 500) if e.action == "loop.data"), None
+        )
         events = events[:limit]
         aliases = {
             alias: v.version
@@ -116,6 +119,14 @@ def status(
     )
     if traffic.mode != "off":
         out.print(f"traffic: {traffic.mode} {traffic.percent:g}% to version {traffic.version}")
+    if trained is not None:
+        data = trained.details.get("data") or {}
+        out.print(
+            f"last challenger data (cycle {trained.details.get('cycle')}): "
+            f"{data.get('train_ref')}, {data.get('mode')}: {data.get('why')}"
+        )
+    if current.improving:
+        out.print("keeping improving: retrains as labels accumulate while challengers win")
     error = current.last_error
     if error is not None:
         where = f"{error.get('phase')} ({error.get('step')})"

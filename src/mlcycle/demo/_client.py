@@ -70,7 +70,7 @@ class ReplayClient:
             truth = part[target].tolist()
             correct += sum(a == t for a, t in zip(answer["labels"], truth, strict=True))
             versions[answer["version"]] = versions.get(answer["version"], 0) + len(part)
-            ids = [f"{rid}:{i}" for i in range(len(part))] if len(part) > 1 else [rid]
+            ids = answer.get("row_ids") or [rid]  # the id of each row's answer
             labels += [{"request_id": i, "label": t} for i, t in zip(ids, truth, strict=True)]
         self.post("/feedback", {"labels": labels})
         return {"accuracy": correct / max(len(frame), 1), "versions": versions}

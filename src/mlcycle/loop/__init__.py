@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from mlcycle.loop._data import RetrainData, labelled_rows, retraining_data
 from mlcycle.loop._gate import GateVerdict, gate
+from mlcycle.loop._judge import JudgedPair, judge_versions
 from mlcycle.loop._loop import TickError, TickResult, backoff, loop_model, run_loop, tick
 from mlcycle.loop._rollout import Traffic, judge_step, live_figures, read_traffic, set_traffic
 from mlcycle.loop._state import LoopState, Phase, history, hold_lease, read_state, write_state
@@ -18,6 +19,7 @@ from mlcycle.loop._story import render_story, story_points
 
 __all__ = [
     "GateVerdict",
+    "JudgedPair",
     "LoopState",
     "Phase",
     "RetrainData",
@@ -29,6 +31,7 @@ __all__ = [
     "history",
     "hold_lease",
     "judge_step",
+    "judge_versions",
     "labelled_rows",
     "live_figures",
     "loop_model",

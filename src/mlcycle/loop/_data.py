@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from mlcycle.project import Project
     from mlcycle.store import ModelVersionRecord
 
-__all__ = ["RetrainData", "labelled_rows", "retraining_data"]
+__all__ = ["DataMode", "RetrainData", "labelled_rows", "retraining_data"]
+
+DataMode = Literal["reference+window", "window", "all"]
 
 
 def labelled_rows(
@@ -39,9 +41,10 @@ def labelled_rows(
 ) -> pa.Table:
     """Served rows of ``version``'s model with their true label, oldest first.
 
-    Columns: the model's inputs by their own names, the target, and ``time``.
-    ``since`` keeps rows logged at or after it; ``versions`` only rows those
-    versions answered.
+    Columns: the model's inputs by their own names, the ``sensitive`` and
+    ``id`` columns the requests carried (the signature's context), the
+    target, and ``time``. ``since`` keeps rows logged at or after it;
+    ``versions`` only rows those versions answered.
     """
     log = PredictionLog(project.root / ".mlcycle" / "log")
     try:
@@ -70,6 +73,9 @@ def labelled_rows(
             columns[spec["name"]] = pc.not_equal(column.cast(pa.float64()), 0.0)
         else:
             columns[spec["name"]] = column.cast(pa.float64())
+    for name in carried(version):
+        if INPUT_PREFIX + name in joined.column_names:
+            columns[name] = joined.column(INPUT_PREFIX + name).cast(pa.string())
     actual = joined.column("actual")
     if version.task == "regression":
         columns[target] = actual.cast(pa.float64())
@@ -77,6 +83,18 @@ def labelled_rows(
         columns[target] = actual.cast(pa.string())
     columns["time"] = joined.column("time")
     return pa.table(columns)
+
+
+def carried(version: ModelVersionRecord) -> dict[str, str]:
+    """Context columns a loop dataset keeps, with their role: sensitive and id.
+
+    (Timestamps stay in the log: the loop's rows are ordered by the log's own time.)
+    """
+    return {
+        str(c["name"]): str(c["role"])
+        for c in version.signature.get("context") or ()
+        if c.get("role") in ("sensitive", "id")
+    }
 
 
 @dataclass(frozen=True)
@@ -93,11 +111,10 @@ class RetrainData:
         return dict(self.__dict__)
 
 
-def _cut(table: pa.Table, holdout: float, seed: int) -> tuple[pa.Table, pa.Table]:
+def _cut(table: pa.Table, k: int, seed: int) -> tuple[pa.Table, pa.Table]:
+    """``table`` cut at random into the rows kept and ``k`` rows held out."""
     rng = np.random.default_rng(seed)
-    n = table.num_rows
-    order = rng.permutation(n)
-    k = max(1, round(n * holdout))
+    order = rng.permutation(table.num_rows)
     held = np.sort(order[:k])
     kept = np.sort(order[k:])
     return table.take(pa.array(kept)), table.take(pa.array(held))
@@ -116,22 +133,35 @@ def _align(table: pa.Table, like: pa.Schema, target: str, regression: bool) -> p
     return pa.table(columns)
 
 
+def _not_in(table: pa.Table, other: pa.Table) -> list[bool]:
+    """Per row of ``table``: whether no row of ``other`` (same columns) equals it."""
+    seen = set(map(tuple, other.to_pandas().itertuples(index=False)))
+    return [tuple(r) not in seen for r in table.to_pandas().itertuples(index=False)]
+
+
 def retraining_data(
     project: Project,
     champion: ModelVersionRecord,
     fresh: pa.Table,
     *,
-    mode: Literal["reference+window", "window", "all"],
+    mode: DataMode,
     holdout: float,
     seed: int,
     history: pa.Table | None = None,
+    earlier_holdout: str | None = None,
+    max_holdout_rows: int | None = None,
 ) -> RetrainData:
     """Version the rows a challenger trains on, and the held-out rows that judge it.
 
     ``fresh`` are labelled served rows (see :func:`labelled_rows`), cut into a
     part to train on and ``holdout``. ``window`` trains on the fresh part
     alone; ``reference+window`` adds the champion's own dataset; ``all`` adds
-    ``history`` (every labelled row logged) as well.
+    ``history`` (every labelled row logged) as well. ``earlier_holdout`` (a
+    dataset version) holds rows earlier cycles held out, which no model trained
+    on: they join this cycle's held-out rows, so the gate judges on more rows
+    each cycle (the caller drops them when the concept changed), up to
+    ``max_holdout_rows``: past that the gate has rows enough, and every fresh
+    row goes to training.
 
     Raises:
         DataError: too few fresh rows to hold some out.
@@ -141,25 +171,43 @@ def retraining_data(
     target = str(champion.signature.get("target"))
     regression = champion.task == "regression"
     features = fresh.drop_columns([c for c in ("time",) if c in fresh.column_names])
-    train_part, held = _cut(features, holdout, seed)
+    earlier = None
+    if earlier_holdout is not None:
+        # rows an earlier cycle held out stay out of training, whatever this cut does
+        earlier = _align(
+            project.datasets.load(earlier_holdout), features.schema, target, regression
+        )
+        features = features.filter(pa.array(_not_in(features, earlier)))
+        if features.num_rows < 2:
+            raise DataError(f"{features.num_rows} fresh labelled rows not held out before")
+    k = max(1, round(features.num_rows * holdout))
+    if max_holdout_rows is not None:
+        room = max_holdout_rows - (0 if earlier is None else earlier.num_rows)
+        k = min(k, max(room, 0 if earlier is not None and earlier.num_rows else 1))
+    train_part, held = _cut(features, k, seed)
     parts = [f"{train_part.num_rows} fresh labelled rows from the prediction log"]
     stacked = [train_part]
     if mode in ("reference+window", "all"):
         reference = project.datasets.load(str(champion.lineage["dataset"]))
         stacked.insert(0, _align(reference, train_part.schema, target, regression))
         parts.insert(0, f"{champion.lineage['dataset']} ({reference.num_rows} rows)")
+    if earlier is not None:
+        held = pa.concat_tables([earlier, held])
+        parts.append(f"{earlier.num_rows} rows held out by earlier cycles kept for the gate")
     if mode == "all" and history is not None and history.num_rows:
         older = history.drop_columns([c for c in ("time",) if c in history.column_names])
-        held_keys = set(map(tuple, held.to_pandas().itertuples(index=False)))
-        rows = older.to_pandas()
-        mask = [tuple(r) not in held_keys for r in rows.itertuples(index=False)]
-        older = older.filter(pa.array(mask))
-        stacked.insert(1, _align(older, train_part.schema, target, regression))
+        older = _align(older, train_part.schema, target, regression)
+        older = older.filter(pa.array(_not_in(older, held)))  # nothing held out trains
+        stacked.insert(1, older)
         parts.insert(1, f"{older.num_rows} earlier labelled rows")
     train_table = pa.concat_tables(stacked)
-    base = champion.lineage["dataset"].split("@")[0]
-    trained = project.datasets.add(train_table, name=f"{base}-retrain", target=target)
-    judged = project.datasets.add(held, name=f"{base}-holdout", target=target)
+    # the loop's own datasets keep the original name: stream-retrain, not stream-retrain-retrain
+    base = champion.lineage["dataset"].split("@")[0].removesuffix("-retrain")
+    roles: Any = {c: r for c, r in carried(champion).items() if c in train_table.column_names}
+    trained = project.datasets.add(
+        train_table, name=f"{base}-retrain", target=target, roles=roles or None
+    )
+    judged = project.datasets.add(held, name=f"{base}-holdout", target=target, roles=roles or None)
     project.store.record_event(
         "dataset.lineage",
         "dataset",

@@ -13,7 +13,9 @@ parity check rejects outright. The verdict says why, with the numbers.
 ``delta`` is signed so that a positive value always means the challenger is
 better: for metrics where lower is better (``rmse``, ``mae``, ``mape``,
 ``log_loss``, ``ece``) it is champion minus challenger. A tie is not an
-improvement: the challenger must beat the champion, by ``min_delta`` or more.
+improvement: the challenger must beat the champion, by ``min_delta`` or more (for ``mae`` and
+``rmse``, which are in the target's units, ``min_delta`` is relative to the
+champion's value).
 
 Only ONNX Runtime predictors are involved: this module never imports torch.
 
@@ -74,6 +76,8 @@ METRICS = {
     "regression": ("mae", "rmse", "r2", "mape"),
 }
 LOWER_IS_BETTER = frozenset({"log_loss", "ece", "mae", "rmse", "mape"})
+# Metrics in the target's units: min_delta is relative to the champion's value.
+RELATIVE_GAIN = frozenset({"mae", "rmse"})
 FAIRNESS = ("demographic_parity_difference", "equalized_odds_difference")
 LATENCY = "latency_ms"
 GUARDS = (*FAIRNESS, LATENCY)
@@ -103,6 +107,9 @@ class GateVerdict:
             the sensitive ``column`` that binds and ``by_column``.
         parity_ok: Whether the challenger's ONNX parity check passed.
         reasons: Why it was rejected (every reason), or why it was promoted.
+        improved: Whether the gain reached ``min_delta`` (the point estimate;
+            with ``promote`` False it may still lack significance: more
+            held-out rows could decide).
     """
 
     promote: bool
@@ -116,6 +123,7 @@ class GateVerdict:
     guards: dict[str, dict[str, Any]]
     parity_ok: bool
     reasons: list[str]
+    improved: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts, lists, strings, numbers and None (for NaN: no figure)."""
@@ -169,6 +177,7 @@ def gate(
     if mismatch:
         nan = math.nan
         return GateVerdict(False, metric, nan, nan, nan, nan, nan, rows, {}, parity_ok, [mismatch])
+    improved = False
     fair = any(name in FAIRNESS for name in spec.guards)
     _check_holdout(holdout, target, (champion, challenger), sensitive if fair else ())
     positive = _positive(spec.guards, champion, sensitive, positive_label)
@@ -188,7 +197,9 @@ def gate(
         delta = sign * (new - old)
         draws = [_draws(metric, s, spec.bootstrap, seed) for s in scored]
         low, high = _interval(sign * (draws[1] - draws[0]), 1.0 - spec.confidence)
-        checks += _metric_checks(metric, old, new, delta, (low, high), spec, rows)
+        metric_checks = _metric_checks(metric, old, new, delta, (low, high), spec, rows)
+        improved = metric_checks[0][0]
+        checks += metric_checks
 
     guards: dict[str, dict[str, Any]] = {}
     for name, limit in spec.guards.items():
@@ -207,7 +218,7 @@ def gate(
     promote = all(ok for ok, _ in checks)
     reasons = [text for ok, text in checks if promote or not ok]
     return GateVerdict(
-        promote, metric, old, new, delta, low, high, rows, guards, parity_ok, reasons
+        promote, metric, old, new, delta, low, high, rows, guards, parity_ok, reasons, improved
     )
 
 
@@ -439,15 +450,21 @@ def _metric_checks(
     rows: int,
 ) -> list[tuple[bool, str]]:
     figures = f"champion {old:.4g}, challenger {new:.4g}, delta {delta:+.4g} on {rows} rows"
+    gain, unit = delta, ""
+    if metric in RELATIVE_GAIN and old != 0:
+        gain, unit = delta / abs(old), " (relative)"
     if delta <= 0:
         improved = (False, f"{metric} did not improve ({figures})")
-    elif delta < spec.min_delta:
+    elif gain < spec.min_delta:
         improved = (
             False,
-            f"{metric} improved by less than min_delta {spec.min_delta:g} ({figures})",
+            f"{metric} improved by less than min_delta {spec.min_delta:g}{unit} ({figures})",
         )
     else:
-        improved = (True, f"{metric} improved by at least min_delta {spec.min_delta:g} ({figures})")
+        improved = (
+            True,
+            f"{metric} improved by at least min_delta {spec.min_delta:g}{unit} ({figures})",
+        )
     low, high = ci
     interval = (
         f"the {spec.confidence * 100:g}% paired bootstrap interval of the {metric} improvement "

@@ -28,18 +28,21 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import pyarrow.compute as pc
+
 from mlcycle.errors import MlcycleError, NotFoundError, SpecError
-from mlcycle.loop._data import labelled_rows, retraining_data
+from mlcycle.loop._data import DataMode, labelled_rows, retraining_data
 from mlcycle.loop._gate import gate
 from mlcycle.loop._rollout import Traffic, judge_step, live_figures, set_traffic
 from mlcycle.loop._state import LoopState, hold_lease, read_state, write_state
 from mlcycle.monitor import parse_since
+from mlcycle.monitor._performance import _verdict
 
 if TYPE_CHECKING:
-    from mlcycle.monitor import MonitorResult
+    from mlcycle.monitor import MonitorResult, PerformanceResult
     from mlcycle.project import Project
     from mlcycle.store import ModelVersionRecord
 
@@ -142,7 +145,12 @@ class _Tick:
         from mlcycle.monitor import monitor
 
         try:
-            return monitor(self.project, self.champion().ref, last=self.spec.window_rows)
+            return monitor(
+                self.project,
+                self.champion().ref,
+                last=self.spec.window_rows,
+                recent_labels=self.spec.triggers.performance_rows,
+            )
         except NotFoundError:
             return None
 
@@ -150,17 +158,23 @@ class _Tick:
         champion = self.champion()
         now = _now()
         reasons: list[str] = []
+        kinds: list[str] = []
         triggers = self.spec.triggers
         if result is not None:
             if triggers.drift and result.features.drift:
                 drifted = result.features.drifted_columns
                 reasons.append(f"dataset drift in {len(drifted)} inputs ({', '.join(drifted[:5])})")
-            if (
-                triggers.performance_drop
-                and result.performance is not None
-                and result.performance.alert
-            ):
-                reasons.append(f"performance drop: {result.performance.reason}")
+                kinds.append("drift")
+            if triggers.performance_drop:
+                dropped = self.dropped(state, champion, result.performance, "")
+                recent = result.recent_performance
+                if dropped is None and recent is not None:
+                    dropped = self.dropped(
+                        state, champion, recent, f" in the newest {recent.n} labelled rows"
+                    )
+                if dropped is not None:
+                    reasons.append(dropped)
+                    kinds.append("performance")
             if (
                 triggers.ood_share is not None
                 and result.ood is not None
@@ -168,6 +182,7 @@ class _Tick:
                 and result.ood["share"] >= triggers.ood_share
             ):
                 reasons.append(f"{result.ood['share']:.1%} out-of-distribution inputs")
+                kinds.append("ood")
         if triggers.interval is not None:
             since = (
                 datetime.fromisoformat(state.last_retrain)
@@ -178,13 +193,31 @@ class _Tick:
                 reasons.append(
                     f"schedule: last retraining {since:%Y-%m-%d %H:%M} is older than {triggers.interval}"
                 )
-        if triggers.new_labels is not None:
+                kinds.append("schedule")
+        improve = triggers.keep_improving if state.improving else None
+        if triggers.new_labels is not None or improve is not None:
             since_retrain = (
                 datetime.fromisoformat(state.last_retrain) if state.last_retrain else None
             )
             new = labelled_rows(self.project, champion, since=since_retrain).num_rows
-            if new >= triggers.new_labels:
+            if triggers.new_labels is not None and new >= triggers.new_labels:
                 reasons.append(f"{new} new labelled rows (trigger at {triggers.new_labels})")
+                kinds.append("new_labels")
+            trained = self.trained_rows(champion)
+            if improve is not None and trained:
+                # rows the champion never saw; after a promotion a few new labels are
+                # enough to go on, after a near miss as many again as it trained on
+                unseen = new
+                if state.data_since and state.data_since != state.last_retrain:
+                    since = datetime.fromisoformat(state.data_since)
+                    unseen = labelled_rows(self.project, champion, since=since).num_rows
+                wait = self.spec.min_labels if state.promoted_last else improve * trained
+                if unseen >= improve * trained and new >= wait:
+                    reasons.append(
+                        f"keep improving: {unseen} labelled rows {champion.ref} never trained "
+                        f"on, at least {improve:g}x the {trained} rows it trained on"
+                    )
+                    kinds.append("improve")
         if not reasons:
             if result is not None:
                 state = state.next(champion=champion.version, last_healthy=_iso(now))
@@ -199,15 +232,84 @@ class _Tick:
             else:
                 self.steps.append("no served rows to check yet")
             return state
+        # A change (drift, a drop, strange inputs) is fresh since the last healthy check;
+        # more labels of the same concept are fresh since the last retraining.
+        changed = any(k in kinds for k in ("drift", "performance", "ood"))
         return self.record(
             state.next(
                 phase="triggered",
                 champion=champion.version,
                 triggers=reasons,
-                fresh_since=state.last_healthy,
+                kinds=kinds,
+                fresh_since=state.last_healthy
+                if changed
+                else (state.data_since or state.last_retrain),
             ),
             "triggered",
             "; ".join(reasons),
+        )
+
+    def dropped(
+        self,
+        state: LoopState,
+        champion: ModelVersionRecord,
+        performance: PerformanceResult | None,
+        where: str,
+    ) -> str | None:
+        """Why the champion's realised performance dropped, or None.
+
+        A version the loop promoted is held to its score on the gate's held-out
+        rows (hundreds of fresh rows) rather than to its own test split, which
+        for a model trained on a few hundred fresh rows is too small to judge by.
+        """
+        if performance is None:
+            return None
+        ref = state.reference
+        if (
+            ref
+            and ref.get("version") == champion.version
+            and ref.get("metric") == performance.metric
+        ):
+            alert, reason = _verdict(
+                performance.metric,
+                performance.value,
+                performance.low,
+                performance.high,
+                float(ref["value"]),
+                performance.n,
+                self.project.spec.monitor.performance,
+            )
+            if alert:
+                return (
+                    f"performance drop{where}: {reason} (the reference: its score on "
+                    f"{ref['rows']} rows the gate held out)"
+                )
+            return None
+        return f"performance drop{where}: {performance.reason}" if performance.alert else None
+
+    def trained_rows(self, version: ModelVersionRecord) -> int:
+        """Rows of the dataset ``version`` was trained on (0 when unknown)."""
+        ref = version.lineage.get("dataset")
+        if not ref:
+            return 0
+        try:
+            return int(self.project.datasets.get(str(ref)).n_rows)
+        except NotFoundError:
+            return 0
+
+    def data_mode(self, state: LoopState) -> tuple[DataMode, str]:
+        """What the challenger trains on, and why."""
+        mode = self.spec.data
+        if mode != "auto":
+            return mode, f"loop.data is {mode!r}"
+        if "performance" in state.kinds:
+            return "window", (
+                "the champion's performance dropped: the old labels may be wrong now "
+                "(a change of concept), so the challenger learns from the fresh rows alone"
+            )
+        return "reference+window", (
+            "no performance drop: the old labels still hold, so the champion's data "
+            "and the fresh rows together"
         )
 
     # -- triggered: collect fresh labels, version them ------------------------------------
@@ -222,21 +324,34 @@ class _Tick:
             )
             return state
         fresh = fresh.slice(max(0, fresh.num_rows - self.spec.window_rows))
-        history = labelled_rows(self.project, champion) if self.spec.data == "all" else None
+        mode, why = self.data_mode(state)
+        history = labelled_rows(self.project, champion) if mode == "all" else None
+        # a new concept makes earlier held-out rows wrong; otherwise they still judge
+        pool = None if mode == "window" else state.holdout_pool
         data = retraining_data(
             self.project,
             champion,
             fresh,
-            mode=self.spec.data,
+            mode=mode,
             holdout=self.spec.holdout,
             seed=state.cycle,
             history=history,
+            earlier_holdout=pool,
+            max_holdout_rows=self.spec.max_holdout_rows,
         )
+        newest = pc.max(fresh.column("time")).as_py() if "time" in fresh.column_names else None
+        details = {
+            **data.to_dict(),
+            "mode": mode,
+            "why": why,
+            "newest": None if newest is None else _iso(newest + timedelta(microseconds=1)),
+        }
         return self.record(
-            state.next(phase="retraining", data=data.to_dict()),
+            state.next(phase="retraining", data=details, holdout_pool=data.holdout_ref),
             "data",
             f"{data.train_ref} to train on ({'; '.join(data.parts)}), "
-            f"{data.holdout_ref} ({data.holdout_rows} rows) held out for the gate",
+            f"{data.holdout_ref} ({data.holdout_rows} rows) held out for the gate; "
+            f"{mode}: {why}",
         )
 
     # -- retraining: an ordinary run with the champion's spec -----------------------------
@@ -248,7 +363,7 @@ class _Tick:
         assert state.data is not None
         champion = self.champion()
         name = f"loop-{self.model}-c{state.cycle}"
-        existing = [r for r in self.project.store.list_runs(limit=500) if r.name == name]
+        existing = self.project.store.list_runs(name=name, limit=1)
         params = dict(champion.lineage.get("params", {}).get("train") or {})
         params.pop("data", None)
         if existing and existing[0].status == "finished":
@@ -322,8 +437,12 @@ class _Tick:
             },
         )
         if not verdict.promote:
+            # A challenger no better than the champion ends the "keep improving" streak; one
+            # better by min_delta but not yet significant waits for more held-out rows.
             return self.record(
-                self.finished(state, champion.version),
+                self.finished(
+                    state, champion.version, improving=state.improving and verdict.improved
+                ),
                 "rejected",
                 f"{self.model}@{state.challenger} stays registered, not promoted: {reason}",
             )
@@ -386,7 +505,7 @@ class _Tick:
                 reason="rolled back",
             )
             return self.record(
-                self.finished(state, self.champion().version),
+                self.finished(state, self.champion().version, improving=False),
                 "rolled_back",
                 f"{self.model}@{state.challenger} rolled back at step {state.step + 1}: "
                 + "; ".join(reasons),
@@ -414,13 +533,35 @@ class _Tick:
             actor=self.project.actor,
             reason="promoted",
         )
+        # @challenger named the version that is @champion now: take it off
+        registry.remove_alias(
+            self.model,
+            CHALLENGER,
+            actor=self.project.actor,
+            reason=f"loop cycle {state.cycle}: promoted to @{CHAMPION}",
+        )
+        promoted = self.finished(state, state.challenger, improving=True, promoted=True)
+        newest = (state.data or {}).get("newest")
+        gate = state.gate or {}
+        reference = (
+            {
+                "version": state.challenger,
+                "metric": gate["metric"],
+                "value": gate["challenger"],
+                "rows": gate["rows"],
+            }
+            if gate.get("challenger") is not None
+            else None
+        )
         return self.record(
-            self.finished(state, state.challenger),
+            promoted.next(data_since=newest or promoted.last_retrain, reference=reference),
             "promoted",
             f"{self.model}@{state.challenger} is @{CHAMPION} (was {before}): {why}",
         )
 
-    def finished(self, state: LoopState, champion: int) -> LoopState:
+    def finished(
+        self, state: LoopState, champion: int, *, improving: bool, promoted: bool = False
+    ) -> LoopState:
         now = _iso(_now())
         return LoopState(
             phase="idle",
@@ -428,6 +569,11 @@ class _Tick:
             champion=champion,
             last_healthy=now,
             last_retrain=now,
+            improving=improving and self.spec.triggers.keep_improving is not None,
+            holdout_pool=state.holdout_pool,
+            data_since=state.data_since,
+            promoted_last=promoted,
+            reference=state.reference,
         )
 
 

@@ -4,9 +4,11 @@ The traffic split is an event (entity ``rollout``, the model's name) with the
 challenger's version, the mode (``canary``, ``shadow`` or ``off``) and the
 percentage; a server started without an explicit ``--canary``/``--shadow``
 follows the newest one, as it follows aliases. Live figures come from the
-prediction log since the step began, per version: requests, failed requests
-(logged by the server with source ``error``), latency, and accuracy on the
-rows whose labels came back. For shadow traffic the challenger's mirrored
+prediction log since the step began, per version: requests (distinct
+requests, whatever rows each carried; rows are counted apart), failed
+requests (logged by the server with source ``error``), latency per request
+(judged only once both versions answered ``min_requests``), and accuracy on
+the rows whose labels came back. For shadow traffic the challenger's mirrored
 answers are compared with the champion's for the same requests.
 """
 
@@ -76,20 +78,44 @@ def read_traffic(store: MetadataStore, model: str) -> Traffic:
     return Traffic(d.get("version"), d.get("mode", "off"), float(d.get("percent", 0.0)))
 
 
+def _requests(rows: pa.Table) -> pa.Table:
+    """One row per request (``request_id``, ``latency_ms``): the rows of a request share both.
+
+    A server logs the rows of a multi-row request as ``{request_id}:{row}``; a
+    request is one answer and one latency, however many rows it carried.
+    """
+    if rows.num_rows == 0:
+        return pa.table({"request_id": pa.array([], pa.string()), "latency_ms": []})
+    base = pc.replace_substring_regex(rows.column("request_id"), r":\d+$", "")
+    keyed = pa.table({"request_id": base, "latency_ms": rows.column("latency_ms")})
+    grouped = keyed.group_by("request_id").aggregate([("latency_ms", "max")])
+    return grouped.rename_columns(["request_id", "latency_ms"])
+
+
 def _version_figures(
     rows: pa.Table, labelled: pa.Table, version: int, source: str
 ) -> dict[str, Any]:
     mine = rows.filter(
         pc.and_(pc.equal(rows.column("version"), version), pc.equal(rows.column("source"), source))
     )
-    errors = rows.filter(
-        pc.and_(pc.equal(rows.column("version"), version), pc.equal(rows.column("source"), "error"))
+    per_request = _requests(mine)
+    latency = (
+        per_request.column("latency_ms").to_numpy(zero_copy_only=False)
+        if per_request.num_rows
+        else None
+    )
+    failed = _requests(
+        rows.filter(
+            pc.and_(
+                pc.equal(rows.column("version"), version), pc.equal(rows.column("source"), "error")
+            )
+        )
     ).num_rows
-    latency = mine.column("latency_ms").to_numpy(zero_copy_only=False) if mine.num_rows else None
     out: dict[str, Any] = {
-        "requests": mine.num_rows,
-        "errors": errors,
-        "error_rate": errors / max(mine.num_rows + errors, 1),
+        "requests": per_request.num_rows,
+        "rows": mine.num_rows,
+        "errors": failed,
+        "error_rate": failed / max(per_request.num_rows + failed, 1),
         "latency_p50_ms": None if latency is None else float(np.percentile(latency, 50)),
         "latency_p95_ms": None if latency is None else float(np.percentile(latency, 95)),
         "labelled": 0,
@@ -165,6 +191,7 @@ def judge_step(
         p50_champ
         and p50_chall
         and chall["requests"] >= max(spec.min_requests, 1)
+        and champ.get("requests", 0) >= max(spec.min_requests, 1)
         and p50_chall > spec.max_latency_ratio * p50_champ + LATENCY_SLACK_MS
     ):
         reasons.append(
@@ -196,7 +223,8 @@ def judge_step(
             f"{elapsed_s:.0f}/{spec.bake_s:.0f} s"
         ]
     return "pass", [
-        f"{chall['requests']} challenger requests over {elapsed_s:.0f} s: errors "
+        f"{chall['requests']} challenger requests ({chall.get('rows', 0)} rows) over "
+        f"{elapsed_s:.0f} s: errors "
         f"{chall.get('error_rate', 0):.2%}, median latency {p50_chall or 0:.2f} ms vs "
         f"{p50_champ or 0:.2f} ms (p95 {p95_chall or 0:.2f} vs {p95_champ or 0:.2f})"
         + ("" if acc_chall is None else f", accuracy {acc_chall:.3f} vs {acc_champ or 0:.3f}")

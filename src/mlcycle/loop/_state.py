@@ -53,6 +53,20 @@ class LoopState:
     gate: dict[str, Any] | None = None
     step: int = 0
     step_started: str | None = None
+    # what kinds of trigger started this cycle: performance, drift, ood, schedule,
+    # new_labels, improve (the data mode ``auto`` chooses by them)
+    kinds: list[str] = field(default_factory=list)
+    # after a promotion, keep retraining as labels accumulate while challengers win
+    improving: bool = False
+    # held-out rows of earlier cycles under the current concept (a dataset version):
+    # no model trained on them, so each gate judges on more rows than the last
+    holdout_pool: str | None = None
+    # labelled rows logged after this (ISO time) are ones the champion never trained on
+    data_since: str | None = None
+    promoted_last: bool = False  # the last cycle ended in a promotion
+    # a champion the loop promoted is judged against its score on the gate's held-out
+    # rows ({version, metric, value, rows}), not its own small test split
+    reference: dict[str, Any] | None = None
     errors: int = 0  # ticks in a row that ended in an error (0 once a tick succeeds)
     last_error: dict[str, Any] | None = None  # the latest: at, phase, step, message, retry_in_s
 

@@ -124,6 +124,7 @@ class MonitorResult:
     webhook: Delivery | None = None
     html: Path | None = None
     quality: DataQuality = field(default_factory=lambda: DataQuality(0))
+    recent_performance: PerformanceResult | None = None  # the newest labelled rows only
 
     @property
     def healthy(self) -> bool:
@@ -562,6 +563,7 @@ def monitor(
     options: DriftOptions | None = None,
     spec: MonitorSpec | None = None,
     html: str | Path | None = None,
+    recent_labels: int | None = None,
     source: Source = "all",
 ) -> MonitorResult:
     """Check a window of current data against ``ref``'s reference; see the module doc.
@@ -572,6 +574,9 @@ def monitor(
         options: drift settings (default: from ``spec``).
         spec: the ``monitor:`` settings (default: the project's).
         html: also write the HTML report there (and store it as an artifact).
+        recent_labels: also judge the realised performance of the newest this
+            many labelled rows of the window (``MonitorResult.recent_performance``;
+            the loop's trigger: a change of concept shows there first).
         source: the log's rows to read: ``serve`` (served), ``batch`` (batch
             scored) or ``all`` (both). Shadow and failed requests never count.
 
@@ -607,6 +612,10 @@ def monitor(
     prediction = _prediction_drift(version, reference, scored, options)
     target = _target_drift(version, reference, window, options)
     performance = _performance(version, reference, scored, spec)
+    recent = None
+    if recent_labels is not None and scored.has_actual is not None:
+        newest = np.flatnonzero(scored.has_actual)[-recent_labels:]
+        recent = _performance(version, reference, scored.take(newest), spec)
     cbpe = _fit_cbpe(version, reference)
     estimated = _estimate(cbpe, scored, n_boot=spec.performance.bootstrap)
     fairness = _fairness(version, reference, scored, spec, sensitive, notes)
@@ -705,4 +714,5 @@ def monitor(
         delivery,
         html_path,
         quality,
+        recent,
     )

@@ -265,6 +265,9 @@ class Feeds(dict[str, np.ndarray[Any, Any]]):
     """
 
     block: np.ndarray[Any, Any] | None = None
+    # the signature's context columns the caller sent (sensitive, id, timestamp), as
+    # text (None where missing): never fed to the model, written to the prediction log
+    context: dict[str, np.ndarray[Any, Any]] | None = None
 
 
 class FeedsPlan(NamedTuple):
@@ -276,6 +279,7 @@ class FeedsPlan(NamedTuple):
     numbers: tuple[Mapping[str, Any], ...]  # the numeric and boolean inputs
     booleans: tuple[int, ...]  # positions of the boolean ones in ``numbers``
     nullable: tuple[bool, ...]  # per input of ``numbers``: a missing value is imputed
+    context: tuple[str, ...] = ()  # sensitive, id and timestamp columns: logged, never fed
 
     @property
     def all_numbers(self) -> bool:
@@ -289,8 +293,9 @@ class FeedsPlan(NamedTuple):
         numbers = tuple(spec for spec in inputs if spec["kind"] in ("numeric", "boolean"))
         booleans = tuple(j for j, spec in enumerate(numbers) if spec["kind"] == "boolean")
         nullable = tuple(bool(spec.get("nullable", True)) for spec in numbers)
-        allowed = frozenset({*names, signature.get("target")})
-        return cls(inputs, names, allowed, numbers, booleans, nullable)
+        context = tuple(str(c["name"]) for c in signature.get("context") or ())
+        allowed = frozenset({*names, *context, signature.get("target")})
+        return cls(inputs, names, allowed, numbers, booleans, nullable, context)
 
 
 def _checked_block(plan: FeedsPlan, lists: list[Any], n: int) -> np.ndarray[Any, Any] | None:
@@ -392,10 +397,12 @@ def to_feeds(
         extra = [c for c in columns if c not in plan.allowed]
         if extra:
             raise DataError(f"unexpected column {extra[0]!r}: the model takes {', '.join(names)}")
+    context = {c: _context(columns[c], n) for c in plan.context if c in columns} or None
     numbers = plan.numbers
     lists = [columns[spec["name"]] for spec in numbers]
     fast = block_feeds(plan, lists, n)  # every input a plain number: one block
     if fast is not None:
+        fast.context = context
         return fast
     block = None if plan.all_numbers else _checked_block(plan, lists, n)
     feeds = Feeds()
@@ -414,4 +421,15 @@ def to_feeds(
             feeds[name] = _image(name, columns[name], n, list(spec["shape"][1:]))
         else:  # pragma: no cover - signatures are written by mlcycle
             raise DataError(f"input {name!r} has unknown kind {kind!r}")
-    return Feeds((name, feeds[name]) for name in names)  # in the signature's order
+    ordered = Feeds((name, feeds[name]) for name in names)  # in the signature's order
+    ordered.context = context
+    return ordered
+
+
+def _context(values: Any, n: int) -> np.ndarray[Any, Any]:
+    """A context column as text, ``None`` where missing (as the log and monitoring read it)."""
+    out = np.empty(n, dtype=object)
+    for i, value in enumerate(values):
+        missing = value is None or (isinstance(value, float) and math.isnan(value))
+        out[i] = None if missing else str(value)
+    return out

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["PARITY_ATOL", "check_parity", "register"]
 
 PARITY_ATOL = 1e-4
+CONTEXT_ROLES = ("sensitive", "id", "timestamp")  # columns served and logged, never fed
 FILES_MEDIA = {
     "model.onnx": "application/onnx",
     "weights.safetensors": "application/vnd.safetensors",
@@ -156,8 +157,16 @@ def register(
         raise DataError(f"dataset {dataset.ref} has no test rows: the parity check needs some")
 
     onnx_bytes = export_onnx(model, layout, classes, task)
+    schema = dataset.schema.get("columns", [])
     signature = make_signature(
-        layout, task=task, target=config["target"], classes=classes, profile=dataset.profile
+        layout,
+        task=task,
+        target=config["target"],
+        classes=classes,
+        profile=dataset.profile,
+        context=[
+            {"name": c["name"], "role": c["role"]} for c in schema if c.get("role") in CONTEXT_ROLES
+        ],
     )
     reference = predict(model, encode(test, layout), model.target_mean.device).numpy()
     predictor = Predictor(onnx_bytes, signature, name=name)

@@ -21,12 +21,22 @@ and the edge bundle's stand-alone ``predict.py`` alike::
       "outputs": [
         {"name": "probabilities", "dtype": "float32", "shape": [-1, 2]},
         {"name": "label", "dtype": "string", "shape": [-1]}
+      ],
+      "context": [
+        {"name": "race", "role": "sensitive"},
+        {"name": "customer_id", "role": "id"}
       ]
     }
 
 ``range`` is the training profile's min and max: values outside it are
 allowed (the graph takes them) but are extrapolation. Unseen categories are
 allowed and map to the "missing or unseen" code.
+
+``context`` lists the dataset's columns with the ``sensitive``, ``id`` and
+``timestamp`` roles: never fed to the model, but taken beside its inputs by
+every prediction path and written to the prediction log, so that fairness
+over time, slices and the loop's datasets have them. (Signatures written
+before it had none: only the target rode along.)
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ def make_signature(
     target: str | None,
     classes: list[str] | None,
     profile: dict[str, Any],
+    context: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The signature of a model trained with ``layout`` on data with ``profile``."""
     columns = profile.get("per_column", {})
@@ -103,4 +114,5 @@ def make_signature(
         "classes": list(classes) if classes is not None else None,
         "inputs": inputs,
         "outputs": outputs,
+        "context": list(context or []),
     }

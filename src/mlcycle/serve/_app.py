@@ -42,7 +42,13 @@ from mlcycle.predictions import LoggedBatch, PredictionLog
 from mlcycle.registry import Feeds
 from mlcycle.serve._batcher import Overloaded
 from mlcycle.serve._deployment import OOD_FLAG, OOD_SCORE, Deployment, LoadedModel, ServeSettings
-from mlcycle.serve._feedback import RETRY_AFTER_S, LabelRule, bearer_matches, check_labels
+from mlcycle.serve._feedback import (
+    RETRY_AFTER_S,
+    LabelRule,
+    RecentIds,
+    bearer_matches,
+    check_labels,
+)
 from mlcycle.serve._guard import Guard, Refusal
 from mlcycle.serve._ids import RequestIds, client_id
 from mlcycle.serve._v2 import (
@@ -57,6 +63,14 @@ from mlcycle.serve._v2 import (
 __all__ = ["ServingApp", "create_app"]
 
 _logger = logging.getLogger("mlcycle.serve")
+
+
+MAX_UNMATCHED_SHOWN = 20
+
+
+def row_ids(request_id: str, rows: int) -> list[str]:
+    """The ids of a multi-row request's rows in the log and for ``/feedback``: ``R:0``, ``R:1``…"""
+    return [f"{request_id}:{i}" for i in range(rows)]
 
 
 class _HTTPError(Exception):
@@ -173,6 +187,7 @@ class Server:
         )
         self.started = time.time()
         self.ids = RequestIds()
+        self.recent = RecentIds()  # ids answered lately: /feedback says which labels matched
         self.guard = Guard(settings.allowed_hosts)
         self._background: set[asyncio.Task[None]] = set()
         self._children: dict[tuple[str, ...], Any] = {}  # (metric, *labels) -> its child
@@ -290,14 +305,17 @@ class Server:
         started: float,
     ) -> None:
         rows = len(next(iter(feeds.values())))
-        ids = [request_id] if rows == 1 else [f"{request_id}:{i}" for i in range(rows)]
+        ids = [request_id] if rows == 1 else row_ids(request_id, rows)
+        if source == "serve":
+            self.recent.add(request_id, rows)
+        context = getattr(feeds, "context", None)  # sensitive, id, timestamp columns
         self.log.append(
             LoggedBatch(
                 model=model.name,
                 version=model.version,
                 source=source,
                 request_ids=ids,
-                inputs=feeds,
+                inputs=feeds if not context else {**feeds, **context},
                 latency_ms=(time.perf_counter() - started) * 1000,
                 labels=outputs.get("label"),
                 probabilities=outputs.get("probabilities"),
@@ -404,6 +422,9 @@ class Server:
             "version": model.version,
             "request_id": request_id,
         }
+        rows = len(body["records"])
+        if rows > 1:  # the id of each row's answer, for /feedback
+            answer["row_ids"] = row_ids(request_id, rows)
         if "value" in outputs:
             answer["values"] = outputs["value"].tolist()
         else:
@@ -463,7 +484,18 @@ class Server:
                 "none of them is recorded: send them again later",
                 {"Retry-After": str(RETRY_AFTER_S)},
             ) from None
-        return _json({"accepted": count})
+        unmatched = [rid for rid, _ in rows if not self.recent.known(rid)]
+        return _json(
+            {
+                "accepted": count,
+                "matched": count - len(unmatched),
+                "unmatched": unmatched[:MAX_UNMATCHED_SHOWN],
+                "note": (
+                    f"matched against the last {self.recent.limit:,} requests this server "
+                    "process answered; labels of older requests are kept all the same"
+                ),
+            }
+        )
 
     async def prometheus(self, request: _Call) -> _Reply:
         for role, model in (

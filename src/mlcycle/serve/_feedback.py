@@ -125,7 +125,9 @@ def check_labels(items: list[Any], rule: LabelRule) -> list[tuple[str, str]]:
 
     Raises:
         DataError: too many labels, or an item that is not
-            ``{"request_id": "...", "label": ...}`` with an allowed label;
+            ``{"request_id": "...", "label": ...}`` (with an optional ``"row"``:
+            row i of a multi-row request, the same as request id ``"R:i"``)
+            with an allowed label;
             the message names the item's index, its request id and value.
     """
     if len(items) > MAX_LABELS:
@@ -138,6 +140,12 @@ def check_labels(items: list[Any], rule: LabelRule) -> list[tuple[str, str]]:
                 f'{where}: expected {{"request_id": "...", "label": ...}}, got {_shown(item)}'
             )
         request_id = item.get("request_id")
+        row = item.get("row")
+        if row is not None and isinstance(request_id, str):
+            # {"request_id": R, "row": i} names row i of a multi-row request: R:i
+            if type(row) is not int or not 0 <= row < MAX_LABELS * 100:
+                raise DataError(f"{where}: row must be a row number (0, 1, ...), got {_shown(row)}")
+            request_id = f"{request_id}:{row}"
         if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_ID_CHARS:
             size = (
                 f"{len(request_id)} characters"
@@ -158,6 +166,39 @@ def check_labels(items: list[Any], rule: LabelRule) -> list[tuple[str, str]]:
             )
         rows.append((request_id, label))
     return rows
+
+
+class RecentIds:
+    """Request ids this process answered lately, to tell a label's sender whether it matched.
+
+    Bounded (the oldest are forgotten first); a request of several rows is kept
+    once with its row count, and ``R:i`` matches its row ``i``.
+
+    Example:
+        >>> recent = RecentIds(limit=2)
+        >>> recent.add("a", 1); recent.add("b", 3)
+        >>> [recent.known(i) for i in ("a", "b:2", "b:3", "c")]
+        [True, True, False, False]
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._rows: dict[str, int] = {}  # insertion-ordered: the oldest first
+
+    def add(self, request_id: str, rows: int) -> None:
+        self._rows[request_id] = rows
+        if len(self._rows) > self.limit:
+            del self._rows[next(iter(self._rows))]
+
+    def known(self, request_id: str) -> bool:
+        rows = self._rows.get(request_id)
+        if rows is not None:
+            return True
+        base, _, row = request_id.rpartition(":")
+        if not base or not row.isascii() or not row.isdigit():
+            return False
+        rows = self._rows.get(base)
+        return rows is not None and rows > 1 and int(row) < rows
 
 
 def bearer_matches(authorization: str | None, token: str) -> bool:

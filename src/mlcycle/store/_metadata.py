@@ -498,10 +498,13 @@ class MetadataStore:
         *,
         experiment: str | None = None,
         status: RunStatus | None = None,
+        name: str | None = None,
         limit: int = 100,
     ) -> list[RunRecord]:
         """Newest first."""
         query = select(t.Run).order_by(t.Run.created_at.desc(), t.Run.id).limit(limit)
+        if name is not None:
+            query = query.where(t.Run.name == name)
         if experiment is not None:
             query = query.where(t.Run.experiment == experiment)
         if status is not None:

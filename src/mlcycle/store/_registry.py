@@ -324,6 +324,35 @@ class RegistryStore:
         )
         return previous
 
+    def remove_alias(
+        self, name: str, alias: str, *, actor: str, reason: str | None = None
+    ) -> int | None:
+        """Take ``alias`` off the model; returns the version it named (None: it was not set).
+
+        Recorded as an ``alias.moved`` event to ``None``, so the history shows it.
+        """
+        with self._store._write() as session:
+            model = session.scalars(
+                select(t.RegisteredModel).where(t.RegisteredModel.name == name).with_for_update()
+            ).first()
+            if model is None:
+                raise NotFoundError(f"model {name!r} is not registered")
+            current = session.get(t.ModelAlias, (model.id, alias))
+            if current is None:
+                return None
+            previous = session.get_one(t.ModelVersion, current.version_id).version
+            session.delete(current)
+            self._store._event(
+                session,
+                "alias.moved",
+                "model",
+                name,
+                actor=actor,
+                reason=reason,
+                details={"alias": alias, "from": previous, "to": None, "rollback": False},
+            )
+            return previous
+
     def history(self, name: str, alias: str | None = None) -> list[EventRecord]:
         """Registrations, deletions and alias moves of a model, oldest first."""
         events = list(
@@ -342,6 +371,8 @@ class RegistryStore:
             if event.details.get("rollback"):
                 if stack:
                     stack.pop()
+            elif event.details.get("to") is None:  # taken off: nothing to roll back to
+                stack.clear()
             else:
                 stack.append(int(event.details["to"]))
         if len(stack) < 2:
