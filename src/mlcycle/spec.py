@@ -378,10 +378,10 @@ class TriggerSpec(_Frozen):
     change of concept shows in the newest labels long before it dominates a
     window of thousands of rows. ``new_labels`` retrains after that many
     labelled rows since the last retraining. ``keep_improving`` (a ratio)
-    retrains after a promotion once the labelled rows since the last
-    retraining reach that multiple of the rows the champion was trained on,
-    and goes on while challengers keep winning the gate: a challenger trained
-    on the first few hundred post-change rows is a start, not the end.
+    retrains after a promotion once the labelled rows the champion never saw
+    reach that multiple of the rows it was trained on, and goes on until two
+    challengers in a row fail to beat the champion: one trained on the first
+    few hundred post-change rows is a start, not the end.
     """
 
     drift: bool = True
