@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pytest
@@ -26,6 +26,7 @@ from mlcycle.evaluate import (
     point_metrics,
     regression_metrics,
 )
+from mlcycle.spec import EarlyStoppingSpec, MetricName
 from tests.evaluate.metric_cases import (
     CLASSIFICATION_CASES,
     REGRESSION_CASES,
@@ -188,6 +189,12 @@ def test_draws_centre_on_the_point_value_and_prefer_the_better_model(name: str) 
     # Paired: on (nearly) every resample the better model is better, the way the table says.
     gain = m.improvement(values, draws(name, y, better, n_boot=400, seed=0))
     assert np.mean(gain > 0) >= 0.95, name
+
+
+def test_the_spec_accepts_exactly_the_table_metrics() -> None:
+    # The spec sits below every stage and cannot import the table: the test pins them.
+    assert get_args(MetricName) == tuple(METRICS)
+    assert get_args(EarlyStoppingSpec.model_fields["metric"].annotation) == ("loss", *METRICS)
 
 
 def test_draws_name_what_is_wrong() -> None:
