@@ -341,7 +341,9 @@ def test_the_verdict_is_json(models: Models) -> None:
         "guards",
         "parity_ok",
         "reasons",
+        "improved",
     }
+    assert record["improved"] is True
     assert record["guards"]["demographic_parity_difference"]["by_column"]["size"]["ok"] is True
 
 
