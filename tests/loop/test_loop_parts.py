@@ -103,6 +103,15 @@ def _log(project: Project, frame: pd.DataFrame, *, labelled: bool = True) -> Non
     log.close()
 
 
+def _fresh(project: Project, version: Any, *, seed: int) -> Any:
+    """120 labelled rows logged by this test alone (tests may run apart, in any order)."""
+    start = datetime.now(UTC)
+    _log(project, rows(120, changed=False, seed=seed))
+    fresh = labelled_rows(project, version, since=start)
+    assert fresh.num_rows == 120
+    return fresh
+
+
 def test_labelled_rows_join_the_late_labels_and_only_those(champion: Project) -> None:
     _log(champion, rows(120, changed=False, seed=5))
     _log(champion, rows(80, changed=False, seed=6), labelled=False)
@@ -134,7 +143,7 @@ def test_new_labels_and_a_schedule_trigger_a_retraining(champion: Project) -> No
 
 def test_retraining_data_modes_keep_the_holdout_apart(champion: Project) -> None:
     version = champion.store.registry.get("stream@champion")
-    fresh = labelled_rows(champion, version)
+    fresh = _fresh(champion, version, seed=7)
     window = retraining_data(champion, version, fresh, mode="window", holdout=0.25, seed=0)
     both = retraining_data(champion, version, fresh, mode="reference+window", holdout=0.25, seed=0)
     assert window.holdout_rows == 30 and window.holdout_ref == both.holdout_ref  # same cut
@@ -241,7 +250,7 @@ def test_auto_data_mode_follows_what_triggered(champion: Project) -> None:
 
 def test_held_out_rows_of_earlier_cycles_join_the_gate(champion: Project) -> None:
     version = champion.store.registry.get("stream@champion")
-    fresh = labelled_rows(champion, version)
+    fresh = _fresh(champion, version, seed=7)
     half = fresh.num_rows // 2  # each cycle's fresh rows come after the last retraining
     first = retraining_data(
         champion, version, fresh.slice(0, half), mode="window", holdout=0.25, seed=0
