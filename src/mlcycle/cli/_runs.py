@@ -26,10 +26,17 @@ def list_(
     experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     as_json: JsonFlag = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only the run ids, one per line (for scripts).")
+    ] = False,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first. ``RUN=$(mlcycle runs list -q | head -1)``: the newest run."""
     with state(ctx).open() as project:
         runs = project.runs.list(experiment=experiment, limit=limit)
+        if quiet:
+            for r in runs:
+                print(r.id)
+            return
         states = [project.runs.state(r) for r in runs]
         if as_json:
             print_json([run_json(r, shown) for r, shown in zip(runs, states, strict=True)])
