@@ -72,6 +72,20 @@ from mlcycle.spec import Spec, load_spec, parse_spec
         ),
         ({"project": {"name": "my project"}}, "project.name: 'my project' does not match"),
         (
+            {"loop": {"gate": {"metric": "f1"}}},
+            "loop.gate.metric: 'f1' is not one of 'accuracy', 'balanced_accuracy',"
+            " 'precision_macro', 'recall_macro', 'f1_macro', 'roc_auc', 'pr_auc', 'log_loss',"
+            " 'ece', 'mae', 'rmse', 'r2' or 'mape'",
+        ),
+        (
+            {"monitor": {"performance": {"metric": "happiness"}}},
+            "monitor.performance.metric: 'happiness' is not one of 'accuracy',",
+        ),
+        (
+            {"train": {"early_stopping": {"metric": "val_loss"}}},
+            "train.early_stopping.metric: 'val_loss' is not one of 'loss', 'accuracy',",
+        ),
+        (
             {"data": {"datasets": {"c": {"target": "y", "roles": {"z": "target"}}}}},
             "data.datasets.c: target is 'y' but roles make 'z' the target",
         ),

@@ -236,6 +236,7 @@ class Datasets:
         task: Task | None = None,
         roles: Mapping[str, ColumnRole] | None = None,
         types: Mapping[str, ColumnType] | None = None,
+        split: SplitSpec | None = None,
     ) -> DatasetAdded:
         """Version the data of ``source`` under ``name``.
 
@@ -243,7 +244,8 @@ class Datasets:
         Arrow table (then ``name`` is required), or the name of a dataset whose
         ``source`` the spec gives. ``target``, ``task``, ``roles`` and ``types``
         override the dataset's spec for this call, as ``data.datasets.NAME``
-        would.
+        would; ``split`` is the cut of a new version when the spec names none
+        for the dataset.
 
         Returns:
             The version (new, or the existing one with the same content), its
@@ -291,10 +293,12 @@ class Datasets:
         )
         known = self._known_versions(prepared.name)
         version, created = self._record(prepared, known)
-        split = self._record_split(version, prepared, spec.split)
+        if split is not None and name not in spec_datasets:
+            spec = spec.model_copy(update={"split": split})
+        recorded = self._record_split(version, prepared, spec.split)
         latest = version if created else max(known, key=lambda v: v.version)
         previous = max(known, key=lambda v: v.version) if created and known else None
-        added = DatasetAdded(version, created, split, latest, previous)
+        added = DatasetAdded(version, created, recorded, latest, previous)
         _log.info("%s", added)
         return added
 

@@ -44,6 +44,7 @@ __all__ = [
     "FairnessSpec",
     "GateSpec",
     "LoopSpec",
+    "MetricName",
     "ModelSpec",
     "MonitorSpec",
     "OODSpec",
@@ -66,6 +67,25 @@ Task = Literal["binary", "multiclass", "regression"]
 ColumnRole = Literal["feature", "target", "sensitive", "id", "timestamp", "ignore"]
 ColumnType = Literal["numeric", "categorical", "boolean", "image"]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
+# The names of the metric table (``mlcycle.evaluate.METRICS``), which the spec
+# cannot import (every stage sits above it); a test pins the two together.
+# Which of them a task accepts is checked where the task is known (training,
+# the gate, the performance window), naming the field and the task's metrics.
+MetricName = Literal[
+    "accuracy",
+    "balanced_accuracy",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "ece",
+    "mae",
+    "rmse",
+    "r2",
+    "mape",
+]
 
 
 class _Frozen(BaseModel):
@@ -220,7 +240,7 @@ class EarlyStoppingSpec(_Frozen):
     The best epoch's weights are restored at the end.
     """
 
-    metric: str = "loss"
+    metric: Literal["loss", MetricName] = "loss"
     patience: int = Field(default=10, ge=0)
     min_delta: float = Field(default=0.0, ge=0)
 
@@ -292,13 +312,14 @@ class DriftColumnSpec(_Frozen):
 class PerformanceSpec(_Frozen):
     """Performance of a window once labels arrive: alert on a drop past ``max_drop``.
 
-    ``metric`` defaults to accuracy for classifiers and RMSE for regression. A
-    drop alerts only when the bootstrap confidence interval of the window's metric
-    lies wholly on the worse side of the reference, so a small window cannot
-    raise it by chance.
+    ``metric`` is any metric of the task in the metric table
+    (``mlcycle.evaluate.METRICS``); it defaults to accuracy for classifiers
+    and RMSE for regression. A drop alerts only when the bootstrap confidence
+    interval of the window's metric lies wholly on the worse side of the
+    reference, so a small window cannot raise it by chance.
     """
 
-    metric: str | None = None
+    metric: MetricName | None = None
     max_drop: float = Field(default=0.05, ge=0)
     bootstrap: int = Field(default=500, ge=0)
     confidence: float = Field(default=0.95, gt=0, lt=1)
@@ -378,10 +399,10 @@ class TriggerSpec(_Frozen):
     change of concept shows in the newest labels long before it dominates a
     window of thousands of rows. ``new_labels`` retrains after that many
     labelled rows since the last retraining. ``keep_improving`` (a ratio)
-    retrains after a promotion once the labelled rows since the last
-    retraining reach that multiple of the rows the champion was trained on,
-    and goes on while challengers keep winning the gate: a challenger trained
-    on the first few hundred post-change rows is a start, not the end.
+    retrains after a promotion once the labelled rows the champion never saw
+    reach that multiple of the rows it was trained on, and goes on until two
+    challengers in a row fail to beat the champion: one trained on the first
+    few hundred post-change rows is a start, not the end.
     """
 
     drift: bool = True
@@ -397,7 +418,8 @@ class GateSpec(_Frozen):
     """When a challenger may replace the champion.
 
     Both are scored on the same fresh held-out rows that neither trained on; the
-    challenger wins when ``metric`` improves by at least ``min_delta`` and, with
+    challenger wins when ``metric`` (any of the task's in the metric table,
+    ``mlcycle.evaluate.METRICS``) improves by at least ``min_delta`` and, with
     ``require_ci``, the bootstrap confidence interval of the paired difference
     excludes zero. ``min_delta`` is in the metric's own units (0.01: one point of
     accuracy), except for ``mae`` and ``rmse``, in the target's units, where it
@@ -407,7 +429,7 @@ class GateSpec(_Frozen):
     ``latency_ms`` or any evaluation metric).
     """
 
-    metric: str | None = None
+    metric: MetricName | None = None
     min_delta: float = Field(default=0.01, ge=0)
     require_ci: bool = True
     confidence: float = Field(default=0.95, gt=0, lt=1)

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from typing import Any, get_args
 
 import numpy as np
 import pytest
 
-from mlcycle.errors import SpecError
+from mlcycle.errors import DataError, SpecError
 from mlcycle.evaluate import (
     METRICS,
     classification_metrics,
+    count_metrics,
+    draws,
     headline_with_ci,
     label_metrics,
     metric,
@@ -23,7 +26,7 @@ from mlcycle.evaluate import (
     point_metrics,
     regression_metrics,
 )
-from mlcycle.evaluate._bootstrap import HEADLINE, confusion_metrics
+from mlcycle.spec import EarlyStoppingSpec, MetricName
 from tests.evaluate.metric_cases import (
     CLASSIFICATION_CASES,
     REGRESSION_CASES,
@@ -87,12 +90,12 @@ def test_bootstrap_kernels_give_the_point_values(case: ClassificationCase) -> No
     y, p = case.y, case.proba
     k = p.shape[1]
     pred = p.argmax(axis=1)
-    cm = np.bincount(y * k + pred, minlength=k * k).reshape(1, k, k).astype(np.float64)
+    counts = [np.bincount(v, minlength=k).astype(np.float64) for v in (y[y == pred], y, pred)]
     expected = sklearn_classification(y, p)
-    for name, values in confusion_metrics(cm).items():
-        _same(float(values[0]), expected[name], name)
+    for name, value in count_metrics(*counts).items():
+        _same(float(value), expected[name], name)
     headline = headline_with_ci(case.task, y, p, case.classes, n_boot=20)
-    assert tuple(headline) == HEADLINE["classification"]
+    assert tuple(headline) == metric_names("classification", headline=True)
     for name, interval in headline.items():
         _same(interval["value"], expected[name], name)
 
@@ -136,9 +139,76 @@ def test_the_direction_of_each_metric_prefers_the_better_model(name: str) -> Non
     assert m.better(good, worse), (name, good, worse)
 
 
+def _pair(name: str) -> tuple[str, Any, Any, Any, list[str] | None]:
+    """Rows, a real model's outputs and a near-perfect model's, for one metric's family."""
+    if metric(name).family == "classification":
+        case = next(c for c in CLASSIFICATION_CASES if c.id == "iris-all-classes")
+        return case.task, case.y, case.proba, np.eye(3)[case.y] * 0.97 + 0.01, case.classes
+    r = REGRESSION_CASES[0]
+    return "regression", r.y, r.pred, r.y + 0.01, None
+
+
+def _by_hand(name: str, task: str, y: Any, out: Any, classes: Any, rows: Any) -> Any:
+    values = [point_metrics(task, y[r], out[r], classes, names=[name])[name] for r in rows]
+    return np.array([np.nan if v is None else v for v in values])
+
+
+@pytest.mark.parametrize("name", list(METRICS))
+@pytest.mark.parametrize("case", ["real", "binary", "edge"])
+def test_draws_are_the_point_formula_on_the_same_resampled_rows(name: str, case: str) -> None:
+    """Every metric's draws: its point value on each resample, on rows fixed by n and the seed.
+
+    The rows depend on nothing else, so two models' draws are paired; the
+    value on each resample is the point formula's, so the interval and the
+    point value cannot disagree about what the metric is.
+    """
+    task, y, real, _, classes = _pair(name)
+    if case != "real" and task == "regression":
+        edge = next(c for c in REGRESSION_CASES if c.id == "zero-targets")
+        y, real = edge.y, edge.pred
+    elif case != "real":
+        cid = "cancer-tied-scores" if case == "binary" else "digits-classes-absent-from-both"
+        found = next(c for c in CLASSIFICATION_CASES if c.id == cid)
+        task, y, real, classes = found.task, found.y, found.proba, found.classes
+    got = draws(name, y, real, n_boot=30, seed=4)
+    rows = np.random.default_rng(4).integers(0, y.size, size=(30, y.size))
+    expected = _by_hand(name, task, y, real, classes, rows)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", list(METRICS))
+def test_draws_centre_on_the_point_value_and_prefer_the_better_model(name: str) -> None:
+    m = metric(name)
+    task, y, real, better, classes = _pair(name)
+    point = point_metrics(task, y, real, classes, names=[name])[name]
+    assert point is not None
+    values = draws(name, y, real, n_boot=400, seed=0)
+    low, median, high = np.quantile(values, [0.025, 0.5, 0.975])
+    assert low <= point <= high
+    assert abs(median - point) <= 0.25 * (high - low) + 1e-12, (low, median, point, high)
+    # Paired: on (nearly) every resample the better model is better, the way the table says.
+    gain = m.improvement(values, draws(name, y, better, n_boot=400, seed=0))
+    assert np.mean(gain > 0) >= 0.95, name
+
+
+def test_the_spec_accepts_exactly_the_table_metrics() -> None:
+    # The spec sits below every stage and cannot import the table: the test pins them.
+    assert get_args(MetricName) == tuple(METRICS)
+    assert get_args(EarlyStoppingSpec.model_fields["metric"].annotation) == ("loss", *METRICS)
+
+
+def test_draws_name_what_is_wrong() -> None:
+    with pytest.raises(SpecError, match=r"metric: 'auc' is not a metric; expected one of accuracy"):
+        draws("auc", [0, 1], [[0.6, 0.4], [0.3, 0.7]])
+    with pytest.raises(DataError, match=r"scores: accuracy needs probabilities of shape \(n, K\)"):
+        draws("accuracy", [0, 1], [0.6, 0.3])
+    with pytest.raises(SpecError, match="n_boot"):
+        draws("mae", [1.0, 2.0], [1.0, 2.5], n_boot=0)
+
+
 def test_unknown_metrics_name_what_exists() -> None:
     with pytest.raises(
-        SpecError, match=r"metric 'r2' is not one of accuracy, .* for classification"
+        SpecError, match=r"metric: 'r2' is not a classification metric; expected one of accuracy, "
     ):
         point_metrics("binary", [0, 1], [[0.6, 0.4], [0.3, 0.7]], ["a", "b"], names=["r2"])
     with pytest.raises(SpecError, match="'log_loss' needs probabilities"):

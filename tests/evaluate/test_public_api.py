@@ -13,9 +13,13 @@ def test_exported_members() -> None:
     assert sorted(evaluate.__all__) == [
         "METRICS",
         "Metric",
+        "Ranking",
         "bootstrap_ci",
         "choose_threshold",
         "classification_metrics",
+        "count_metrics",
+        "default_metric",
+        "draws",
         "expected_calibration_error",
         "headline_with_ci",
         "label_metrics",

@@ -19,6 +19,7 @@ __all__ = ["FEATURES", "TARGET", "agrawal", "stream"]
 
 FEATURES = ["salary", "commission", "age", "elevel", "car", "zipcode", "hvalue", "hyears", "loan"]
 TARGET = "group"
+NOMINAL = ("elevel", "car", "zipcode")
 
 
 def _attributes(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -29,9 +30,9 @@ def _attributes(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         "salary": salary,
         "commission": commission,
         "age": rng.integers(20, 81, n).astype(np.float64),
-        "elevel": rng.integers(0, 5, n).astype(np.float64),
-        "car": rng.integers(1, 21, n).astype(np.float64),
-        "zipcode": zipcode.astype(np.float64),
+        "elevel": rng.integers(0, 5, n),
+        "car": rng.integers(1, 21, n),
+        "zipcode": zipcode,
         "hvalue": (9 - zipcode) * 100_000 * rng.uniform(0.5, 1.5, n),
         "hyears": rng.integers(1, 31, n).astype(np.float64),
         "loan": rng.uniform(0, 500_000, n),
@@ -73,6 +74,8 @@ def agrawal(n: int, *, function: int, seed: int) -> pd.DataFrame:
     attributes = _attributes(n, rng)
     frame = pd.DataFrame(attributes)
     frame[TARGET] = np.where(FUNCTIONS[function](attributes), "1", "0")
+    for nominal in NOMINAL:  # the paper's nominal attributes: categories, not numbers
+        frame[nominal] = [f"{nominal[0]}{v}" for v in frame[nominal]]
     return frame
 
 

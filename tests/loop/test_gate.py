@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -21,12 +22,19 @@ from fairlearn.metrics import (  # type: ignore[import-untyped]
 )
 
 from mlcycle import DataError, Project, SpecError
-from mlcycle.evaluate import bootstrap_ci, classification_metrics, regression_metrics
+from mlcycle.evaluate import (
+    classification_metrics,
+    metric,
+    metric_names,
+    point_metrics,
+    regression_metrics,
+)
 from mlcycle.loop import GateVerdict, gate
-from mlcycle.loop._gate import _draws, _metric_checks, _Scored
+from mlcycle.loop._gate import _compare, _metric_checks, _Scored
 from mlcycle.registry import Prediction, Predictor, load, register
 from mlcycle.spec import GateSpec
 from mlcycle.train import train
+from tests.evaluate import metric_cases as cases
 
 WEAK = {"max_epochs": 1, "lr": 1e-5, "train.model.hidden": [4]}
 
@@ -333,7 +341,9 @@ def test_the_verdict_is_json(models: Models) -> None:
         "guards",
         "parity_ok",
         "reasons",
+        "improved",
     }
+    assert record["improved"] is True
     assert record["guards"]["demographic_parity_difference"]["by_column"]["size"]["ok"] is True
 
 
@@ -395,38 +405,82 @@ def test_bad_input_gives_clear_errors(models: Models) -> None:
         gate(weak, strong, relabelled, target="target", spec=GateSpec())
 
 
-@pytest.mark.parametrize(
-    "metric", ["precision_macro", "recall_macro", "log_loss", "ece", "pr_auc", "accuracy"]
-)
-@pytest.mark.parametrize("k", [2, 3])
-def test_vectorised_draws_equal_the_metric_on_each_resample(metric: str, k: int) -> None:
-    """Every draw path resamples the rows bootstrap_ci resamples, and scores them the same."""
-    rng = np.random.default_rng(k)
-    y = rng.integers(0, k, size=40)
-    p = rng.dirichlet(np.ones(k), size=40)
-    p[np.arange(40)[:20], y[:20]] += 2.0  # some signal, so the metrics vary
-    p /= p.sum(axis=1, keepdims=True)
-    classes = [f"c{i}" for i in range(k)]
-    draws = _draws(metric, _Scored(y, p, {}), 25, seed=7)
-
-    def one(y_: Any, p_: Any) -> Any:
-        return classification_metrics(y_, p_, classes)[metric]
-
-    defined = draws[np.isfinite(draws)]
-    expected = bootstrap_ci(one, y, p, n_boot=25, alpha=0.05, seed=7)
-    assert tuple(np.quantile(defined, [0.025, 0.975])) == pytest.approx(expected)
+def _softened(p: np.ndarray[Any, Any], seed: int) -> np.ndarray[Any, Any]:
+    """Another model's probabilities: the same mixed with noise, some decisions flipped."""
+    noise = np.random.default_rng(seed).dirichlet(np.ones(p.shape[1]), size=p.shape[0])
+    q = 0.6 * p + 0.4 * noise
+    return np.asarray(q / q.sum(axis=1, keepdims=True))
 
 
-def test_mape_draws_equal_the_metric_on_each_resample() -> None:
-    rng = np.random.default_rng(0)
-    y = rng.normal(10, 3, size=50)
-    y[:3] = 0.0  # left out of MAPE, as regression_metrics does
-    pred = y + rng.normal(0, 1, size=50)
-    draws = _draws("mape", _Scored(y, pred, {}), 25, seed=2)
-    expected = bootstrap_ci(
-        lambda a, b: regression_metrics(a, b)["mape"], y, pred, n_boot=25, seed=2
+def _scored(task: str, y: Any, scores: Any, classes: list[str] | None = None) -> _Scored:
+    return _Scored(y, scores, point_metrics(task, y, scores, classes))
+
+
+def _better(y: np.ndarray[Any, Any], p: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """A better model's probabilities: halfway to the truth."""
+    q = 0.5 * p + 0.5 * np.eye(p.shape[1])[y]
+    return np.asarray(q / q.sum(axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("challenger", ["noisier", "better"])
+@pytest.mark.parametrize("case", cases.CLASSIFICATION_CASES, ids=lambda c: c.id)
+def test_the_interval_holds_the_point_delta_on_edge_cases(
+    case: cases.ClassificationCase, challenger: str
+) -> None:
+    """Draws by the point values' own formulas: the paired interval brackets the delta.
+
+    The gate once drew macro precision and recall over all K classes while the
+    point values averaged over the classes present: against the better
+    challenger, on a single class or with a predicted class absent from the
+    truth, its interval missed its own delta (0.5 outside [0, 0]).
+    """
+    y, p = case.y, case.proba
+    q = _softened(p, seed=len(y)) if challenger == "noisier" else _better(y, p)
+    old, new = (_scored(case.task, y, scores, case.classes) for scores in (p, q))
+    for name in metric_names("classification"):
+        champion, challenger_value, delta, low, high = _compare(
+            metric(name), (old, new), 400, 0.95, 1
+        )
+        if math.isnan(delta):
+            assert old.metrics[name] is None or new.metrics[name] is None
+            continue
+        assert delta == pytest.approx(metric(name).improvement(champion, challenger_value))
+        assert low - 1e-12 <= delta <= high + 1e-12, (name, low, delta, high)
+
+
+@pytest.mark.parametrize("case", cases.REGRESSION_CASES, ids=lambda c: c.id)
+def test_the_interval_holds_the_point_delta_on_regression_edge_cases(
+    case: cases.RegressionCase,
+) -> None:
+    old = _scored("regression", case.y, case.pred)
+    new = _scored("regression", case.y, (case.pred + case.y) / 2 + 0.5)
+    for name in metric_names("regression"):
+        _, _, delta, low, high = _compare(metric(name), (old, new), 400, 0.95, 2)
+        if not math.isnan(delta):
+            assert low - 1e-12 <= delta <= high + 1e-12, (name, low, delta, high)
+
+
+@pytest.mark.parametrize("name", metric_names("classification"))
+def test_the_gate_interval_is_the_paired_bootstrap_of_the_difference(name: str) -> None:
+    """Same rows for both models in every resample: the interval of per-resample differences."""
+    case = next(c for c in cases.CLASSIFICATION_CASES if c.id == "iris-all-classes")
+    y, p, q = case.y, case.proba, _softened(case.proba, seed=3)
+    m = metric(name)
+    _, _, _, low, high = _compare(
+        m,
+        (_scored(case.task, y, p, case.classes), _scored(case.task, y, q, case.classes)),
+        200,
+        0.9,
+        5,
     )
-    assert tuple(np.quantile(draws, [0.025, 0.975])) == pytest.approx(expected)
+    rows = np.random.default_rng(5).integers(0, y.size, size=(200, y.size))
+    by_hand = [
+        m.improvement(*(point_metrics(case.task, y[r], s[r], case.classes)[name] for s in (p, q)))
+        for r in rows
+    ]
+    assert (low, high) == pytest.approx(tuple(np.quantile(by_hand, [0.05, 0.95])), abs=1e-12)
+    same = _scored(case.task, y, p, case.classes)
+    assert _compare(m, (same, same), 200, 0.9, 5)[2:] == (0.0, 0.0, 0.0)
 
 
 def test_the_gate_module_does_not_import_torch() -> None:
@@ -438,12 +492,12 @@ def test_the_gate_module_does_not_import_torch() -> None:
 def test_min_delta_defaults_to_a_meaningful_gain_relative_for_errors(models: Models) -> None:
     """A tie plus a hair is not worth a rollout: one point of accuracy, 1 % lower rmse."""
     assert GateSpec().min_delta == 0.01
-    checks = _metric_checks("accuracy", 0.90, 0.905, 0.005, (0.001, 0.01), GateSpec(), 1000)
+    checks = _metric_checks(metric("accuracy"), 0.90, 0.905, 0.005, (0.001, 0.01), GateSpec(), 1000)
     assert not checks[0][0] and "less than min_delta 0.01" in checks[0][1]
     # rmse 10.0 -> 9.95 is 0.5 % better: rejected; 10.0 -> 9.8 is 2 % better: enough
-    small = _metric_checks("rmse", 10.0, 9.95, 0.05, (0.01, 0.1), GateSpec(), 1000)
+    small = _metric_checks(metric("rmse"), 10.0, 9.95, 0.05, (0.01, 0.1), GateSpec(), 1000)
     assert not small[0][0] and "min_delta 0.01 (relative)" in small[0][1]
-    large = _metric_checks("rmse", 10.0, 9.8, 0.2, (0.1, 0.3), GateSpec(), 1000)
+    large = _metric_checks(metric("rmse"), 10.0, 9.8, 0.2, (0.1, 0.3), GateSpec(), 1000)
     assert large[0][0] and large[1][0]
 
 

@@ -391,7 +391,12 @@ def test_other_metrics_and_bad_arguments() -> None:
     )
     assert loss.low <= loss.value <= loss.high
     assert set(loss.metrics) == {"accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss"}
-    with pytest.raises(SpecError, match=r"monitor\.performance\.metric: 'rmse' is not one of"):
+    with pytest.raises(
+        SpecError,
+        match=r"monitor\.performance\.metric: 'rmse' is not a classification metric; "
+        r"expected one of accuracy, balanced_accuracy, precision_macro, recall_macro, f1_macro, "
+        r"roc_auc, pr_auc, log_loss, ece$",
+    ):
         window_performance(spec=PerformanceSpec(metric="rmse"), **kwargs)
     with pytest.raises(DataError, match="reference: has no 'roc_auc'"):
         window_performance(spec=PerformanceSpec(metric="roc_auc"), **{**kwargs, "reference": {}})

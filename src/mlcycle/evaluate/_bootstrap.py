@@ -6,15 +6,15 @@ real improvement from noise. Rows are resampled with replacement, all arrays
 together, and the interval is the ``alpha/2`` and ``1 - alpha/2`` quantiles of
 the metric over the resamples.
 
-The headline metrics (those the metric table marks ``bootstrap``) are
-computed for all resamples at once: each block of resamples is a matrix of
-row indices, from which ``bincount`` gives every resample's per-class counts
-(accuracy, balanced accuracy, macro F1 by the table's own count formulas;
-memory grows with the classes, never with their square) or row
-multiplicities (AUC by the Mann-Whitney statistic, and the regression
-metrics by matrix products). The generic :func:`bootstrap_ci` calls its
-metric once per resample. Both draw the same indices for the same seed, so a
-headline interval equals the generic one for the same metric.
+Every metric of the table has vectorised draws (:func:`draws`): a block of
+resamples is a matrix of row indices, and the metric's own formula evaluates
+all of them at once (per-class counts by one ``bincount``, never K x K;
+row multiplicities for the means and the ranking kernels). The row indices
+depend only on the number of rows, ``n_boot`` and the seed, so two models
+scored on the same rows with the same seed see the same resamples: the
+difference of their draws is a paired bootstrap. The generic
+:func:`bootstrap_ci` calls any metric once per resample, on the same indices,
+so a vectorised interval equals the generic one for the same metric.
 """
 
 from __future__ import annotations
@@ -27,34 +27,22 @@ import numpy as np
 import numpy.typing as npt
 
 from mlcycle.errors import DataError, SpecError
-from mlcycle.evaluate._classification import (
-    check_classification,
-    classification_metrics,
-    predict_labels,
+from mlcycle.evaluate._metrics import (
+    BLOCK,
+    ClassificationRows,
+    RegressionRows,
+    compute,
+    metric,
+    metric_names,
 )
-from mlcycle.evaluate._metrics import auc_draws, count_metrics, metric_names, ranker
-from mlcycle.evaluate._regression import check_regression, regression_metrics
+from mlcycle.evaluate._point import checked_rows
 from mlcycle.evaluate._task import resolve_task
 
-__all__ = [
-    "HEADLINE",
-    "bootstrap_ci",
-    "confusion_metrics",
-    "headline_with_ci",
-    "index_chunks",
-]
+__all__ = ["bootstrap_ci", "draws", "headline_with_ci", "index_chunks", "resampled_metrics"]
 
 IntArray = npt.NDArray[np.intp]
 FloatArray = npt.NDArray[np.float64]
 
-# The metrics with vectorised draws, from the metric table.
-HEADLINE = {
-    family: metric_names(family, bootstrap=True) for family in ("classification", "regression")
-}
-
-# Index matrices are built a block of resamples at a time, about this many
-# entries each, so that memory stays flat however many rows there are.
-_BLOCK = 1 << 21
 # Exceptions a metric raises on a degenerate resample (one class only, ...).
 _UNDEFINED = (ValueError, ZeroDivisionError, FloatingPointError)
 
@@ -69,7 +57,7 @@ def _check_params(n_boot: int, alpha: float) -> None:
 def index_chunks(n: int, n_boot: int, seed: int) -> Iterator[IntArray]:
     """Row indices of ``n_boot`` resamples of ``n`` rows, in blocks of shape (m, n)."""
     rng = np.random.default_rng(seed)
-    per_block = max(1, min(n_boot, _BLOCK // max(n, 1)))
+    per_block = max(1, min(n_boot, BLOCK // max(n, 1)))
     for start in range(0, n_boot, per_block):
         size = (min(per_block, n_boot - start), n)
         yield rng.integers(0, n, size=size).astype(np.intp, copy=False)
@@ -154,88 +142,74 @@ def bootstrap_ci(
     return interval
 
 
-def _multiplicities(block: IntArray, n: int) -> FloatArray:
-    offsets = np.arange(block.shape[0])[:, None] * n
-    flat = np.bincount((block + offsets).ravel(), minlength=block.size)
-    return flat.reshape(block.shape).astype(np.float64)
+def resampled_metrics(
+    names: Sequence[str], rows: ClassificationRows | RegressionRows, n_boot: int, seed: int
+) -> dict[str, FloatArray]:
+    """The named metrics on each of ``n_boot`` resamples of ``rows``, NaN where undefined.
 
-
-def confusion_metrics(cm: FloatArray) -> dict[str, FloatArray]:
-    """Accuracy, balanced accuracy and macro F1 of confusion matrices ``(m, K, K)``, rows true.
-
-    The matrices may hold expected (fractional) counts, as CBPE's do. The
-    formulas are the metric table's (:func:`count_metrics`).
+    The resamples are those of ``index_chunks(rows.n, n_boot, seed)``; each
+    block goes through the metrics' formulas at once, sharing per-class sorts
+    and counts between metrics.
     """
-    counts = count_metrics(np.diagonal(cm, axis1=1, axis2=2), cm.sum(axis=2), cm.sum(axis=1))
-    return {name: counts[name] for name in ("accuracy", "balanced_accuracy", "f1_macro")}
+    metrics = [metric(name, rows.family) for name in names]
+    parts: dict[str, list[FloatArray]] = {m.name: [] for m in metrics}
+    for block in index_chunks(rows.n, n_boot, seed):
+        view = rows.resampled(block)
+        for m in metrics:
+            parts[m.name].append(m.formula(view))
+    return {name: np.concatenate(values) for name, values in parts.items()}
 
 
-def _class_counts(
-    y: IntArray, pred: IntArray, rows: IntArray, k: int
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Per resample (rows of ``rows``) and class: hits, true rows, predicted rows, shape (m, K)."""
-    m = rows.shape[0]
-    offsets = np.arange(m)[:, None] * k
-    true = (y[rows] + offsets).ravel()
-    hit = (y == pred)[rows].ravel().astype(np.float64)
+def draws(
+    name: str,
+    y_true: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    threshold: float | None = None,
+) -> FloatArray:
+    """A metric of the table on each of ``n_boot`` bootstrap resamples of the rows.
 
-    def count(index: IntArray, weights: FloatArray | None = None) -> FloatArray:
-        return np.bincount(index, weights, minlength=m * k).reshape(m, k).astype(np.float64)
+    Resample ``i`` draws the same row indices for any rows of the same length
+    and the same ``seed``: the draws of two models scored on the same rows
+    are *paired*, and their difference is the bootstrap of the difference
+    (the gate's interval), with the noise both share (hard rows, easy rows)
+    cancelled.
 
-    return count(true, hit), count(true), count((pred[rows] + offsets).ravel())
+    Args:
+        name: a metric of :data:`METRICS`.
+        y_true: class indices (classification) or targets (regression).
+        scores: probabilities, shape (n, K), or regression predictions.
+        n_boot: number of resamples.
+        seed: seed of the resampling.
+        threshold: binary only; the decision threshold on ``P(classes[1])``.
 
+    Returns:
+        Shape ``(n_boot,)``, NaN on resamples where the metric is undefined.
 
-def _classification_draws(
-    y: IntArray, p: FloatArray, pred: IntArray, n_boot: int, seed: int
-) -> dict[str, FloatArray]:
-    n, k = p.shape
-    positives = [y == c for c in range(k)]
-    scored = [1] if k == 2 else list(range(k))
-    rankers = [ranker(p[:, c]) for c in scored]
-    out: dict[str, list[FloatArray]] = {name: [] for name in HEADLINE["classification"]}
-    labels = [name for name in HEADLINE["classification"] if name != "roc_auc"]
-    for block in index_chunks(n, n_boot, seed):
-        m = block.shape[0]
-        # Per-class counts take m x K; many classes split the block (same draws).
-        for part in np.array_split(block, max(1, -(-m * k // _BLOCK))):
-            values = count_metrics(*_class_counts(y, pred, part, k))
-            for name in labels:
-                out[name].append(values[name])
-        weights = _multiplicities(block, n)
-        aucs = np.stack(
-            [
-                auc_draws(weights, order, starts, positives[c])
-                for c, (order, starts) in zip(scored, rankers, strict=True)
-            ],
-            axis=1,
-        )
-        # Macro over the classes defined in that resample, as for the point value.
-        defined = np.isfinite(aucs)
-        n_defined = defined.sum(axis=1)
-        total = np.where(defined, aucs, 0.0).sum(axis=1)
-        out["roc_auc"].append(
-            np.divide(total, n_defined, out=np.full(m, np.nan), where=n_defined > 0)
-        )
-    return {name: np.concatenate(parts) for name, parts in out.items()}
+    Raises:
+        SpecError: an unknown metric, or ``n_boot`` < 1.
+        DataError: the arrays are malformed.
 
-
-def _regression_draws(
-    y: FloatArray, pred: FloatArray, n_boot: int, seed: int
-) -> dict[str, FloatArray]:
-    n = y.size
-    err = pred - y
-    centred = y - y.mean()  # keeps the total sum of squares free of cancellation
-    out: dict[str, list[FloatArray]] = {name: [] for name in HEADLINE["regression"]}
-    for block in index_chunks(n, n_boot, seed):
-        counts = _multiplicities(block, n)
-        sse = counts @ err**2
-        sst = counts @ centred**2 - (counts @ centred) ** 2 / n
-        constant = np.ptp(y[block], axis=1) == 0
-        out["mae"].append(counts @ np.abs(err) / n)
-        out["rmse"].append(np.sqrt(sse / n))
-        unexplained = np.divide(sse, sst, out=np.full(sse.shape, np.nan), where=~constant)
-        out["r2"].append(1 - unexplained)
-    return {name: np.concatenate(parts) for name, parts in out.items()}
+    Example:
+        >>> y = np.array([0, 1, 1, 0, 1])
+        >>> a = draws("accuracy", y, np.eye(2)[[0, 1, 0, 0, 1]], n_boot=4, seed=1)
+        >>> b = draws("accuracy", y, np.eye(2)[[0, 1, 1, 0, 1]], n_boot=4, seed=1)
+        >>> bool((b >= a).all())  # paired: b is right wherever a is
+        True
+    """
+    _check_params(n_boot, 0.05)
+    found = metric(name)
+    if found.family == "regression":
+        rows = checked_rows("regression", y_true, scores, None)
+    else:
+        p = np.asarray(scores, dtype=np.float64)
+        if p.ndim != 2:
+            raise DataError(f"scores: {name} needs probabilities of shape (n, K), got {p.shape}")
+        classes = [str(c) for c in range(p.shape[1])]
+        rows = checked_rows("classification", y_true, p, classes, threshold)
+    return resampled_metrics([name], rows, n_boot, seed)[name]
 
 
 def headline_with_ci(
@@ -248,15 +222,16 @@ def headline_with_ci(
     alpha: float = 0.05,
     seed: int = 0,
     threshold: float | None = None,
+    names: Sequence[str] | None = None,
 ) -> dict[str, dict[str, float | None]]:
-    """The headline metrics with percentile bootstrap intervals.
+    """The headline metrics (or the named ones) with percentile bootstrap intervals.
 
     Classification: accuracy, balanced_accuracy, f1_macro, roc_auc;
-    regression: mae, rmse, r2. Values are those of
-    :func:`classification_metrics` / :func:`regression_metrics`; a metric that
-    is undefined on the data (ROC AUC with one class) is None with no interval.
-    All resamples are evaluated at once, so 1000 resamples of a few thousand
-    rows take well under a second.
+    regression: mae, rmse, r2 (the table's headline metrics). Values are
+    those of :func:`classification_metrics` / :func:`regression_metrics`; a
+    metric that is undefined on the data (ROC AUC with one class) is None
+    with no interval. All resamples are evaluated at once, so 1000 resamples
+    of a few thousand rows take well under a second.
 
     Args:
         task: ``binary``, ``multiclass``, ``classification`` or ``regression``.
@@ -267,6 +242,7 @@ def headline_with_ci(
         alpha: 1 - confidence level.
         seed: seed of the resampling.
         threshold: binary only; decision threshold on ``P(classes[1])``.
+        names: metrics of the table to report instead of the headline ones.
 
     Returns:
         ``{metric: {"value": v, "low": lo, "high": hi}}``.
@@ -278,19 +254,16 @@ def headline_with_ci(
     """
     _check_params(n_boot, alpha)
     family = resolve_task(task, classes)
-    if family == "classification":
-        assert classes is not None  # resolve_task checked it
-        y, p, names = check_classification(y_true, proba_or_pred, classes)
-        point = classification_metrics(y, p, names, threshold=threshold)
-        draws = _classification_draws(y, p, predict_labels(p, threshold), n_boot, seed)
-    else:
-        target, pred = check_regression(y_true, proba_or_pred)
-        point = regression_metrics(target, pred)
-        draws = _regression_draws(target, pred, n_boot, seed)
+    wanted = metric_names(family, headline=True) if names is None else tuple(names)
+    for name in wanted:
+        metric(name, family)
+    rows = checked_rows(task, y_true, proba_or_pred, classes, threshold)
+    point = compute(wanted, rows)
+    defined = [name for name in wanted if point[name] is not None]
+    values = resampled_metrics(defined, rows, n_boot, seed)
     result: dict[str, dict[str, float | None]] = {}
-    for name in HEADLINE[family]:
-        value = point[name]
-        interval = None if value is None else _interval(draws[name], alpha)
+    for name in wanted:
+        interval = _interval(values[name], alpha) if name in values else None
         low, high = interval if interval is not None else (None, None)
-        result[name] = {"value": value, "low": low, "high": high}
+        result[name] = {"value": point[name], "low": low, "high": high}
     return result

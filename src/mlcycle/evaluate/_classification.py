@@ -219,7 +219,10 @@ def classification_metrics(
     rows = ClassificationRows(y, predict_labels(p, threshold), p, k)
     support = rows.counts[1]
     per_class = rows.per_class
-    roc, pr = rows.ranking
+    roc, pr = (
+        [None if np.isnan(v) else float(v) for v in rows.per_class_ranking(kernel)]
+        for kernel in ("roc_auc", "pr_auc")
+    )
     matrix = None
     if k <= CONFUSION_MAX_CLASSES:
         cells = np.bincount(y * k + rows.pred, minlength=k * k)

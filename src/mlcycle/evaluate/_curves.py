@@ -3,7 +3,8 @@
 Curves come from scikit-learn (``roc_curve``, ``precision_recall_curve``,
 ``calibration_curve``) and are thinned to a few thousand points, which no
 reader can tell apart on screen but which keeps a report on a million rows
-a few megabytes.
+a few megabytes. The area in a legend is the metric table's ROC AUC (the
+ranking kernel the record uses), not a second computation of it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from sklearn.calibration import calibration_curve
-from sklearn.metrics import auc, precision_recall_curve, roc_curve
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from mlcycle.evaluate._ranking import Ranking
 
 __all__ = ["learning_curve_groups", "ranking_curves", "reliability", "thin"]
 
@@ -41,12 +44,14 @@ def ranking_curves(y: IntArray, p: FloatArray, names: Sequence[str]) -> list[dic
     are left out.
     """
     out: list[dict[str, Any]] = []
-    for c in [1] if len(names) == 2 else range(len(names)):
+    ranking = Ranking(p)
+    for c in ranking.summarised:
         positive = (y == c).astype(np.intp)
         if positive.min() == positive.max():
             continue
         fpr, tpr, _ = roc_curve(positive, p[:, c])
         precision, recall, _ = precision_recall_curve(positive, p[:, c])
+        mass = positive[None].astype(np.float64)
         fpr_t, tpr_t = thin(fpr, tpr)
         recall_t, precision_t = thin(recall, precision)
         out.append(
@@ -54,7 +59,7 @@ def ranking_curves(y: IntArray, p: FloatArray, names: Sequence[str]) -> list[dic
                 "name": names[c],
                 "fpr": fpr_t,
                 "tpr": tpr_t,
-                "roc_auc": float(auc(fpr, tpr)),
+                "roc_auc": float(ranking.roc_auc(c, mass, 1.0 - mass)[0]),
                 "recall": recall_t,
                 "precision": precision_t,
                 "prevalence": float(positive.mean()),

@@ -23,7 +23,23 @@ from mlcycle.evaluate._metrics import (
 from mlcycle.evaluate._regression import check_regression
 from mlcycle.evaluate._task import resolve_task
 
-__all__ = ["label_metrics", "point_metrics"]
+__all__ = ["checked_rows", "label_metrics", "point_metrics"]
+
+
+def checked_rows(
+    task: str,
+    y_true: npt.ArrayLike,
+    proba_or_pred: npt.ArrayLike,
+    classes: Sequence[str] | None,
+    threshold: float | None = None,
+) -> ClassificationRows | RegressionRows:
+    """The rows of one evaluation, checked, for the metric table's formulas."""
+    family = resolve_task(task, classes)
+    if family == "regression":
+        return RegressionRows(*check_regression(y_true, proba_or_pred))
+    assert classes is not None  # resolve_task checked it
+    labels, p, names = check_classification(y_true, proba_or_pred, classes)
+    return ClassificationRows(labels, predict_labels(p, threshold), p, len(names))
 
 
 def point_metrics(
@@ -59,13 +75,7 @@ def point_metrics(
     wanted = metric_names(family) if names is None else tuple(names)
     for name in wanted:
         metric(name, family)
-    if family == "regression":
-        y, pred = check_regression(y_true, proba_or_pred)
-        return compute(wanted, RegressionRows(y, pred))
-    assert classes is not None  # resolve_task checked it
-    labels, p, names_ = check_classification(y_true, proba_or_pred, classes)
-    rows = ClassificationRows(labels, predict_labels(p, threshold), p, len(names_))
-    return compute(wanted, rows)
+    return compute(wanted, checked_rows(task, y_true, proba_or_pred, classes, threshold))
 
 
 def label_metrics(

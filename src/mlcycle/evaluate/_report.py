@@ -29,7 +29,7 @@ from mlcycle._html import section as _section
 from mlcycle._html import table as _table
 from mlcycle._html import write_atomic as _write_atomic
 from mlcycle.errors import DataError
-from mlcycle.evaluate._bootstrap import HEADLINE, headline_with_ci
+from mlcycle.evaluate._bootstrap import headline_with_ci
 from mlcycle.evaluate._classification import CONFUSION_MAX_CLASSES, check_classification
 from mlcycle.evaluate._figures import (
     MAX_SCATTER,
@@ -41,7 +41,7 @@ from mlcycle.evaluate._figures import (
     reliability_plot,
     residual_histogram,
 )
-from mlcycle.evaluate._metrics import METRICS
+from mlcycle.evaluate._metrics import METRICS, metric_names
 from mlcycle.evaluate._regression import check_regression
 from mlcycle.evaluate._task import resolve_task
 
@@ -253,7 +253,7 @@ def render_report(
     parts = [
         _section("Run", _summary(summary)),
         _section("Headline metrics", _headline(headline, alpha_pct, n_boot)),
-        _section("All metrics", _other_metrics(metrics, HEADLINE[family])),
+        _section("All metrics", _other_metrics(metrics, metric_names(family, headline=True))),
         _section("Learning curves", learning_curves_plot(figs, curves)),
     ]
     if family == "classification":
@@ -266,7 +266,7 @@ def render_report(
         n = target.size
         parts += _regression_sections(figs, target, pred)
     if slices:
-        parts.append(_section("By slice", _slices(slices, HEADLINE[family])))
+        parts.append(_section("By slice", _slices(slices, metric_names(family, headline=True))))
     page = html_page(
         title,
         f'<p class="note">{_esc(task)} · {n} test rows</p>',

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from mlcycle.errors import DataError
 from mlcycle.monitor._performance import join_feedback
 from mlcycle.predictions import INPUT_PREFIX, PredictionLog
+from mlcycle.spec import SplitSpec
 
 if TYPE_CHECKING:
     from mlcycle.project import Project
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["DataMode", "RetrainData", "labelled_rows", "retraining_data"]
 
 DataMode = Literal["reference+window", "window", "all"]
+# A challenger's data: the gate judges it on held-out fresh rows, so its own test
+# split only needs rows for the parity check and the report; the rest trains.
+SPLIT = SplitSpec(validation=0.15, test=0.05)
 
 
 def labelled_rows(
@@ -205,7 +209,7 @@ def retraining_data(
     base = champion.lineage["dataset"].split("@")[0].removesuffix("-retrain")
     roles: Any = {c: r for c, r in carried(champion).items() if c in train_table.column_names}
     trained = project.datasets.add(
-        train_table, name=f"{base}-retrain", target=target, roles=roles or None
+        train_table, name=f"{base}-retrain", target=target, roles=roles or None, split=SPLIT
     )
     judged = project.datasets.add(held, name=f"{base}-holdout", target=target, roles=roles or None)
     project.store.record_event(

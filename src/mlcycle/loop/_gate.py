@@ -10,11 +10,14 @@ Guards bound how much a second figure may get worse (a fairness difference,
 the latency of one request, any other evaluation metric), and a failed ONNX
 parity check rejects outright. The verdict says why, with the numbers.
 
-``delta`` is signed so that a positive value always means the challenger is
-better: for metrics where lower is better (``rmse``, ``mae``, ``mape``,
-``log_loss``, ``ece``) it is champion minus challenger. A tie is not an
-improvement: the challenger must beat the champion, by ``min_delta`` or more (for ``mae`` and
-``rmse``, which are in the target's units, ``min_delta`` is relative to the
+The metric, its direction and its units are the metric table's
+(:data:`mlcycle.evaluate.METRICS`), and its bootstrap draws are evaluation's
+(:func:`mlcycle.evaluate.draws`), by the formula of its point value. ``delta``
+is signed so that a positive value always means the challenger is better: for
+metrics where lower is better (``rmse``, ``mae``, ``mape``, ``log_loss``,
+``ece``) it is champion minus challenger. A tie is not an improvement: the
+challenger must beat the champion, by ``min_delta`` or more (for metrics in
+the target's units, ``mae`` and ``rmse``, ``min_delta`` is relative to the
 champion's value).
 
 Only ONNX Runtime predictors are involved: this module never imports torch.
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,43 +44,18 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from mlcycle.errors import DataError, SpecError
-from mlcycle.evaluate import classification_metrics, regression_metrics
-from mlcycle.evaluate._bootstrap import (
-    HEADLINE,
-    _classification_draws,
-    _multiplicities,
-    _regression_draws,
-    index_chunks,
-)
-from mlcycle.evaluate._classification import check_classification, predict_labels
-from mlcycle.evaluate._regression import check_regression
+from mlcycle.evaluate import Metric, default_metric, draws, metric_names, point_metrics
+from mlcycle.evaluate import metric as lookup
 
 if TYPE_CHECKING:
+    from mlcycle.evaluate._task import Family
     from mlcycle.registry import Predictor
     from mlcycle.spec import GateSpec
 
-__all__ = ["GUARDS", "LOWER_IS_BETTER", "METRICS", "GateVerdict", "gate"]
+__all__ = ["GUARDS", "GateVerdict", "gate"]
 
 FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.intp]
 
-METRICS = {
-    "classification": (
-        "accuracy",
-        "balanced_accuracy",
-        "f1_macro",
-        "precision_macro",
-        "recall_macro",
-        "roc_auc",
-        "pr_auc",
-        "log_loss",
-        "ece",
-    ),
-    "regression": ("mae", "rmse", "r2", "mape"),
-}
-LOWER_IS_BETTER = frozenset({"log_loss", "ece", "mae", "rmse", "mape"})
-# Metrics in the target's units: min_delta is relative to the champion's value.
-RELATIVE_GAIN = frozenset({"mae", "rmse"})
 FAIRNESS = ("demographic_parity_difference", "equalized_odds_difference")
 LATENCY = "latency_ms"
 GUARDS = (*FAIRNESS, LATENCY)
@@ -85,7 +63,6 @@ GUARDS = (*FAIRNESS, LATENCY)
 # model goes first so that noise on the machine hits both alike.
 LATENCY_CALLS = 50
 MISSING_GROUP = "(missing)"
-_ECE_BINS = 15  # expected_calibration_error's default
 
 
 @dataclass(frozen=True)
@@ -170,33 +147,32 @@ def gate(
             sensitive column, or a label is missing or not one of the classes.
     """
     family = _family(champion.task)
-    metric = spec.metric or ("rmse" if family == "regression" else "accuracy")
-    _check_names(metric, spec.guards, family)
+    metric = _check_names(spec.metric or default_metric(family), spec.guards, family)
     rows = holdout.num_rows
     mismatch = _mismatch(champion, challenger)
     if mismatch:
         nan = math.nan
-        return GateVerdict(False, metric, nan, nan, nan, nan, nan, rows, {}, parity_ok, [mismatch])
+        return GateVerdict(
+            False, metric.name, nan, nan, nan, nan, nan, rows, {}, parity_ok, [mismatch]
+        )
     improved = False
     fair = any(name in FAIRNESS for name in spec.guards)
     _check_holdout(holdout, target, (champion, challenger), sensitive if fair else ())
     positive = _positive(spec.guards, champion, sensitive, positive_label)
 
     scored = [_score(model, holdout, target) for model in (champion, challenger)]
-    old, new = (s.metrics[metric] for s in scored)
+    old, new, delta, low, high = _compare(metric, scored, spec.bootstrap, spec.confidence, seed)
     checks: list[tuple[bool, str]] = []
-    if old is None or new is None:
-        which = [n for n, v in (("champion", old), ("challenger", new)) if v is None]
+    if math.isnan(delta):
+        which = [
+            who
+            for who, s in zip(("champion", "challenger"), scored, strict=True)
+            if s.metrics[metric.name] is None
+        ]
         checks.append(
-            (False, f"{metric} is undefined for the {' and '.join(which)} on {rows} rows")
+            (False, f"{metric.name} is undefined for the {' and '.join(which)} on {rows} rows")
         )
-        old, new, delta, low, high = (math.nan,) * 5
     else:
-        old, new = float(old), float(new)
-        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-        delta = sign * (new - old)
-        draws = [_draws(metric, s, spec.bootstrap, seed) for s in scored]
-        low, high = _interval(sign * (draws[1] - draws[0]), 1.0 - spec.confidence)
         metric_checks = _metric_checks(metric, old, new, delta, (low, high), spec, rows)
         improved = metric_checks[0][0]
         checks += metric_checks
@@ -208,7 +184,8 @@ def gate(
         elif name in FAIRNESS:
             guards[name] = _fairness(name, limit, scored, holdout, sensitive, positive)
         else:
-            guards[name] = _guard(scored[0].metrics[name], scored[1].metrics[name], limit, name)
+            found = lookup(name, family)
+            guards[name] = _guard(scored[0].metrics[name], scored[1].metrics[name], limit, found)
         checks.append((guards[name]["ok"], _guard_reason(name, guards[name])))
     if parity_ok:
         checks.append((True, "the challenger's ONNX graph passed its parity check"))
@@ -218,21 +195,18 @@ def gate(
     promote = all(ok for ok, _ in checks)
     reasons = [text for ok, text in checks if promote or not ok]
     return GateVerdict(
-        promote, metric, old, new, delta, low, high, rows, guards, parity_ok, reasons, improved
+        promote, metric.name, old, new, delta, low, high, rows, guards, parity_ok, reasons, improved
     )
 
 
-def _family(task: str) -> str:
+def _family(task: str) -> Family:
     return "regression" if task == "regression" else "classification"
 
 
-def _check_names(metric: str, guards: dict[str, float], family: str) -> None:
-    allowed = METRICS[family]
-    if metric not in allowed:
-        raise SpecError(
-            f"loop.gate.metric: {metric!r} is not a {family} metric; expected one of "
-            + ", ".join(allowed)
-        )
+def _check_names(name: str, guards: dict[str, float], family: Family) -> Metric:
+    """The gate's metric from the table; every guard must be a known one."""
+    metric = lookup(name, family, field="loop.gate.metric")
+    allowed = metric_names(family)
     known = (*GUARDS, *allowed) if family == "classification" else (LATENCY, *allowed)
     for name in guards:
         if name not in known:
@@ -240,6 +214,7 @@ def _check_names(metric: str, guards: dict[str, float], family: str) -> None:
                 f"loop.gate.guards: unknown guard {name!r} for a {family} model; "
                 "expected one of " + ", ".join(known)
             )
+    return metric
 
 
 def _check_holdout(
@@ -310,7 +285,7 @@ class _Scored:
 
     y: npt.NDArray[Any]  # class indices or targets
     scores: FloatArray  # probabilities [rows, classes] or predicted values
-    metrics: dict[str, Any]
+    metrics: dict[str, float | None]
 
 
 def _score(model: Predictor, holdout: pa.Table, target: str) -> _Scored:
@@ -324,8 +299,11 @@ def _score(model: Predictor, holdout: pa.Table, target: str) -> _Scored:
     if model.task == "regression":
         values = model.predict(holdout.select(model.input_names)).values
         assert values is not None
-        target_values, pred = check_regression(truth.to_numpy(zero_copy_only=False), values)
-        return _Scored(target_values, pred, regression_metrics(target_values, pred))
+        y = truth.to_numpy(zero_copy_only=False)
+        metrics = point_metrics("regression", y, values)  # checks both arrays
+        return _Scored(
+            np.asarray(y, dtype=np.float64), np.asarray(values, dtype=np.float64), metrics
+        )
     assert model.classes is not None
     index = {name: i for i, name in enumerate(model.classes)}
     labels = [str(v) for v in truth.to_pylist()]
@@ -339,109 +317,38 @@ def _score(model: Predictor, holdout: pa.Table, target: str) -> _Scored:
     codes = np.fromiter((index[label] for label in labels), dtype=np.intp, count=len(labels))
     proba = model.predict(holdout.select(model.input_names)).probabilities
     assert proba is not None
-    y, p, names = check_classification(codes, proba, model.classes)
-    return _Scored(y, p, classification_metrics(y, p, names))
+    metrics = point_metrics("classification", codes, proba, model.classes)  # checks both
+    return _Scored(codes, np.asarray(proba, dtype=np.float64), metrics)
 
 
-def _draws(metric: str, scored: _Scored, n_boot: int, seed: int) -> FloatArray:
-    """``metric`` on each of ``n_boot`` resamples, NaN where undefined.
+def _compare(
+    metric: Metric, scored: Sequence[_Scored], n_boot: int, confidence: float, seed: int
+) -> tuple[float, float, float, float, float]:
+    """Champion's and challenger's value, the delta and its paired bootstrap interval.
 
-    Every path walks ``index_chunks(n, n_boot, seed)``, so for the same seed
-    both models see the same resampled rows: that is what makes the
-    difference of their draws a paired bootstrap.
+    Both models' draws come from the same seed over the same rows, so each
+    resample scores both on the same row indices: the difference of their
+    draws is the paired bootstrap of the delta. All NaN where the metric is
+    undefined for either model.
     """
-    y, scores = scored.y, scored.scores
-    if metric in HEADLINE["classification"]:
-        pred = predict_labels(scores)
-        return _classification_draws(y, scores, pred, n_boot, seed)[metric]
-    if metric in HEADLINE["regression"]:
-        return _regression_draws(y, scores, n_boot, seed)[metric]
-    per_block = _BLOCK_DRAWS[metric]
-    parts = [per_block(block, y, scores) for block in index_chunks(y.size, n_boot, seed)]
-    return np.concatenate(parts)
-
-
-def _confusions(block: IntArray, y: IntArray, p: FloatArray) -> FloatArray:
-    m, k = block.shape[0], p.shape[1]
-    pair = y * k + p.argmax(axis=1)
-    offsets = np.arange(m)[:, None] * (k * k)
-    cm = np.bincount((pair[block] + offsets).ravel(), minlength=m * k * k)
-    return cm.reshape(m, k, k).astype(np.float64)
-
-
-def _macro_rate(axis: int) -> Callable[[IntArray, IntArray, FloatArray], FloatArray]:
-    """Macro precision (``axis=1``: over predictions) or recall (``axis=2``: over truths)."""
-
-    def draws(block: IntArray, y: IntArray, p: FloatArray) -> FloatArray:
-        cm = _confusions(block, y, p)
-        hits = np.diagonal(cm, axis1=1, axis2=2)
-        total = cm.sum(axis=axis)
-        rate = np.divide(hits, total, out=np.zeros_like(hits), where=total > 0)
-        return np.asarray(rate.mean(axis=1))
-
-    return draws
-
-
-def _log_loss(block: IntArray, y: IntArray, p: FloatArray) -> FloatArray:
-    eps = np.finfo(np.float64).eps  # as scikit-learn clips
-    loss = -np.log(np.clip(p[np.arange(y.size), y], eps, 1 - eps))
-    return np.asarray(_multiplicities(block, y.size) @ loss / y.size)
-
-
-def _ece(block: IntArray, y: IntArray, p: FloatArray) -> FloatArray:
-    confidence = p.max(axis=1)
-    correct = (p.argmax(axis=1) == y).astype(np.float64)
-    bins = np.searchsorted(np.linspace(0.0, 1.0, _ECE_BINS + 1)[1:-1], confidence, side="left")
-    gaps = np.zeros((y.size, _ECE_BINS))
-    gaps[np.arange(y.size), bins] = correct - confidence
-    return np.asarray(np.abs(_multiplicities(block, y.size) @ gaps).sum(axis=1) / y.size)
-
-
-def _pr_auc(block: IntArray, y: IntArray, p: FloatArray) -> FloatArray:
-    from sklearn.metrics import average_precision_score
-
-    k = p.shape[1]
-    classes = [1] if k == 2 else list(range(k))
-    out = np.full(block.shape[0], np.nan)
-    for i, rows in enumerate(block):
-        ys, ps = y[rows], p[rows]
-        scores = [average_precision_score(ys == c, ps[:, c]) for c in classes if (ys == c).any()]
-        if scores:
-            out[i] = float(np.mean(scores))
-    return out
-
-
-def _mape(block: IntArray, y: FloatArray, pred: FloatArray) -> FloatArray:
-    nonzero = y != 0
-    ratio = np.divide(np.abs(pred - y), np.abs(y), out=np.zeros_like(y), where=nonzero)
-    counts = _multiplicities(block, y.size)
-    rows = counts @ nonzero
-    mape: FloatArray = np.divide(
-        counts @ ratio, rows, out=np.full(rows.shape, np.nan), where=rows > 0
+    old, new = (s.metrics[metric.name] for s in scored)
+    if old is None or new is None:
+        return (math.nan,) * 5
+    delta = metric.improvement(old, new)
+    champion, challenger = (
+        draws(metric.name, s.y, s.scores, n_boot=n_boot, seed=seed) for s in scored
     )
-    return mape
-
-
-_BLOCK_DRAWS: dict[str, Callable[[IntArray, Any, FloatArray], FloatArray]] = {
-    "precision_macro": _macro_rate(1),
-    "recall_macro": _macro_rate(2),
-    "log_loss": _log_loss,
-    "ece": _ece,
-    "pr_auc": _pr_auc,
-    "mape": _mape,
-}
-
-
-def _interval(delta: FloatArray, alpha: float) -> tuple[float, float]:
-    defined = delta[np.isfinite(delta)]
+    change = metric.improvement(champion, challenger)
+    defined = change[np.isfinite(change)]
     if defined.size == 0:
-        return math.nan, math.nan
+        return old, new, delta, math.nan, math.nan
+    alpha = 1.0 - confidence
     low, high = np.quantile(defined, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    return old, new, delta, float(low), float(high)
 
 
 def _metric_checks(
-    metric: str,
+    metric: Metric,
     old: float,
     new: float,
     delta: float,
@@ -450,24 +357,24 @@ def _metric_checks(
     rows: int,
 ) -> list[tuple[bool, str]]:
     figures = f"champion {old:.4g}, challenger {new:.4g}, delta {delta:+.4g} on {rows} rows"
-    gain, unit = delta, ""
-    if metric in RELATIVE_GAIN and old != 0:
-        gain, unit = delta / abs(old), " (relative)"
+    gain = metric.relative(delta, old)
+    unit = " (relative)" if metric.target_units and old != 0 else ""
+    name = metric.name
     if delta <= 0:
-        improved = (False, f"{metric} did not improve ({figures})")
+        improved = (False, f"{name} did not improve ({figures})")
     elif gain < spec.min_delta:
         improved = (
             False,
-            f"{metric} improved by less than min_delta {spec.min_delta:g}{unit} ({figures})",
+            f"{name} improved by less than min_delta {spec.min_delta:g}{unit} ({figures})",
         )
     else:
         improved = (
             True,
-            f"{metric} improved by at least min_delta {spec.min_delta:g}{unit} ({figures})",
+            f"{name} improved by at least min_delta {spec.min_delta:g}{unit} ({figures})",
         )
     low, high = ci
     interval = (
-        f"the {spec.confidence * 100:g}% paired bootstrap interval of the {metric} improvement "
+        f"the {spec.confidence * 100:g}% paired bootstrap interval of the {name} improvement "
         f"[{low:+.4g}, {high:+.4g}] ({spec.bootstrap} resamples)"
     )
     if low > 0:
@@ -484,14 +391,19 @@ def _metric_checks(
 
 
 def _guard(
-    champion: float | None, challenger: float | None, limit: float, metric: str | None = None
+    champion: float | None, challenger: float | None, limit: float, metric: Metric | None = None
 ) -> dict[str, Any]:
-    """A guard's record; ``worsening`` is positive when the challenger is worse."""
+    """A guard's record; ``worsening`` is positive when the challenger is worse.
+
+    Fairness differences and latency are worse when higher; a metric of the
+    table goes the way the table says.
+    """
     if champion is None or challenger is None:
         worsening = None
+    elif metric is None:
+        worsening = challenger - champion
     else:
-        bad_up = metric is None or metric in LOWER_IS_BETTER
-        worsening = (challenger - champion) if bad_up else (champion - challenger)
+        worsening = -metric.improvement(champion, challenger)
     ok = worsening is not None and math.isfinite(worsening) and worsening <= limit
     return {
         "champion": champion,

@@ -24,6 +24,7 @@ interval at once, says so, and reads ``mlcycle.yaml`` again before it retries.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import traceback
 from collections.abc import Callable
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["TickError", "TickResult", "backoff", "loop_model", "run_loop", "tick"]
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+MAX_MISSES = 2  # challengers in a row no better than the champion end "keep improving"
 # The longest wait between two ticks after errors (unless the interval itself is longer).
 MAX_BACKOFF_S = 600.0
 _TRACEBACK_CHARS = 4000
@@ -232,8 +234,9 @@ class _Tick:
             else:
                 self.steps.append("no served rows to check yet")
             return state
-        # A change (drift, a drop, strange inputs) is fresh since the last healthy check;
-        # more labels of the same concept are fresh since the last retraining.
+        # A change (drift, a drop, strange inputs) is fresh since the last healthy check
+        # (or since the change being learnt began); more labels of the same concept are
+        # fresh since the data the champion trained on.
         changed = any(k in kinds for k in ("drift", "performance", "ood"))
         return self.record(
             state.next(
@@ -241,7 +244,7 @@ class _Tick:
                 champion=champion.version,
                 triggers=reasons,
                 kinds=kinds,
-                fresh_since=state.last_healthy
+                fresh_since=(state.concept_since or state.last_healthy)
                 if changed
                 else (state.data_since or state.last_retrain),
             ),
@@ -326,8 +329,11 @@ class _Tick:
         fresh = fresh.slice(max(0, fresh.num_rows - self.spec.window_rows))
         mode, why = self.data_mode(state)
         history = labelled_rows(self.project, champion) if mode == "all" else None
-        # a new concept makes earlier held-out rows wrong; otherwise they still judge
-        pool = None if mode == "window" else state.holdout_pool
+        # A new concept makes earlier held-out rows wrong, otherwise they still judge:
+        # a change starts a new pool, and the retrainings that learn it share it.
+        starts = mode == "window" and state.concept_since is None
+        pool = None if starts else state.holdout_pool
+        concept = state.fresh_since if starts else state.concept_since
         data = retraining_data(
             self.project,
             champion,
@@ -347,7 +353,12 @@ class _Tick:
             "newest": None if newest is None else _iso(newest + timedelta(microseconds=1)),
         }
         return self.record(
-            state.next(phase="retraining", data=details, holdout_pool=data.holdout_ref),
+            state.next(
+                phase="retraining",
+                data=details,
+                holdout_pool=data.holdout_ref,
+                concept_since=concept or state.fresh_since if mode == "window" else concept,
+            ),
             "data",
             f"{data.train_ref} to train on ({'; '.join(data.parts)}), "
             f"{data.holdout_ref} ({data.holdout_rows} rows) held out for the gate; "
@@ -437,12 +448,16 @@ class _Tick:
             },
         )
         if not verdict.promote:
-            # A challenger no better than the champion ends the "keep improving" streak; one
-            # better by min_delta but not yet significant waits for more held-out rows.
+            # Two challengers in a row, each trained on more rows, no better than the
+            # champion end the "keep improving" streak (one may be the noise of a
+            # training run); one better by min_delta but not yet significant only
+            # waits for more held-out rows.
+            misses = state.misses + (0 if verdict.improved else 1)
+            finished = self.finished(
+                state, champion.version, improving=state.improving and misses < MAX_MISSES
+            )
             return self.record(
-                self.finished(
-                    state, champion.version, improving=state.improving and verdict.improved
-                ),
+                finished.next(misses=misses if finished.improving else 0),
                 "rejected",
                 f"{self.model}@{state.challenger} stays registered, not promoted: {reason}",
             )
@@ -547,7 +562,7 @@ class _Tick:
             {
                 "version": state.challenger,
                 "metric": gate["metric"],
-                "value": gate["challenger"],
+                "value": _conservative(gate["metric"], gate["challenger"], gate["rows"]),
                 "rows": gate["rows"],
             }
             if gate.get("challenger") is not None
@@ -574,6 +589,8 @@ class _Tick:
             data_since=state.data_since,
             promoted_last=promoted,
             reference=state.reference,
+            # a promotion ends the learning of a change: the champion embodies it now
+            concept_since=None if promoted else state.concept_since,
         )
 
 
@@ -665,6 +682,31 @@ def _failed(
     except Exception as unrecorded:  # the store itself is failing: still report the first error
         error["unrecorded"] = _one_line(unrecorded)
     return TickError(f"loop tick failed in {what}", error)
+
+
+# Rates in [0, 1] whose uncertainty on n rows is about a proportion's.
+_RATES = frozenset(
+    {"accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc"}
+)
+
+
+def _conservative(metric: str, value: float, rows: int) -> float:
+    """The lower end of a 95 % interval (Wilson's) of a rate measured on ``rows`` rows.
+
+    A challenger that won on a few dozen held-out rows looks better there than it
+    is; holding it to that figure would call its ordinary days a drop. Other
+    metrics keep their value.
+
+    Example:
+        >>> round(_conservative("accuracy", 0.9, 60), 3), _conservative("rmse", 0.3, 60)
+        (0.799, 0.3)
+    """
+    if metric not in _RATES or not 0.0 <= value <= 1.0 or rows <= 0:
+        return value
+    z, n = 1.96, float(rows)
+    centre = (value + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(value * (1 - value) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half)
 
 
 def tick(

@@ -29,12 +29,16 @@ import pyarrow.compute as pc
 
 from mlcycle.errors import DataError, SpecError
 from mlcycle.evaluate import (
-    bootstrap_ci,
+    Metric,
+    Ranking,
     classification_metrics,
+    count_metrics,
+    default_metric,
     headline_with_ci,
-    regression_metrics,
+    metric_names,
+    point_metrics,
 )
-from mlcycle.evaluate._bootstrap import HEADLINE, confusion_metrics
+from mlcycle.evaluate import metric as lookup
 from mlcycle.evaluate._classification import check_labels, predict_labels
 from mlcycle.evaluate._task import resolve_task
 
@@ -43,7 +47,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CBPE",
-    "METRICS",
     "Estimate",
     "PerformanceResult",
     "class_names",
@@ -53,23 +56,6 @@ __all__ = [
 
 IntArray = npt.NDArray[np.intp]
 FloatArray = npt.NDArray[np.float64]
-
-# The metrics a window can be judged on; lower is better for the errors.
-METRICS = {
-    "classification": (
-        *HEADLINE["classification"],
-        "precision_macro",
-        "recall_macro",
-        "pr_auc",
-        "log_loss",
-        "ece",
-    ),
-    "regression": (*HEADLINE["regression"], "mape"),
-}
-LOWER_IS_BETTER = frozenset({"mae", "rmse", "mape", "log_loss", "ece"})
-# Errors in the target's own units: their drop is relative to the reference,
-# so that the default max_drop of 0.05 means "5 % worse" whatever the units.
-RELATIVE = frozenset({"mae", "rmse"})
 
 
 # --- joining late labels -------------------------------------------------------------
@@ -282,11 +268,12 @@ def _fmt(value: float | None) -> str:
     return "undefined" if value is None else f"{value:.4g}"
 
 
-def _drop(metric: str, value: float, reference: float) -> float:
-    worse = reference - value if metric not in LOWER_IS_BETTER else value - reference
-    if metric in RELATIVE and reference != 0:
-        return worse / abs(reference)
-    return worse
+def _drop(metric: Metric, value: float, reference: float) -> float:
+    """How much worse ``value`` is than ``reference``: relative for metrics in the target's units.
+
+    So the default max_drop of 0.05 means "5 % worse" whatever the units.
+    """
+    return metric.relative(-metric.improvement(reference, value), reference)
 
 
 def window_performance(
@@ -344,70 +331,46 @@ def window_performance(
         (False, 'only 3 labelled rows, fewer than min_labels=30: no verdict')
     """
     family = resolve_task(task, classes)
-    metric = spec.metric or ("accuracy" if family == "classification" else "rmse")
-    if metric not in METRICS[family]:
-        raise SpecError(
-            f"monitor.performance.metric: {metric!r} is not one of {', '.join(METRICS[family])}"
-        )
-    if metric not in reference:
-        raise DataError(f"reference: has no {metric!r} (it has {sorted(reference)})")
-    raw = reference[metric]
+    metric = lookup(spec.metric or default_metric(task), family, field="monitor.performance.metric")
+    if metric.name not in reference:
+        raise DataError(f"reference: has no {metric.name!r} (it has {sorted(reference)})")
+    raw = reference[metric.name]
     ref = None if raw is None or not math.isfinite(float(raw)) else float(raw)
 
-    point_fn: Callable[..., dict[str, Any]]
     if family == "classification":
-        assert classes is not None  # resolve_task checked it
         if probabilities is None:
             raise DataError("probabilities: a classifier's window needs the model's probabilities")
-        names = list(classes)
-        y, out = _class_indices(y_true, names), _matrix(probabilities, "probabilities")
-
-        def point_fn(y: Any, p: Any) -> dict[str, Any]:
-            return classification_metrics(y, p, names, threshold=threshold)
-
+        assert classes is not None  # resolve_task checked it
+        y, out = _class_indices(y_true, classes), _matrix(probabilities, "probabilities")
     else:
         if values is None:
             raise DataError("values: a regression window needs the model's predictions")
-        y, out, point_fn = _vector(y_true), _vector(values), regression_metrics
+        y, out = _vector(y_true), _vector(values)
 
     n = len(y)
+    names = metric_names(family, headline=True)
+    if metric.name not in names:
+        names = (*names, metric.name)
     metrics: dict[str, dict[str, float | None]] = {}
-    if n:
-        point = point_fn(y, out)
-        with_ci = n >= spec.min_labels and spec.bootstrap > 0
-        alpha = 1.0 - spec.confidence
-        if with_ci:
-            metrics = headline_with_ci(
-                task,
-                y,
-                out,
-                classes,
-                n_boot=spec.bootstrap,
-                alpha=alpha,
-                seed=seed,
-                threshold=threshold,
-            )
-        else:
-            metrics = {m: {"value": point[m], "low": None, "high": None} for m in HEADLINE[family]}
-        if metric not in metrics:  # not a headline metric: one resample at a time
-            low, high = (
-                bootstrap_ci(
-                    lambda *a: point_fn(*a)[metric],
-                    y,
-                    out,
-                    n_boot=spec.bootstrap,
-                    alpha=alpha,
-                    seed=seed,
-                )
-                if with_ci and point[metric] is not None
-                else (None, None)
-            )
-            metrics[metric] = {"value": point[metric], "low": low, "high": high}
-    value, low, high = (metrics.get(metric, {}).get(k) for k in ("value", "low", "high"))
-    higher = metric not in LOWER_IS_BETTER
-    alert, reason = _verdict(metric, value, low, high, ref, n, spec)
+    if n >= spec.min_labels and spec.bootstrap > 0:
+        metrics = headline_with_ci(
+            task,
+            y,
+            out,
+            classes,
+            n_boot=spec.bootstrap,
+            alpha=1.0 - spec.confidence,
+            seed=seed,
+            threshold=threshold,
+            names=names,
+        )
+    elif n:
+        point = point_metrics(task, y, out, classes, names=names, threshold=threshold)
+        metrics = {m: {"value": point[m], "low": None, "high": None} for m in names}
+    value, low, high = (metrics.get(metric.name, {}).get(k) for k in ("value", "low", "high"))
+    alert, reason = _verdict(metric.name, value, low, high, ref, n, spec)
     return PerformanceResult(
-        metric=metric,
+        metric=metric.name,
         value=value,
         low=low,
         high=high,
@@ -416,7 +379,7 @@ def window_performance(
         n=n,
         alert=alert,
         reason=reason,
-        higher_is_better=higher,
+        higher_is_better=metric.higher_is_better,
         max_drop=spec.max_drop,
         confidence=spec.confidence,
         metrics=metrics,
@@ -424,7 +387,7 @@ def window_performance(
 
 
 def _verdict(
-    metric: str,
+    name: str,
     value: float | None,
     low: float | None,
     high: float | None,
@@ -432,21 +395,27 @@ def _verdict(
     n: int,
     spec: PerformanceSpec,
 ) -> tuple[bool, str | None]:
-    """Whether a window alerts, and why (None: a healthy window)."""
+    """Whether a window alerts, and why (None: a healthy window).
+
+    ``name`` is a metric of the table; the loop also judges a promoted version
+    against its score on the gate's held-out rows with this.
+    """
+    metric = lookup(name)
     if n == 0:
         return False, "no labelled rows: no verdict"
     if n < spec.min_labels:
         return False, f"only {n} labelled rows, fewer than min_labels={spec.min_labels}: no verdict"
     if value is None or ref is None:
-        return False, f"{metric} is undefined on the {'window' if value is None else 'reference'}"
+        where = "window" if value is None else "reference"
+        return False, f"{metric.name} is undefined on the {where}"
     drop = _drop(metric, value, ref)
     if drop <= spec.max_drop:
         return False, None
-    higher = metric not in LOWER_IS_BETTER
-    told = f"{metric} {_fmt(value)}"
+    higher = metric.higher_is_better
+    told = f"{metric.name} {_fmt(value)}"
     if low is not None and high is not None:
         told += f" ({spec.confidence:.0%} interval [{_fmt(low)}, {_fmt(high)}])"
-    amount = f"{drop:.1%}" if metric in RELATIVE else f"{drop:.4g}"
+    amount = f"{drop:.1%}" if metric.target_units else f"{drop:.4g}"
     side = "below" if higher else "above"
     told += f" is {amount} {side} the reference {_fmt(ref)}, more than max_drop {spec.max_drop:g}"
     best = high if higher else low
@@ -476,35 +445,8 @@ class Estimate:
 Calibrator = tuple[FloatArray, FloatArray] | None  # isotonic breakpoints (x, y); None: identity
 Calibration = Literal["isotonic", "auto", "none"]
 
-# Simulated label draws are made a block at a time, about this many entries each.
+# Simulated label sets are drawn a block at a time, about this many entries each.
 _BLOCK = 1 << 22
-
-
-def _auc(order: IntArray, starts: IntArray, pos: FloatArray, neg: FloatArray) -> FloatArray:
-    """ROC AUC with weighted rows: ``pos``/``neg`` (m, n) are each row's positive/negative mass.
-
-    For labels, the masses are 0/1 and this is the Mann-Whitney AUC of each
-    row of draws; for calibrated probabilities q they are q and 1 - q, and it
-    is the expected number of correctly ordered pairs over the expected number
-    of pairs (a row never pairs with itself, hence the ``pos * neg`` terms).
-    """
-    pos_g = np.add.reduceat(pos[:, order], starts, axis=1)
-    neg_g = np.add.reduceat(neg[:, order], starts, axis=1)
-    below = np.cumsum(neg_g, axis=1) - neg_g
-    self_pairs = (pos * neg).sum(axis=1)
-    wins = (pos_g * (below + neg_g / 2)).sum(axis=1) - self_pairs / 2
-    pairs = pos.sum(axis=1) * neg.sum(axis=1) - self_pairs
-    auc: FloatArray = np.divide(wins, pairs, out=np.full(pairs.shape, np.nan), where=pairs > 1e-12)
-    return auc
-
-
-def _macro(aucs: list[FloatArray]) -> FloatArray:
-    stacked = np.stack(aucs, axis=1)
-    defined = np.isfinite(stacked)
-    total = np.where(defined, stacked, 0.0).sum(axis=1)
-    count = defined.sum(axis=1)
-    out: FloatArray = np.divide(total, count, out=np.full(count.shape, np.nan), where=count > 0)
-    return out
 
 
 def _fit_isotonic(x: FloatArray, target: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -632,7 +574,9 @@ class CBPE:
     """
 
     FORMAT = "mlcycle-cbpe/1"
-    METRICS = HEADLINE["classification"]
+    # The classification metrics a report leads with; each is a function of
+    # per-class counts or of the ranking, which CBPE can take in expectation.
+    METRICS = metric_names("classification", headline=True)
     ASSUMPTIONS = (
         "No concept shift: P(label | inputs) is unchanged since the reference; "
         "a change in what the labels mean is invisible to the estimate.",
@@ -762,26 +706,20 @@ class CBPE:
         q = self.calibrate(p)
         k = q.shape[1]
         pred = predict_labels(p / p.sum(axis=1, keepdims=True), self.threshold)
-        scored = [1] if k == 2 else list(range(k))
-        rankers = []
-        for c in scored:
-            order = np.argsort(p[:, c], kind="stable")
-            starts = np.r_[0, np.flatnonzero(np.diff(p[order, c])) + 1].astype(np.intp)
-            rankers.append((order, starts))
-
-        cm = np.stack([np.bincount(pred, weights=q[:, j], minlength=k) for j in range(k)]).astype(
-            np.float64
+        ranking = Ranking(p)  # the model's own scores rank the rows
+        predicted = np.bincount(pred, minlength=k).astype(np.float64)
+        # A row predicted as c is right with probability q[c]; class j expects sum(q[:, j]) rows.
+        hits = np.bincount(pred, q[np.arange(pred.size), pred], minlength=k).astype(np.float64)
+        expected = self._metrics(
+            (hits[None], q.sum(axis=0)[None], predicted[None]),
+            ranking,
+            lambda c: (q[None, :, c], 1.0 - q[None, :, c]),
         )
-        values = {name: float(v[0]) for name, v in confusion_metrics(cm[None]).items()}
-        aucs = [
-            _auc(order, starts, q[None, :, c], 1.0 - q[None, :, c])
-            for c, (order, starts) in zip(scored, rankers, strict=True)
-        ]
-        values["roc_auc"] = float(_macro(aucs)[0])
+        values = {name: float(v[0]) for name, v in expected.items()}
         if n_boot == 0:
             return {m: Estimate(_finite(values[m]), None, None) for m in self.METRICS}
 
-        draws = self._simulate(q, pred, rankers, scored, n_boot, seed)
+        draws = self._simulate(q, pred, ranking, n_boot, seed)
         alpha = 1.0 - confidence
         out: dict[str, Estimate] = {}
         for m in self.METRICS:
@@ -793,34 +731,59 @@ class CBPE:
             out[m] = Estimate(values[m], float(low), float(high))
         return out
 
-    def _simulate(
+    def _metrics(
         self,
-        q: FloatArray,
-        pred: IntArray,
-        rankers: list[tuple[IntArray, IntArray]],
-        scored: list[int],
-        n_boot: int,
-        seed: int,
+        counts: tuple[FloatArray, FloatArray, FloatArray],
+        ranking: Ranking,
+        masses: Callable[[int], tuple[FloatArray, FloatArray]],
     ) -> dict[str, FloatArray]:
-        """Metrics of ``n_boot`` label sets drawn from the calibrated probabilities."""
+        """Each of :attr:`METRICS` by the metric table's formulas, one value per set (m,).
+
+        ``counts``: per set and class, hits, true rows and predicted rows,
+        (m, K) each, expected or simulated; ``masses(c)``: each row's positive
+        and negative mass for class ``c``, (m, n) each.
+        """
+        labels = count_metrics(*counts)
+        return {
+            name: ranking.summary("roc_auc", masses) if name == "roc_auc" else labels[name]
+            for name in self.METRICS
+        }
+
+    def _simulate(
+        self, q: FloatArray, pred: IntArray, ranking: Ranking, n_boot: int, seed: int
+    ) -> dict[str, FloatArray]:
+        """Metrics of ``n_boot`` label sets drawn from the calibrated probabilities.
+
+        Per set only per-class counts, (m, K), and one (m, n) label matrix:
+        never a K x K matrix per set.
+        """
         n, k = q.shape
         rng = np.random.default_rng(seed)
         cumulative = np.cumsum(q, axis=1)[:, :-1]
-        per_block = max(1, min(n_boot, _BLOCK // (n * k)))
+        predicted = np.bincount(pred, minlength=k).astype(np.float64)
+        per_block = max(1, min(n_boot, _BLOCK // max(n, k)))
         parts: dict[str, list[FloatArray]] = {m: [] for m in self.METRICS}
         for start in range(0, n_boot, per_block):
             m = min(per_block, n_boot - start)
             u = rng.random((m, n))
-            labels = (u[:, :, None] >= cumulative[None]).sum(axis=2)
-            offsets = np.arange(m)[:, None] * (k * k)
-            flat = np.bincount((labels * k + pred + offsets).ravel(), minlength=m * k * k)
-            for name, v in confusion_metrics(flat.reshape(m, k, k).astype(np.float64)).items():
-                parts[name].append(v)
-            aucs = []
-            for c, (order, starts) in zip(scored, rankers, strict=True):
+            labels = np.zeros((m, n), dtype=np.intp)
+            for j in range(k - 1):  # the label is the number of cumulative bounds u passes
+                labels += u >= cumulative[None, :, j]
+            index = labels + np.arange(m)[:, None] * k
+            true_n = np.bincount(index.ravel(), minlength=m * k).reshape(m, k)
+            hits = np.bincount(index[labels == pred].ravel(), minlength=m * k).reshape(m, k)
+            counts = (
+                hits.astype(np.float64),
+                true_n.astype(np.float64),
+                np.broadcast_to(predicted, (m, k)),
+            )
+
+            def masses(c: int, labels: IntArray = labels) -> tuple[FloatArray, FloatArray]:
                 positive = (labels == c).astype(np.float64)
-                aucs.append(_auc(order, starts, positive, 1.0 - positive))
-            parts["roc_auc"].append(_macro(aucs))
+                return positive, 1.0 - positive
+
+            for name, v in self._metrics(counts, ranking, masses).items():
+                parts[name].append(v)
         return {name: np.concatenate(v) for name, v in parts.items()}
 
     def to_dict(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlcycle.errors import DataError, SpecError
+from mlcycle.evaluate import default_metric
 from mlcycle.monitor._alerts import Alert, Delivery, dispatch
 from mlcycle.monitor._fairness import FairnessResult, fairness_report
 from mlcycle.monitor._performance import CBPE, PerformanceResult, window_performance
@@ -427,7 +428,8 @@ def _timeline(
         np.argsort(window.times, kind="stable") if window.times is not None else np.arange(window.n)
     )
     types = _column_types(reference, window)
-    metric = "rmse" if version.task == "regression" else "accuracy"
+    # The metric realised below is the performance window's: the spec's, or the table's default.
+    metric = spec.performance.metric or default_metric(version.task)
     rows: list[dict[str, Any]] = []
     for i, index in enumerate(np.array_split(order, k)):
         part = window.take(index)

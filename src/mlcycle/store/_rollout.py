@@ -120,6 +120,10 @@ class LoopState:
     # a champion the loop promoted is judged against its score on the gate's held-out
     # rows ({version, metric, value, rows}), not its own small test split
     reference: dict[str, Any] | None = None
+    # a change of concept being learnt (ISO time it began): window retrainings take
+    # every labelled row since, until a challenger is promoted
+    concept_since: str | None = None
+    misses: int = 0  # challengers in a row, while improving, that did not beat the champion
     errors: int = 0  # ticks in a row that ended in an error (0 once a tick succeeds)
     last_error: dict[str, Any] | None = None  # the latest: at, phase, step, message, retry_in_s
 
