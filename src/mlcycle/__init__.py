@@ -9,9 +9,9 @@ Example:
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from mlcycle._version import __version__
 from mlcycle.errors import (
     ConflictError,
     DataError,
@@ -27,11 +27,6 @@ from mlcycle.errors import (
 if TYPE_CHECKING:
     from mlcycle.project import Project
     from mlcycle.registry import Predictor
-
-try:
-    __version__ = version("mlcycle")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
 
 __all__ = [
     "ConflictError",

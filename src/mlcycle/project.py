@@ -22,14 +22,17 @@ from types import TracebackType
 from mlcycle import _settings
 from mlcycle._datasets import Datasets
 from mlcycle._runs import Runs
-from mlcycle.errors import ConflictError, NotFoundError, SpecError
+from mlcycle.errors import ConflictError, SpecError
 from mlcycle.spec import Spec, load_spec
-from mlcycle.store import Artifacts, FsspecArtifactStore, MetadataStore
+from mlcycle.store import (
+    NO_PROJECT_HINT,
+    SPEC_FILE,
+    STATE_DIR,
+    ProjectStores,
+    find_project_root,
+)
 
 __all__ = ["NO_PROJECT_HINT", "SPEC_FILE", "STATE_DIR", "Project", "find_project_root"]
-
-SPEC_FILE = "mlcycle.yaml"
-STATE_DIR = ".mlcycle"
 
 SPEC_TEMPLATE = """\
 # mlcycle project spec. Every section is optional; mlcycle infers the rest.
@@ -69,27 +72,6 @@ data:
 """
 
 
-#: What to do when no project is found, said the Python way (the CLI says its own).
-NO_PROJECT_HINT = "make one with Project.init(path), or open one with Project.open(path)"
-
-
-def find_project_root(
-    start: str | os.PathLike[str] | None = None, *, hint: str = NO_PROJECT_HINT
-) -> Path:
-    """The nearest folder at or above ``start`` (default: the current one) with ``mlcycle.yaml``.
-
-    ``hint`` ends the error message: what the caller can do about it.
-
-    Raises:
-        NotFoundError: no folder up to the file-system root has one.
-    """
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / SPEC_FILE).is_file():
-            return folder
-    raise NotFoundError(f"no {SPEC_FILE} in {here} or any folder above it: {hint}")
-
-
 class Project:
     """An opened mlcycle project. Use :meth:`open` or :meth:`init`, then :meth:`close`.
 
@@ -106,13 +88,9 @@ class Project:
         self.root = root
         self.spec = spec
         self.actor = _settings.actor()
-        state = root / STATE_DIR
-        url = _settings.store_url() or spec.store.url or f"sqlite:///{state / 'mlcycle.db'}"
-        self.store = MetadataStore(url)
-        uri = _settings.artifacts_uri() or spec.artifacts.uri or str(state / "artifacts")
-        if "://" not in uri and not Path(uri).is_absolute():
-            uri = str(root / uri)
-        self.artifacts = Artifacts(FsspecArtifactStore(uri), self.store)
+        stores = ProjectStores.of(root, spec)
+        self.store = stores.store
+        self.artifacts = stores.artifacts
         self.datasets = Datasets(self)
         self.runs = Runs(self)
 

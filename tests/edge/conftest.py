@@ -25,10 +25,9 @@ import pytest
 
 from mlcycle import Project
 from mlcycle.edge import BundleInfo, write_bundle
-from mlcycle.registry._export import export_onnx
 from mlcycle.registry._inputs import to_feeds
 from mlcycle.registry._signature import make_signature
-from mlcycle.train import load_model, train
+from mlcycle.train import export_onnx, load_model, train
 from mlcycle.train._features import FeatureLayout
 
 KINDS = ["iris", "mixed", "digits", "diabetes"]

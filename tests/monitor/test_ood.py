@@ -18,7 +18,7 @@ from mlcycle.data._fashion import DEFAULT_DIR as FASHION_DIR
 from mlcycle.data._fashion import FashionMnistSource
 from mlcycle.data._sources import SklearnSource
 from mlcycle.errors import DataError
-from mlcycle.monitor import OODDetector, OODScores
+from mlcycle.monitor import OODDetector, OODScores, fit_ood_detector
 from mlcycle.predictions import INPUT_PREFIX, LoggedBatch, PredictionLog
 from mlcycle.registry._inputs import to_feeds
 
@@ -92,7 +92,7 @@ def test_held_out_rows_are_flagged_at_about_the_configured_rate(name: str) -> No
     shares = []
     for seed in range(3):
         train, validation, test = three_way(table, seed)
-        detector = OODDetector.fit(train, validation, signature, quantile=0.99)
+        detector = fit_ood_detector(train, validation, signature, quantile=0.99)
         scores = detector.score(feeds_of(test, signature))
         assert isinstance(scores, OODScores) and len(scores) == test.num_rows
         assert scores.score.dtype == np.float64 and scores.flagged.dtype == bool
@@ -106,7 +106,7 @@ def test_held_out_rows_are_flagged_at_about_the_configured_rate(name: str) -> No
 def mixed() -> tuple[OODDetector, dict[str, Any], pa.Table]:
     table, signature = load("hmda")
     train, validation, test = three_way(table, 0)
-    return OODDetector.fit(train, validation, signature, quantile=0.99), signature, test
+    return fit_ood_detector(train, validation, signature, quantile=0.99), signature, test
 
 
 def test_values_far_outside_the_ranges_and_unseen_categories_are_out_of_range(
@@ -132,7 +132,7 @@ def test_values_far_outside_the_ranges_and_unseen_categories_are_out_of_range(
 def test_pixels_outside_the_training_range_are_out_of_range() -> None:
     table, signature = load("digits")
     train, validation, test = three_way(table, 0)
-    detector = OODDetector.fit(train, validation, signature, quantile=0.99)
+    detector = fit_ood_detector(train, validation, signature, quantile=0.99)
     images = feeds_of(test, signature)["image"].copy()
     images[:, 3, 4] = 17.0  # digits' pixels run 0..16
     scores = detector.score({"image": images})
@@ -147,7 +147,7 @@ def test_pixels_outside_the_training_range_are_out_of_range() -> None:
 def test_large_random_perturbations_are_flagged(name: str, sigmas: float) -> None:
     table, signature = load(name)
     train, validation, test = three_way(table, 1)
-    detector = OODDetector.fit(train, validation, signature, quantile=0.99)
+    detector = fit_ood_detector(train, validation, signature, quantile=0.99)
     feeds = feeds_of(test, signature)
     shares = {s: detector.score(noisy(feeds, s, seed=2)).share() for s in (0.0, 1.0, 3.0, 5.0)}
     print(f"\n{name}: flagged with noise of 0, 1, 3, 5 deviations: {shares}")
@@ -188,7 +188,7 @@ def _fgsm(torch: Any, seed: int) -> list[tuple[float, float, float]]:
     table, signature = load("breast_cancer")
     names = [s["name"] for s in signature["inputs"]]
     train, validation, test = three_way(table, seed)
-    detector = OODDetector.fit(train, validation, signature, quantile=0.99)
+    detector = fit_ood_detector(train, validation, signature, quantile=0.99)
 
     def matrix(part: pa.Table) -> np.ndarray:
         return np.column_stack([part.column(n).to_numpy() for n in names])
@@ -254,7 +254,7 @@ def test_a_fashion_mnist_document_stays_small(tmp_path: Path) -> None:
     table = FashionMnistSource(limit=6000).read()
     signature = signature_of(table, "target")
     train, validation, test = three_way(table, 0)
-    detector = OODDetector.fit(train, validation, signature, quantile=0.99)
+    detector = fit_ood_detector(train, validation, signature, quantile=0.99)
     size = len(json.dumps(detector.to_dict()))
     images = feeds_of(test, signature)["image"]
     clean = detector.score({"image": images}).share()
@@ -310,7 +310,7 @@ def test_server_feeds_and_columns_read_back_from_the_log_score_the_same(
 ) -> None:
     table, signature = load(name)
     train, validation, test = three_way(table, 0)
-    detector = OODDetector.fit(train, validation, signature, quantile=0.99)
+    detector = fit_ood_detector(train, validation, signature, quantile=0.99)
     clean = feeds_of(test, signature)
     shaken = noisy(clean, 1.0, seed=4)  # half the rows moved: some flags, some not
     half = test.num_rows // 2
@@ -351,4 +351,4 @@ def test_missing_columns_and_bad_values_are_clear_errors(
     with pytest.raises(DataError, match="column 'lvrat': 3 values, expected one per row"):
         detector.score({**feeds, "lvrat": np.zeros(3)})
     with pytest.raises(DataError, match="the validation table has no rows"):
-        OODDetector.fit(test, test.slice(0, 0), signature)
+        fit_ood_detector(test, test.slice(0, 0), signature)

@@ -1,16 +1,9 @@
-"""One project, trained once for the module: a run per kind of input."""
+"""A table with a known truth over a number, a category and a flag (other tests use it too)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
-import pytest
-
-from mlcycle import Project
-from mlcycle.train import train
 
 
 def mixed_table(n: int = 400, seed: int = 0) -> pa.Table:
@@ -31,21 +24,3 @@ def mixed_table(n: int = 400, seed: int = 0) -> pa.Table:
             "y": y,
         }
     )
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, dict[str, str]]]:
-    root = Path(tmp_path_factory.mktemp("registry")) / "proj"
-    with Project.init(root, name="proj") as project:
-        project.datasets.add(mixed_table(), name="mixed", target="y")
-        runs = {
-            "iris": train(project, data="sklearn:iris", overrides={"max_epochs": 30}).run_id,
-            "mixed": train(project, data="mixed", overrides={"max_epochs": 20}).run_id,
-            "digits": train(
-                project, data="sklearn:digits", model="cnn", overrides={"max_epochs": 3}
-            ).run_id,
-            "diabetes": train(
-                project, data="sklearn:diabetes", overrides={"max_epochs": 10}
-            ).run_id,
-        }
-        yield project, runs

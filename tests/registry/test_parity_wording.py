@@ -11,7 +11,8 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 from mlcycle.errors import ParityError
-from mlcycle.registry import check_parity, describe_parity
+from mlcycle.registry import describe_parity
+from mlcycle.train import check_parity
 
 
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mlcycle import Project
-from mlcycle.monitor import OODDetector
+from mlcycle.monitor import fit_ood_detector
 from mlcycle.predictions import PredictionLog
 from mlcycle.registry import register
 from mlcycle.serve import ServeSettings, create_app, serve_in_thread
@@ -33,7 +33,7 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
         run = train(project, data="mixed", overrides={"max_epochs": 5, "seed": 1}).run_id
         record = register(project, run, "loyalty")
         parts = project.datasets.load_split("mixed")
-        detector = OODDetector.fit(
+        detector = fit_ood_detector(
             parts["train"], parts["validation"], record.signature, quantile=0.99
         )
         base = {path: sha for path, sha in record.files.items() if path != "ood.json"}

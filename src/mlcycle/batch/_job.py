@@ -20,10 +20,11 @@ from mlcycle.batch._parts import JOB_FORMAT, OutputWriter, WorkFolder
 from mlcycle.batch._pipeline import ChunkScorer, Progress, run_chunks
 from mlcycle.batch._source import PARQUET_SUFFIXES, Source, open_source
 from mlcycle.errors import DataError
-from mlcycle.registry import Predictor
+from mlcycle.registry import Predictor, load
+from mlcycle.store import ProjectStores
 
 if TYPE_CHECKING:
-    from mlcycle.project import Project
+    from mlcycle.store import StoreHandle
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "Progress", "ScoreSummary", "score_file"]
 
@@ -120,7 +121,7 @@ def score_file(
     input: str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
-    project: Project | str | os.PathLike[str] | None = None,
+    project: StoreHandle | str | os.PathLike[str] | None = None,
     id_columns: list[str] | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     workers: int | None = None,
@@ -259,23 +260,18 @@ def score_file(
 
 def _load(
     model: str | Predictor,
-    project: Project | str | os.PathLike[str] | None,
+    project: StoreHandle | str | os.PathLike[str] | None,
     *,
     threads: int,
     log: bool,
 ) -> tuple[Predictor, Path | None]:
     """The predictor, and the prediction log's folder (``None``: do not log)."""
-    from mlcycle.project import Project
-    from mlcycle.registry import load
-
     if isinstance(model, Predictor) and project is None:
         return model, None
-    opened = project if isinstance(project, Project) else Project.open(project)
-    try:
-        predictor = (
-            model if isinstance(model, Predictor) else load(model, project=opened, threads=threads)
-        )
-        return predictor, (opened.root / ".mlcycle" / "log") if log else None
-    finally:
-        if opened is not project:
-            opened.close()
+    if project is None or isinstance(project, str | os.PathLike):
+        with ProjectStores.open(project) as stores:
+            return _load(model, stores, threads=threads, log=log)
+    predictor = (
+        model if isinstance(model, Predictor) else load(model, project=project, threads=threads)
+    )
+    return predictor, (project.root / ".mlcycle" / "log") if log else None

@@ -68,8 +68,9 @@ def demo(
     from mlcycle.edge import write_bundle
     from mlcycle.loop import read_state, render_story, tick
     from mlcycle.monitor import monitor
-    from mlcycle.registry import describe_parity, load, register
+    from mlcycle.registry import describe_parity, load
     from mlcycle.train import train
+    from mlcycle.workflow import register
 
     root = (directory or Path(tempfile.mkdtemp(prefix="mlcycle-demo-"))).resolve()
     Project.init(root, name="demo").close()

@@ -58,7 +58,7 @@ def register(
 ) -> None:
     """Register a run as the next version of a model (ONNX export + parity check)."""
     from mlcycle.registry import describe_parity
-    from mlcycle.registry import register as register_run
+    from mlcycle.workflow import register as register_run
 
     with state(ctx).open() as project:
         version = register_run(project, run_id, name, alias=alias, description=description)

@@ -368,8 +368,8 @@ class _Tick:
     # -- retraining: an ordinary run with the champion's spec -----------------------------
 
     def retrain(self, state: LoopState) -> LoopState:
-        from mlcycle.registry import register
         from mlcycle.train import resume, train
+        from mlcycle.workflow import register
 
         assert state.data is not None
         champion = self.champion()

@@ -1,9 +1,10 @@
 """Rollout: how much traffic the challenger gets, and how it is doing live.
 
-The traffic split is an event (entity ``rollout``, the model's name) with the
-challenger's version, the mode (``canary``, ``shadow`` or ``off``) and the
-percentage; a server started without an explicit ``--canary``/``--shadow``
-follows the newest one, as it follows aliases. Live figures come from the
+The traffic split is a record in the store (:class:`~mlcycle.store.Traffic`:
+the challenger's version, the mode, ``canary``, ``shadow`` or ``off``, and the
+percentage), written by the loop with :func:`~mlcycle.store.set_traffic`; a
+server started without an explicit ``--canary``/``--shadow`` follows the
+newest one, as it follows aliases. Live figures come from the
 prediction log since the step began, per version: requests (distinct
 requests, whatever rows each carried; rows are counted apart), failed
 requests (logged by the server with source ``error``), latency per request
@@ -14,7 +15,6 @@ answers are compared with the champion's for the same requests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,58 +24,19 @@ import pyarrow.compute as pc
 
 from mlcycle.monitor._performance import join_feedback
 from mlcycle.predictions import PredictionLog
+from mlcycle.store import Traffic, TrafficMode, read_traffic, set_traffic
 
 if TYPE_CHECKING:
     from mlcycle.project import Project
     from mlcycle.spec import RolloutSpec
-    from mlcycle.store import MetadataStore
 
 __all__ = ["Traffic", "judge_step", "live_figures", "read_traffic", "set_traffic"]
 
-ENTITY = "rollout"
-TrafficMode = Literal["canary", "shadow", "off"]
 _MIN_LABELS = 30
 # Latency is judged on the median (a new version's first calls are slow while its
 # session warms up, which a p95 of a few dozen requests would mistake for a
 # regression), with this much slack: sub-millisecond differences are noise.
 LATENCY_SLACK_MS = 1.0
-
-
-@dataclass(frozen=True)
-class Traffic:
-    """The challenger's share of traffic (``off``: the champion answers everything)."""
-
-    version: int | None
-    mode: TrafficMode
-    percent: float
-
-
-def set_traffic(
-    store: MetadataStore,
-    model: str,
-    traffic: Traffic,
-    *,
-    actor: str,
-    reason: str,
-) -> None:
-    """Record a new traffic split; servers following the model pick it up on their next poll."""
-    store.record_event(
-        "rollout.traffic",
-        ENTITY,
-        model,
-        actor=actor,
-        reason=reason,
-        details={"version": traffic.version, "mode": traffic.mode, "percent": traffic.percent},
-    )
-
-
-def read_traffic(store: MetadataStore, model: str) -> Traffic:
-    """The newest traffic split of ``model`` (``off`` if none was ever set)."""
-    events = store.list_events(entity_type=ENTITY, entity_id=model, limit=1)
-    if not events:
-        return Traffic(None, "off", 0.0)
-    d = events[0].details
-    return Traffic(d.get("version"), d.get("mode", "off"), float(d.get("percent", 0.0)))
 
 
 def _requests(rows: pa.Table) -> pa.Table:

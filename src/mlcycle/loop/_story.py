@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlcycle._html import esc, fmt, html_page, section, table, write_atomic
 from mlcycle.evaluate._figures import Figures
+from mlcycle.store import history
 
 if TYPE_CHECKING:
     from mlcycle.project import Project
@@ -69,7 +70,7 @@ def story_points(project: Project, model: str, limit: int = 500) -> list[dict[st
 
 
 def _decisions(project: Project, model: str) -> list[EventRecord]:
-    loop = project.store.list_events(entity_type="loop", entity_id=model, limit=2000)
+    loop = history(project.store, model, limit=2000)
     return [e for e in reversed(loop) if e.action != "loop.checked"]
 
 

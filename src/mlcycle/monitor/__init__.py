@@ -7,7 +7,9 @@ recognises), realised performance once late labels arrive
 (:func:`window_performance`), performance estimated without labels
 (:class:`CBPE`), bias over time per sensitive column and their intersection
 (:func:`fairness_report`, Fairlearn's metrics with bootstrap intervals, judged
-against the reference) and out-of-distribution inputs (:class:`OODDetector`),
+against the reference) and out-of-distribution inputs (:class:`OODDetector`,
+scored by the server that answered; :func:`fit_ood_detector` fits it at
+registration),
 after a check of the window's data quality (:class:`DataQuality`: absent or
 empty inputs, values that are not finite numbers; never a failure of the
 run). Drift and out-of-distribution checks give no verdict on too few rows
@@ -38,7 +40,7 @@ from mlcycle.monitor._fairness import (
     fairness_timeline,
 )
 from mlcycle.monitor._numeric import KSTest, WassersteinTest
-from mlcycle.monitor._ood import OODDetector, OODScores
+from mlcycle.monitor._ood import fit_ood_detector
 from mlcycle.monitor._performance import (
     CBPE,
     Estimate,
@@ -47,6 +49,7 @@ from mlcycle.monitor._performance import (
     window_performance,
 )
 from mlcycle.monitor._quality import DataQuality
+from mlcycle.monitor._reference import reference_answers
 from mlcycle.monitor._report import (
     TESTS,
     ColumnDrift,
@@ -59,6 +62,7 @@ from mlcycle.monitor._report import (
 )
 from mlcycle.monitor._run import MonitorResult, monitor, parse_since
 from mlcycle.monitor._streaming import StreamingSummary
+from mlcycle.registry import OODDetector, OODScores
 
 __all__ = [
     "CBPE",
@@ -95,9 +99,11 @@ __all__ = [
     "drift_report",
     "fairness_report",
     "fairness_timeline",
+    "fit_ood_detector",
     "join_feedback",
     "monitor",
     "parse_since",
+    "reference_answers",
     "reference_edges",
     "window_performance",
 ]

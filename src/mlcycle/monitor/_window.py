@@ -33,9 +33,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlcycle.errors import DataError, NotFoundError
-from mlcycle.monitor._ood import OODDetector
 from mlcycle.monitor._performance import class_names, join_feedback
 from mlcycle.predictions import INPUT_PREFIX, PredictionLog
+from mlcycle.registry import OODDetector
 
 if TYPE_CHECKING:
     from mlcycle.project import Project

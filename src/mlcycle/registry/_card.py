@@ -113,7 +113,7 @@ def describe_parity(parity: dict[str, Any]) -> str:
 def build_card(
     *,
     name: str,
-    run_id: str,
+    run_id: str | None,
     task: str,
     description: str | None,
     dataset: dict[str, Any],
@@ -189,7 +189,7 @@ def build_card(
             lineage_rows.append([key, str(lineage[key])])
     parity = metrics.get("parity", {})
     return Card(
-        f"Model card: {name} (run {run_id[:8]})",
+        f"Model card: {name}" + (f" (run {run_id[:8]})" if run_id else ""),
         [
             ("Intended use", intended),
             ("Training data", [data_rows]),

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
 
 from mlcycle.registry._predictor import Predictor
-
-if TYPE_CHECKING:
-    from mlcycle.project import Project
+from mlcycle.store import ProjectStores, StoreHandle
 
 __all__ = ["load"]
 
@@ -17,7 +14,7 @@ __all__ = ["load"]
 def load(
     ref: str,
     *,
-    project: Project | str | os.PathLike[str] | None = None,
+    project: StoreHandle | str | os.PathLike[str] | None = None,
     threads: int | None = None,
 ) -> Predictor:
     """Load ``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS`` from the registry.
@@ -27,23 +24,24 @@ def load(
 
     Args:
         ref: the model reference.
-        project: an open project, or a folder to find one from (default: the
-            current folder upwards).
+        project: an open project (or its :class:`~mlcycle.store.ProjectStores`),
+            or a folder to find one from (default: the current folder upwards);
+            a folder is opened for its stores alone, without the data stack.
         threads: ONNX Runtime intra-op threads (default: the cores, at most 4).
 
     Raises:
         NotFoundError: no such model, version or alias.
         IntegrityError: a file differs from its recorded hash.
     """
-    from mlcycle.project import Project
+    if project is None or isinstance(project, str | os.PathLike):
+        with ProjectStores.open(project) as stores:
+            return _read(ref, stores, threads)
+    return _read(ref, project, threads)
 
-    opened = project if isinstance(project, Project) else Project.open(project)
-    try:
-        version = opened.store.registry.get(ref)
-        files = {path: opened.artifacts.read_bytes(sha) for path, sha in version.files.items()}
-    finally:
-        if opened is not project:
-            opened.close()
+
+def _read(ref: str, stores: StoreHandle, threads: int | None) -> Predictor:
+    version = stores.store.registry.get(ref)
+    files = {path: stores.artifacts.read_bytes(sha) for path, sha in version.files.items()}
     signature = json.loads(files["signature.json"])
     return Predictor(
         files["model.onnx"], signature, name=version.name, version=version.version, threads=threads

@@ -41,18 +41,38 @@ before it had none: only the target rode along.)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from mlcycle.train._features import FeatureLayout
-
-__all__ = ["FORMAT", "make_signature"]
+__all__ = ["FORMAT", "InputLayout", "make_signature"]
 
 FORMAT = "mlcycle-signature/1"
 
 
+class InputLayout(Protocol):
+    """Which columns a graph takes, in order (training's ``FeatureLayout`` is one)."""
+
+    @property
+    def numeric(self) -> Sequence[str]: ...  # numeric and boolean columns
+
+    @property
+    def booleans(self) -> Sequence[str]: ...
+
+    @property
+    def categorical(self) -> Sequence[str]: ...
+
+    @property
+    def vocabularies(self) -> Mapping[str, Sequence[str]]: ...
+
+    @property
+    def image(self) -> str | None: ...
+
+    @property
+    def image_shape(self) -> Sequence[int] | None: ...
+
+
 def make_signature(
-    layout: FeatureLayout,
+    layout: InputLayout,
     *,
     task: str,
     target: str | None,

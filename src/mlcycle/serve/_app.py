@@ -36,7 +36,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from mlcycle import __version__
+from mlcycle._version import __version__
 from mlcycle.errors import DataError, MlcycleError
 from mlcycle.predictions import LoggedBatch, PredictionLog
 from mlcycle.registry import Feeds
@@ -51,6 +51,7 @@ from mlcycle.serve._feedback import (
 )
 from mlcycle.serve._guard import Guard, Refusal
 from mlcycle.serve._ids import RequestIds, client_id
+from mlcycle.serve._process import pyarrow_without_pandas
 from mlcycle.serve._v2 import (
     attach_binary_data,
     decode_inputs,
@@ -629,8 +630,11 @@ def create_app(settings: ServeSettings, *, own_process: bool = False) -> Serving
     serve``), so it may tune the process-wide garbage collector: startup's
     objects are frozen out of later collections and young collections run
     less often (:data:`GC_THRESHOLDS`). Left off when the app is embedded
-    (notebooks, tests, the demo), so the host keeps its own settings.
+    (notebooks, tests, the demo), so the host keeps its own settings; so is
+    :func:`~mlcycle.serve._process.pyarrow_without_pandas`.
     """
+    if own_process:
+        pyarrow_without_pandas()
     server = Server(settings)
     app: ServingApp
 

@@ -26,14 +26,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlcycle.errors import MlcycleError, NotFoundError
-from mlcycle.project import Project
-from mlcycle.registry import Predictor, load
+from mlcycle.registry import OODDetector, Predictor, load
 from mlcycle.serve._batcher import Batcher, Feeds, Outputs
 from mlcycle.serve._guard import LOOPBACK
+from mlcycle.store import ProjectStores, StoreHandle, read_traffic
 
 if TYPE_CHECKING:
-    from mlcycle.monitor import OODDetector
-    from mlcycle.store import ModelVersionRecord
+    from mlcycle.store import ModelVersionRecord, Traffic
 
 __all__ = [
     "OOD_FLAG",
@@ -104,7 +103,7 @@ class LoadedModel:
         return await self.batcher.submit(feeds, rows)
 
 
-def check_servable(project: Project, settings: ServeSettings) -> ModelVersionRecord:
+def check_servable(project: StoreHandle, settings: ServeSettings) -> ModelVersionRecord:
     """The primary version, once every version the settings name resolves and its files are intact.
 
     Run before a server starts, so that a missing alias or artifact is one
@@ -154,7 +153,7 @@ class Deployment:
         # Why there is nothing to answer with (the version served was deleted), else None.
         self.gone: str | None = None
         self._watch: asyncio.Task[None] | None = None
-        self._project: Project | None = None
+        self._stores: ProjectStores | None = None
         self._draining: set[asyncio.Task[None]] = set()
         self.mode = "canary" if settings.canary else ("shadow" if settings.shadow else "off")
         self.canary_percent = settings.canary_percent
@@ -162,7 +161,7 @@ class Deployment:
         self._failure: tuple[str, float] | None = None  # (what failed, when it was last logged)
 
     def _load(self, ref: str) -> LoadedModel:
-        predictor = load(ref, project=self.project, threads=self.settings.threads)
+        predictor = load(ref, project=self.stores, threads=self.settings.threads)
         outputs = [o.name for o in predictor.session.get_outputs()]
         predictor.session.run(outputs, _sample_feeds(predictor))  # warm up before serving
         ood = self._ood_detector(predictor)
@@ -199,12 +198,10 @@ class Deployment:
         every other file of a version; a document this server cannot read
         (another format, say) only turns the flags off, with an error logged.
         """
-        files = self.project.store.registry.get(predictor.ref).files
+        files = self.stores.store.registry.get(predictor.ref).files
         if "ood.json" not in files:
             return None
-        data = self.project.artifacts.read_bytes(files["ood.json"])
-        from mlcycle.monitor import OODDetector
-
+        data = self.stores.artifacts.read_bytes(files["ood.json"])
         try:
             detector = OODDetector.from_dict(json.loads(data))
             detector.score(_sample_feeds(predictor))  # takes this signature's inputs
@@ -214,10 +211,11 @@ class Deployment:
         return detector
 
     @property
-    def project(self) -> Project:
-        if self._project is None:
-            self._project = Project.open(self.settings.project)
-        return self._project
+    def stores(self) -> ProjectStores:
+        """The project's stores alone: a server never opens the data stack of a ``Project``."""
+        if self._stores is None:
+            self._stores = ProjectStores.open(self.settings.project)
+        return self._stores
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -239,8 +237,8 @@ class Deployment:
         for model in (self.primary, self.second):
             if model is not None:
                 await model.batcher.drain()
-        if self._project is not None:
-            self._project.close()
+        if self._stores is not None:
+            self._stores.close()
 
     @property
     def ready(self) -> bool:
@@ -268,16 +266,14 @@ class Deployment:
         """No explicit ``--canary``/``--shadow``: the loop's traffic split decides."""
         return not (self.settings.canary or self.settings.shadow)
 
-    def _traffic(self) -> tuple[str, int | None, float]:
-        from mlcycle.loop._rollout import read_traffic
-
-        traffic = read_traffic(self.project.store, self.settings.ref.split("@")[0])
-        return traffic.mode, traffic.version, traffic.percent
+    def _traffic(self) -> Traffic:
+        return read_traffic(self.stores.store, self.settings.ref.split("@")[0])
 
     async def check_traffic(self) -> bool:
         """Apply the newest rollout traffic split (load the challenger it names); True if changed."""
         loop = asyncio.get_running_loop()
-        mode, version, percent = await loop.run_in_executor(None, self._traffic)
+        traffic = await loop.run_in_executor(None, self._traffic)
+        mode, version, percent = traffic.mode, traffic.version, traffic.percent
         if mode == "off" or version is None:
             changed = self.mode != "off"
             self.mode, self.canary_percent = "off", 0.0
@@ -364,7 +360,7 @@ class Deployment:
 
     def _exists(self, model: LoadedModel) -> bool:
         try:
-            self.project.store.registry.get(model.predictor.ref)
+            self.stores.store.registry.get(model.predictor.ref)
         except NotFoundError:
             return False
         return True
@@ -374,7 +370,7 @@ class Deployment:
         return self.settings.canary or self.settings.shadow
 
     def _resolve(self, ref: str) -> int:
-        return self.project.store.registry.get(ref).version
+        return self.stores.store.registry.get(ref).version
 
     async def _follow_aliases(self) -> None:
         while True:

@@ -1,4 +1,4 @@
-"""Metadata (SQL) and artifact (fsspec) stores."""
+"""Metadata (SQL) and artifact (fsspec) stores, and the records the stages share through them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,14 @@ from mlcycle.store._base import ArtifactStore, StoredBlob
 from mlcycle.store._engine import HEAD_REVISION, current_revision, head_revision, upgrade
 from mlcycle.store._metadata import MetadataStore
 from mlcycle.store._names import ALIAS_RULE, MAX_NAME_LENGTH, NAME_RULE, check_alias, check_name
+from mlcycle.store._project import (
+    NO_PROJECT_HINT,
+    SPEC_FILE,
+    STATE_DIR,
+    ProjectStores,
+    StoreHandle,
+    find_project_root,
+)
 from mlcycle.store._records import (
     ArtifactRecord,
     DatasetRecord,
@@ -18,12 +26,26 @@ from mlcycle.store._records import (
     SplitRecord,
 )
 from mlcycle.store._registry import ModelRecord, ModelVersionRecord, RegistryStore, parse_model_ref
+from mlcycle.store._rollout import (
+    LoopState,
+    Phase,
+    Traffic,
+    TrafficMode,
+    history,
+    read_state,
+    read_traffic,
+    set_traffic,
+    write_state,
+)
 
 __all__ = [
     "ALIAS_RULE",
     "HEAD_REVISION",
     "MAX_NAME_LENGTH",
     "NAME_RULE",
+    "NO_PROJECT_HINT",
+    "SPEC_FILE",
+    "STATE_DIR",
     "ArtifactRecord",
     "ArtifactStore",
     "Artifacts",
@@ -31,19 +53,31 @@ __all__ = [
     "DatasetVersionRecord",
     "EventRecord",
     "FsspecArtifactStore",
+    "LoopState",
     "MetadataStore",
     "MetricPoint",
     "ModelRecord",
     "ModelVersionRecord",
+    "Phase",
+    "ProjectStores",
     "RegistryStore",
     "RunRecord",
     "RunStatus",
     "SplitRecord",
+    "StoreHandle",
     "StoredBlob",
+    "Traffic",
+    "TrafficMode",
     "check_alias",
     "check_name",
     "current_revision",
+    "find_project_root",
     "head_revision",
+    "history",
     "parse_model_ref",
+    "read_state",
+    "read_traffic",
+    "set_traffic",
     "upgrade",
+    "write_state",
 ]

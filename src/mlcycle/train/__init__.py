@@ -1,4 +1,4 @@
-"""Training: the model zoo, the loop, checkpoints and runs recorded in the project.
+"""Training: the model zoo, the loop, checkpoints, runs, and export to ONNX with its parity check.
 
 Example:
     >>> import tempfile, mlcycle
@@ -12,9 +12,11 @@ Example:
 from __future__ import annotations
 
 from mlcycle.train._checkpoint import Checkpoint
+from mlcycle.train._export import export_onnx
 from mlcycle.train._features import Encoded, FeatureLayout, encode, encode_target, fit_layout
 from mlcycle.train._loop import EpochReport, FitResult, TrainData, fit, pick_device, predict
 from mlcycle.train._models import MlcycleNet, build_model, init_weights
+from mlcycle.train._parity import PARITY_ATOL, check_parity, verify_export
 from mlcycle.train._run import (
     TrainOutcome,
     evaluate_run,
@@ -25,6 +27,7 @@ from mlcycle.train._run import (
 )
 
 __all__ = [
+    "PARITY_ATOL",
     "Checkpoint",
     "Encoded",
     "EpochReport",
@@ -34,9 +37,11 @@ __all__ = [
     "TrainData",
     "TrainOutcome",
     "build_model",
+    "check_parity",
     "encode",
     "encode_target",
     "evaluate_run",
+    "export_onnx",
     "fit",
     "fit_layout",
     "init_weights",
@@ -46,4 +51,5 @@ __all__ = [
     "resolve_data",
     "resume",
     "train",
+    "verify_export",
 ]

@@ -14,6 +14,10 @@ sends what is in its table:
 Outputs are ``probabilities`` ``float32 [N, K]`` and ``label`` ``string [N]``
 for classification, ``value`` ``float32 [N]`` for regression. The batch axis
 is dynamic.
+
+Export lives with training because it needs torch; it returns the graph's
+bytes, which registration checks (:mod:`~mlcycle.train._parity`) and the
+registry stores.
 """
 
 from __future__ import annotations

@@ -22,9 +22,10 @@ from mlcycle import (
     ParityError,
     Project,
 )
-from mlcycle.registry import _export, check_parity, load, register
-from mlcycle.train import encode, load_model, predict
+from mlcycle.registry import load
+from mlcycle.train import check_parity, encode, load_model, predict
 from mlcycle.train._features import FeatureLayout
+from mlcycle.workflow import _register, register
 
 EXPECTED_FILES = {
     "model.onnx",
@@ -207,7 +208,7 @@ def test_parity_failure_registers_nothing(
     trained: tuple[Project, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project, runs = trained
-    real_export = _export.export_onnx
+    real_export = _register.export_onnx
 
     def sabotaged(model, layout, classes, task):  # type: ignore[no-untyped-def]
         with_noise = {k: v.clone() for k, v in model.state_dict().items()}
@@ -220,7 +221,7 @@ def test_parity_failure_registers_nothing(
         other.load_state_dict(with_noise)
         return real_export(other, layout, classes, task)
 
-    monkeypatch.setattr(_export, "export_onnx", sabotaged)
+    monkeypatch.setattr(_register, "export_onnx", sabotaged)
     with pytest.raises(
         ParityError, match=r"probabilities differ by up to .* at test row \d+, class"
     ):
