@@ -223,7 +223,10 @@ def _file_window(
     if table.num_rows == 0:
         raise NotFoundError(f"current data {str(path)!r} has no rows")
     table = _fill_absent(table, version, absent)
-    result = predictor.predict(table.select(names))
+    # The model refuses values that are not finite; monitoring counts them as a data
+    # quality finding (from ``inputs`` below) and scores those rows with them missing.
+    model_rows = _finite_inputs(table.select(names))
+    result = predictor.predict(model_rows)
     window = Window(
         source=str(path),
         inputs={n: as_array(table.column(n), c) for n, c in types.items()},
@@ -246,8 +249,22 @@ def _file_window(
                 window.times = column.cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
             else:
                 window.extra[name] = as_array(column, categorical=True)
-    window.feeds = predictor.feeds(table.select(names))
+    window.feeds = predictor.feeds(model_rows)
     return window
+
+
+def _finite_inputs(table: pa.Table) -> pa.Table:
+    """``table`` with infinite numbers (and overflows of float32) as missing values."""
+
+    limit = float(np.finfo(np.float32).max)
+    columns = []
+    for column in table.columns:
+        if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
+            values = column.cast(pa.float64())
+            bad = pc.greater(pc.abs(values), limit)
+            column = pc.if_else(bad, pa.scalar(None, pa.float64()), values)
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
 
 
 def _read_log(
