@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,9 @@ import yaml
 from mlcycle import Project
 from mlcycle.demo._stream import FEATURES, TARGET, loan_rows
 from mlcycle.demo._stream import chunks as loan_chunks
+from mlcycle.predictions import PredictionLog
 
-__all__ = ["FEATURES", "chunks", "make_project", "rows"]
+__all__ = ["FEATURES", "chunks", "make_project", "rows", "wait_logged"]
 
 
 def rows(n: int, *, changed: bool, seed: int) -> pd.DataFrame:
@@ -39,3 +41,16 @@ def make_project(root: Path, loop: dict[str, Any], store_url: str | None = None)
 def chunks(total: int, size: int, *, changed: bool, seed: int) -> Iterator[pd.DataFrame]:
     for frame in loan_chunks(total, size, changed=changed, seed=seed):
         yield frame.rename(columns={TARGET: "y"})
+
+
+def wait_logged(project: Project, model: str, rows: int) -> None:
+    """Wait until a server's log holds ``rows`` served rows of ``model`` (progress, not a clock)."""
+    log = PredictionLog(project.root / ".mlcycle" / "log")
+    try:
+        for _ in range(6000):
+            if log.read(model, source="serve").num_rows >= rows:
+                return
+            time.sleep(0.05)
+    finally:
+        log.close()
+    raise AssertionError(f"the server never logged {rows} rows of {model!r}")

@@ -15,7 +15,6 @@ must never trigger.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,10 @@ import yaml
 from mlcycle import Project
 from mlcycle.demo import replaying
 from mlcycle.loop import read_state, tick
-from mlcycle.predictions import PredictionLog
 from mlcycle.registry import load, register
 from mlcycle.train import train
 from tests.loop._agrawal import FEATURES, TARGET, agrawal, stream
+from tests.loop._stream import wait_logged
 
 pytestmark = pytest.mark.slow
 
@@ -49,19 +48,6 @@ def _project(root: Path) -> Project:
     project.datasets.add(agrawal(3000, function=1, seed=1), name="agrawal", target=TARGET)
     register(project, train(project, data="agrawal").run_id, "agrawal", alias="champion")
     return project
-
-
-def _logged(project: Project, rows: int) -> None:
-    """Wait until the server's log holds ``rows`` served rows (progress, not a clock)."""
-    log = PredictionLog(project.root / ".mlcycle" / "log")
-    try:
-        for _ in range(6000):
-            if log.read("agrawal", source="serve").num_rows >= rows:
-                return
-            time.sleep(0.05)
-    finally:
-        log.close()
-    raise AssertionError(f"the server never logged {rows} rows")
 
 
 def _accuracy(project: Project, ref: str, frame: pd.DataFrame) -> float:
@@ -85,7 +71,7 @@ def test_default_settings_recover_from_a_change_of_concept(tmp_path: Path) -> No
             served += len(frame)
             if start >= CHANGE_AT:
                 post_change.append(frame)
-            _logged(project, served)
+            wait_logged(project, "agrawal", served)
             steps = tick(project).steps
             decisions += [f"[row {served}] {s}" for s in steps]
             if detected is None and any(s.startswith("triggered") for s in steps):
@@ -125,7 +111,7 @@ def test_default_settings_never_trigger_on_a_stream_without_change(tmp_path: Pat
         for _, frame in stream(3000, CHUNK, change_at=None, before=1, after=1, seed=20):
             client.replay(frame, FEATURES, TARGET)
             served += len(frame)
-            _logged(project, served)
+            wait_logged(project, "agrawal", served)
             decisions += tick(project).steps
     text = "\n".join(decisions)
     assert "triggered" not in text, text

@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 
 from mlcycle import Project
-from mlcycle.demo import replaying
+from mlcycle.demo import ReplayClient, replaying
 from mlcycle.loop import read_state, read_traffic, tick
 from mlcycle.registry import load, register
 from mlcycle.train import train
-from tests.loop._stream import FEATURES, chunks, make_project, rows
+from tests.loop._stream import FEATURES, chunks, make_project, rows, wait_logged
 
 pytestmark = pytest.mark.slow
 
@@ -35,12 +35,33 @@ LOOP = {
     "window_rows": 2000,
     "holdout": 0.3,
     "gate": {"bootstrap": 500},
-    "rollout": {"mode": "canary", "steps": [0.5], "bake_s": 0, "min_requests": 20},
+    # latency is not what these tests judge: a loaded machine must not roll a challenger back
+    "rollout": {
+        "mode": "canary",
+        "steps": [0.5],
+        "bake_s": 0,
+        "min_requests": 20,
+        "max_latency_ratio": 10,
+    },
 }
 
 
-def _settle() -> None:
-    time.sleep(0.6)  # the server's log flushes every 0.1 s; aliases are polled every 0.2 s
+def _swapped(client: ReplayClient, version: int) -> None:
+    """Wait until the server answers only with ``version`` (it polls the alias every 0.2 s).
+
+    Twenty answers in a row: while a canary step is still in force, half the
+    answers already come from the new version.
+    """
+    record = rows(1, changed=True, seed=1)[FEATURES].to_dict("records")
+    streak = 0
+    for _ in range(2000):
+        streak = (
+            streak + 1 if client.post("/predict", {"records": record})["version"] == version else 0
+        )
+        if streak >= 20:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the server never swapped to version {version}")
 
 
 def _champion(tmp_path: Path, name: str, loop: dict[str, Any]) -> Project:
@@ -62,19 +83,22 @@ def test_a_concept_change_is_caught_retrained_gated_canaried_and_promoted(tmp_pa
     with replaying(project.root, "stream@champion") as client:
         # 900 rows before the change: with the first changed chunk the window holds 1,200,
         # enough for a verdict of the Wasserstein test (1,000 rows)
+        served = 0
         for frame in chunks(900, 300, changed=False, seed=100):
             client.replay(frame, FEATURES, "y")
-        _settle()
+            served += len(frame)
+        wait_logged(project, "stream", served)
         decisions += tick(project).steps
         assert read_state(project.store, "stream").phase == "idle", decisions
 
         for frame in chunks(6000, 300, changed=True, seed=10_000):
             client.replay(frame, FEATURES, "y")
-            _settle()
+            served += len(frame)
+            wait_logged(project, "stream", served)
             decisions += tick(project).steps
             if project.store.registry.get("stream@champion").version != 1:
                 break
-        _settle()
+        _swapped(client, project.store.registry.get("stream@champion").version)
         after_swap = client.replay(rows(100, changed=True, seed=99), FEATURES, "y")
         served_by = set(after_swap["versions"])
 
@@ -108,9 +132,11 @@ def test_a_stream_without_change_promotes_nothing(tmp_path: Path) -> None:
     project = _champion(tmp_path, "control", LOOP)
     decisions: list[str] = []
     with replaying(project.root, "stream@champion") as client:
+        served = 0
         for frame in chunks(3000, 300, changed=False, seed=500):
             client.replay(frame, FEATURES, "y")
-            _settle()
+            served += len(frame)
+            wait_logged(project, "stream", served)
             decisions += tick(project).steps
     text = "\n".join(decisions)
     assert "triggered" not in text, text

@@ -12,7 +12,6 @@ far more unequally, and rejects it.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from mlcycle.monitor import monitor
 from mlcycle.predictions import INPUT_PREFIX, PredictionLog
 from mlcycle.registry import load, register
 from mlcycle.train import train
+from tests.loop._stream import wait_logged
 
 pytestmark = pytest.mark.slow
 
@@ -43,18 +43,6 @@ def applicants(n: int, *, changed: bool, seed: int) -> pd.DataFrame:
     frame["group"] = group
     frame["y"] = np.where(score + 0.2 * rng.normal(size=n) > 0, "yes", "no")
     return frame
-
-
-def _logged(project: Project, rows: int) -> None:
-    log = PredictionLog(project.root / ".mlcycle" / "log")
-    try:
-        for _ in range(6000):
-            if log.read("loans", source="serve").num_rows >= rows:
-                return
-            time.sleep(0.05)
-    finally:
-        log.close()
-    raise AssertionError(f"the server never logged {rows} rows")
 
 
 def test_a_sensitive_column_flows_through_serving_monitoring_slices_and_the_gate(
@@ -89,7 +77,7 @@ def test_a_sensitive_column_flows_through_serving_monitoring_slices_and_the_gate
         for seed in (10, 11):
             client.replay(applicants(300, changed=False, seed=seed), [*FEATURES, "group"], "y")
             served += 300
-        _logged(project, served)
+        wait_logged(project, "loans", served)
         log = PredictionLog(project.root / ".mlcycle" / "log")
         table = log.read("loans")
         log.close()
@@ -105,7 +93,7 @@ def test_a_sensitive_column_flows_through_serving_monitoring_slices_and_the_gate
         for seed in range(20, 30):
             client.replay(applicants(300, changed=True, seed=seed), [*FEATURES, "group"], "y")
             served += 300
-            _logged(project, served)
+            wait_logged(project, "loans", served)
             steps += tick(project).steps
             if any(s.startswith(("rejected", "rollout_step", "promoted")) for s in steps):
                 break

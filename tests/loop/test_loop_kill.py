@@ -38,7 +38,14 @@ LOOP = {
     "min_labels": 600,
     "window_rows": 2000,
     "gate": {"bootstrap": 300},
-    "rollout": {"mode": "canary", "steps": [0.5], "bake_s": 0, "min_requests": 20},
+    # latency is not what these tests judge: a loaded machine must not roll a challenger back
+    "rollout": {
+        "mode": "canary",
+        "steps": [0.5],
+        "bake_s": 0,
+        "min_requests": 20,
+        "max_latency_ratio": 10,
+    },
 }
 
 
