@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from mlcycle.serve._errors import Refusal
+
 __all__ = ["LOOPBACK", "Guard", "Refusal", "allowed_hosts"]
 
 LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
@@ -58,15 +60,6 @@ def _hostname(authority: str) -> str:
         if not colon or not (port.isascii() and port.isdigit()):
             name = authority
     return name.lower().removesuffix(".")
-
-
-class Refusal(Exception):
-    """A request the guard turns away: its status and a message naming what is wrong."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class Guard:

@@ -24,10 +24,12 @@ from mlcycle.registry._inputs import Feeds, FeedsPlan, block_feeds
 __all__ = [
     "DATATYPES",
     "attach_binary_data",
+    "bytes_tensor",
     "decode_inputs",
     "encode_outputs",
     "model_metadata",
     "numeric_feeds",
+    "output_tensors",
     "requested_outputs",
 ]
 
@@ -380,22 +382,49 @@ def requested_outputs(body: Mapping[str, Any], signature: Mapping[str, Any]) -> 
     return names
 
 
-def encode_outputs(
+def output_tensors(
     outputs: Mapping[str, np.ndarray[Any, Any]], requested: list[str] | None
-) -> list[dict[str, Any]]:
-    """Output tensors in V2 form (``label`` as BYTES, numbers as FP32)."""
-    encoded = []
+) -> list[tuple[str, str, list[int], Any]]:
+    """The answer's tensors as ``(name, datatype, shape, values)``, in the protocol's types:
+    text (``label``) as BYTES, its values a list of ``str``; numbers as FP32, a flat float32 array.
+
+    Both transports encode these: JSON (:func:`encode_outputs`) and gRPC.
+    """
+    tensors: list[tuple[str, str, list[int], Any]] = []
     for name, array in outputs.items():
         if requested is not None and name not in requested:
             continue
         arr = np.asarray(array)
-        data: list[Any]
         if arr.dtype == object or arr.dtype.kind in "US":
-            datatype, data = "BYTES", [str(v) for v in arr.ravel().tolist()]
+            tensors.append((name, "BYTES", list(arr.shape), [str(v) for v in arr.ravel().tolist()]))
         else:
-            datatype, data = "FP32", arr.astype(np.float32).ravel().tolist()
-        encoded.append({"name": name, "shape": list(arr.shape), "datatype": datatype, "data": data})
-    return encoded
+            tensors.append((name, "FP32", list(arr.shape), arr.astype(np.float32).ravel()))
+    return tensors
+
+
+def encode_outputs(
+    outputs: Mapping[str, np.ndarray[Any, Any]], requested: list[str] | None
+) -> list[dict[str, Any]]:
+    """Output tensors in V2's JSON form (``label`` as BYTES, numbers as FP32)."""
+    return [
+        {
+            "name": name,
+            "shape": shape,
+            "datatype": datatype,
+            "data": values if datatype == "BYTES" else values.tolist(),
+        }
+        for name, datatype, shape, values in output_tensors(outputs, requested)
+    ]
+
+
+def bytes_tensor(values: list[str]) -> bytes:
+    """Text elements in V2's binary ``BYTES`` form: each a 4-byte little-endian length, then
+    its UTF-8 bytes (the inverse of how :func:`attach_binary_data` reads them)."""
+    parts: list[bytes] = []
+    for value in values:
+        data = value.encode()
+        parts += (len(data).to_bytes(4, "little"), data)
+    return b"".join(parts)
 
 
 def model_metadata(name: str, versions: list[int], signature: Mapping[str, Any]) -> dict[str, Any]:
