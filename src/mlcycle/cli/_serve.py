@@ -30,6 +30,12 @@ def serve(
     max_batch: Annotated[int, typer.Option(min=1, help="Rows per ONNX Runtime call.")] = 64,
     max_delay_ms: Annotated[float, typer.Option(min=0, help="Wait for a batch to fill.")] = 2.0,
     max_queue: Annotated[int, typer.Option(min=1, help="Queued rows before 503.")] = 4096,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Also serve the V2 API over gRPC on this port (same --host)."
+        ),
+    ] = None,
     allowed_host: Annotated[
         list[str] | None,
         typer.Option(help="Another Host name clients use (repeatable; '*': any name)."),
@@ -46,7 +52,8 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve a registered model: KServe V2 API, /predict, /feedback, /metrics."""
+    """Serve a registered model: KServe V2 API (REST, and gRPC with --grpc-port), /predict,
+    /feedback, /metrics."""
     from mlcycle import _settings
     from mlcycle.serve import ServeSettings, run
     from mlcycle.serve._deployment import check_servable
@@ -87,10 +94,14 @@ def serve(
             admin_token=token,
             feedback_token=feedback_token,
             allowed_hosts=allowed_hosts(host, allowed_host or ()),
+            grpc_port=grpc_port,
+            grpc_host=host,
         )
         version = check_servable(project, settings)  # every ref resolves, its files intact
+    grpc = f" and gRPC on {host}:{grpc_port}" if grpc_port is not None else ""
     err.print(
-        f"serving {version.ref} (following {ref}) on http://{host}:{port} with {workers} worker(s)"
+        f"serving {version.ref} (following {ref}) on http://{host}:{port}{grpc} "
+        f"with {workers} worker(s)"
     )
     run(settings, host=host, port=port, workers=workers)
 

@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -167,6 +168,9 @@ def create_app(settings: ServeSettings, *, own_process: bool = False) -> Serving
     less often (:data:`GC_THRESHOLDS`). Left off when the app is embedded
     (notebooks, tests, the demo), so the host keeps its own settings; so is
     :func:`~mlcycle.serve._process.pyarrow_without_pandas`.
+
+    With ``settings.grpc_port``, the Open Inference Protocol's gRPC service
+    starts with the app, on the same event loop and core.
     """
     if own_process:
         pyarrow_without_pandas()
@@ -177,6 +181,11 @@ def create_app(settings: ServeSettings, *, own_process: bool = False) -> Serving
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await core.start()
+        grpc_server: Any = None
+        if settings.grpc_port is not None:
+            from mlcycle.serve._v2_grpc import start_grpc  # grpcio only when asked for
+
+            grpc_server = await start_grpc(core, settings.grpc_host, settings.grpc_port)
         if own_process:
             gc.collect()
             gc.freeze()  # startup's objects live as long as the server: stop scanning them
@@ -184,6 +193,8 @@ def create_app(settings: ServeSettings, *, own_process: bool = False) -> Serving
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(grace=5)
             await core.stop()
 
     async def http_error(request: Request, exc: Exception) -> Response:

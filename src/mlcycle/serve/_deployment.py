@@ -79,6 +79,8 @@ class ServeSettings:
     log_flush_s: float = 1.0
     log_max_rows: int | None = None  # rows the log holds unwritten; None: its default
     feedback_token: str | None = None  # when set, /feedback needs it as a Bearer token
+    grpc_port: int | None = None  # the Open Inference Protocol over gRPC too, on this port
+    grpc_host: str = "127.0.0.1"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
