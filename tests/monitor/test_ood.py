@@ -352,3 +352,19 @@ def test_missing_columns_and_bad_values_are_clear_errors(
         detector.score({**feeds, "lvrat": np.zeros(3)})
     with pytest.raises(DataError, match="the validation table has no rows"):
         fit_ood_detector(test, test.slice(0, 0), signature)
+
+
+def test_feeds_packed_as_one_block_score_as_their_columns_do() -> None:
+    """The server's all-number feeds carry a ``[inputs, rows]`` block: scored from it directly."""
+    table, signature = load("diabetes")
+    train, validation, test = three_way(table, 0)
+    detector = fit_ood_detector(train, validation, signature, quantile=0.99)
+    clean = feeds_of(test, signature)
+    shaken = noisy(clean, 2.0, seed=5)  # some rows flagged, some not
+    for columns in (clean, shaken):
+        records = [{k: float(v[i]) for k, v in columns.items()} for i in range(test.num_rows)]
+        given = to_feeds(records, signature)
+        assert getattr(given, "block", None) is not None  # packed, as a server's feeds are
+        plain = {k: np.asarray(v) for k, v in given.items()}  # the same columns, no block
+        np.testing.assert_array_equal(detector.score(given).score, detector.score(plain).score)
+        np.testing.assert_array_equal(detector.score(given).flagged, detector.score(plain).flagged)

@@ -484,6 +484,10 @@ class _Blocks:
 
 def _number_matrix(names: list[str], columns: Mapping[str, Any], n: int) -> Floats:
     """The numeric inputs as ``[n, p]`` float64, in one conversion when they allow it."""
+    block = getattr(columns, "block", None)  # the server's feeds: already one [p, n] array
+    if block is not None and block.shape == (len(names), n) and list(columns) == names:
+        matrix: Floats = block.T.astype(np.float64)
+        return matrix
     try:
         flat = np.concatenate([columns[name] for name in names], axis=None, dtype=np.float64)
     except (ValueError, TypeError):  # values that are not numbers
