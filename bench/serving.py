@@ -12,6 +12,13 @@ thread each, by:
 * ``minimal``: FastAPI + ONNX Runtime on uvicorn (uvloop, httptools): parse
   JSON, numpy feeds, ``session.run``, JSON out, nothing else
   (``bench/_serving_peers/minimal.py``);
+* ``bare``: the HTTP ceiling, a bare ASGI app on the same uvicorn settings
+  that reads the body and answers a constant (``bench/_serving_peers/bare.py``,
+  in the minimal handler's venv);
+* ``mlcycle-grpc``: the same server's Open Inference Protocol over gRPC
+  (``--grpc-port``), and ``mlcycle-pyhttp`` its V2 REST route, both driven by
+  the same Python closed-loop client (``bench/_serving_peers/pyload.py``;
+  wrk speaks no gRPC), so the two transports compare with one load generator;
 * ``kserve``: KServe's Python model server, V2 route;
 * ``mlflow``: ``mlflow models serve`` on a pyfunc wrapping the graph
   (``--env-manager local``, MLflow's ``{"inputs": {...}}`` tensor format);
@@ -38,6 +45,10 @@ where it passes ``--max-noise`` is run again (at most ``--noise-retries``
 times; the quietest try counts). Medians over repeats are reported, with
 ratios to the minimal handler and to the best full-featured peer from the same
 run, the CPU used by each server and by wrk, and the issue's targets.
+
+The model ceiling is ONNX Runtime in-process at the batch size mlcycle ran
+(its measured rows per call at each connection count): mlcycle's req/s is
+reported as a fraction of it and of the ``bare`` HTTP ceiling.
 
 Then a CNN on Fashion-MNIST images (``image`` FP32 [N, 28, 28], one image
 per request): mlcycle with batching on (``--max-batch 64 --max-delay-ms 2``)
@@ -91,11 +102,18 @@ MLP_ARMS = (
     "mlcycle-predict",
     "mlcycle-nobatch",
     "minimal",
+    "bare",
+    "mlcycle-grpc",
+    "mlcycle-pyhttp",
     "kserve",
     "mlflow",
     "litserve",
     "bentoml",
 )
+# arms driven by bench/_serving_peers/pyload.py instead of wrk: (mode)
+PY_LOAD = {"mlcycle-grpc": "grpc", "mlcycle-pyhttp": "http"}
+# the venv a peer runs in, when it is another peer's
+ENV_OF = {"bare": "minimal"}
 FULL_PEERS = ("kserve", "mlflow", "litserve", "bentoml")
 CNN_ARMS = ("mlcycle", "mlcycle-nobatch", "minimal")
 ORT_VERSION = ort.__version__
@@ -326,6 +344,51 @@ def v2_body(model: Model) -> dict[str, Any]:
     return {"inputs": inputs}
 
 
+def v2_answer(model: Model) -> dict[str, Any]:
+    """The V2 answer for the check row, as the constant the ``bare`` arm sends."""
+    return {
+        "model_name": "m",
+        "outputs": [
+            {"name": "label", "shape": [1], "datatype": "BYTES", "data": [model.label]},
+            {
+                "name": "probabilities",
+                "shape": [1, len(model.probabilities)],
+                "datatype": "FP32",
+                "data": model.probabilities,
+            },
+        ],
+    }
+
+
+def grpc_request(model: Model) -> Any:
+    """The check row as a gRPC ``ModelInferRequest``, tensors raw (as tritonclient sends them)."""
+    from mlcycle.serve.proto import grpc_predict_v2_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name=model.name)
+    for name, value in model.row.items():
+        arr = np.asarray(value, dtype=np.float32)[None]
+        request.inputs.add(name=name, datatype="FP32", shape=list(arr.shape))
+        request.raw_input_contents.append(arr.tobytes())
+    return request
+
+
+def grpc_answer(target: str, request: Any) -> tuple[str, list[float]]:
+    import grpc
+
+    from mlcycle.serve.proto import grpc_predict_v2_pb2 as pb
+
+    with grpc.insecure_channel(target) as channel:
+        infer = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+        answer = infer(request, timeout=10)
+    raw = dict(zip([o.name for o in answer.outputs], answer.raw_output_contents, strict=True))
+    label = raw["label"][4 : 4 + int.from_bytes(raw["label"][:4], "little")].decode()
+    return label, np.frombuffer(raw["probabilities"], np.float32).tolist()
+
+
 def body_for(arm: str, model: Model) -> dict[str, Any]:
     if arm == "mlcycle-predict":
         return {"records": [model.row]}
@@ -459,11 +522,14 @@ def launch(
     env = {**os.environ, **QUIET_ENV}
     cwd = work
     mlcycle_arm = arm.startswith("mlcycle")
+    grpc_port = free_port() if arm == "mlcycle-grpc" else None
     if mlcycle_arm:
         batch = ["--max-batch", "1"] if arm == "mlcycle-nobatch" else []
         ref = f"{model.name}@champion"
         cmd = [*mlcycle_cmd, "--project", str(work / "proj"), "serve", ref, "--port", str(port)]
         cmd += batch
+        if grpc_port is not None:
+            cmd += ["--grpc-port", str(grpc_port)]
         env.update(mlcycle_env)
         path = "/predict" if arm == "mlcycle-predict" else f"/v2/models/{model.name}/infer"
         server.metrics_url = f"http://127.0.0.1:{port}/metrics"
@@ -474,9 +540,15 @@ def launch(
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # mlflow runs `uvicorn`
         env.pop("PYTHONPATH", None)
         onnx = str(model.onnx)
-        server.version = f"{arm} {env_version(bin_dir, PEER_VERSION_OF[arm])}"
+        package = PEER_VERSION_OF[ENV_OF.get(arm, arm)]
+        server.version = f"{arm} ({package} {env_version(bin_dir, package)})"
         if arm == "minimal":
             cmd, path = [py, str(PEERS_DIR / "minimal.py"), onnx, str(port)], "/v2/models/m/infer"
+        elif arm == "bare":
+            answer_path = work / f"answer-{model.kind}.json"
+            answer_path.write_bytes(json.dumps(v2_answer(model)).encode())
+            cmd = [py, str(PEERS_DIR / "bare.py"), str(answer_path), str(port)]
+            path = "/v2/models/m/infer"
         elif arm == "kserve":
             cmd = [py, str(PEERS_DIR / "kserve_server.py"), onnx, str(port)]
             path = "/v2/models/m/infer"
@@ -539,6 +611,13 @@ def launch(
         raise Unavailable(
             f"wrong answer: {label} {probs}, expected {model.label} {model.probabilities}"
         )
+    if grpc_port is not None:  # from here on the arm is the gRPC service of the same server
+        server.url = f"127.0.0.1:{grpc_port}"
+        server.body_path = work / f"body-{model.kind}-{arm}.bin"
+        server.body_path.write_bytes(grpc_request(model).SerializeToString())
+        label, probs = grpc_answer(server.url, grpc_request(model))
+        if label != model.label or not np.allclose(probs, model.probabilities, atol=1e-5):
+            raise Unavailable(f"wrong gRPC answer: {label} {probs}")
 
 
 # -- load ---------------------------------------------------------------------
@@ -564,8 +643,12 @@ def run_wrk(
     server_core: str | None = None,
 ) -> dict[str, Any]:
     """One wrk run against ``server``; its figures plus the CPU wrk and the server used."""
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(duration))}s", "--timeout", "10s"]
-    cmd += ["-s", str(lua), server.url]
+    if server.arm in PY_LOAD:
+        cmd = [sys.executable, str(PEERS_DIR / "pyload.py"), PY_LOAD[server.arm], server.url]
+        cmd += [str(server.body_path), str(conns), str(max(1, round(duration)))]
+    else:
+        cmd = ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(duration))}s", "--timeout", "10s"]
+        cmd += ["-s", str(lua), server.url]
     if core is not None:
         cmd = ["taskset", "-c", core, *cmd]
     before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -744,6 +827,83 @@ def report_mlp(
     return table(rows, header), ratios
 
 
+def report_ceilings(
+    summary: dict[str, dict[int, dict[str, Any]]], connections: list[int], costs: dict[int, float]
+) -> tuple[str, dict[int, dict[str, Any]]]:
+    """mlcycle's V2 route against the HTTP ceiling (``bare``) and the model ceiling: ONNX
+    Runtime in-process (``costs``: us per row by batch size) at the batch size mlcycle ran
+    (its rows per call at that point)."""
+    mine = summary.get("mlcycle", {})
+    batch = {c: max(1, round(mine[c].get("rows_per_call", 1.0))) for c in connections if c in mine}
+    batch = {c: b for c, b in batch.items() if b in costs}
+    rows, out = [], {}
+    for c, b in batch.items():
+        rps = mine[c]["rps"]
+        model_ceiling = 1e6 / costs[b]
+        http = summary.get("bare", {}).get(c, {}).get("rps")
+        out[c] = {
+            "batch": b,
+            "ort_req_s": round(model_ceiling, 1),
+            "vs_model": rps / model_ceiling,
+            "bare_req_s": http,
+            "vs_http": rps / http if http else None,
+        }
+        rows.append(
+            [
+                str(c),
+                f"{rps:,.0f}",
+                f"{http:,.0f}" if http else "-",
+                f"{rps / http:.2f}" if http else "-",
+                str(b),
+                f"{model_ceiling:,.0f}",
+                f"{rps / model_ceiling:.3f}",
+            ]
+        )
+    header = [
+        "conns",
+        "mlcycle req/s",
+        "bare ASGI req/s",
+        "mlcycle / bare",
+        "ORT batch",
+        "ORT in-process req/s",
+        "mlcycle / ORT",
+    ]
+    return table(rows, header), out
+
+
+def report_grpc(
+    summary: dict[str, dict[int, dict[str, Any]]], connections: list[int]
+) -> tuple[str, dict[int, float]]:
+    """mlcycle over gRPC against its own V2 REST route, one Python load generator for both."""
+    grpc, rest = summary.get("mlcycle-grpc", {}), summary.get("mlcycle-pyhttp", {})
+    rows, ratios = [], {}
+    for c in connections:
+        if c not in grpc or c not in rest:
+            continue
+        ratios[c] = grpc[c]["rps"] / rest[c]["rps"]
+        rows.append(
+            [
+                str(c),
+                f"{grpc[c]['rps']:,.0f}",
+                f"{grpc[c]['p50_ms']:.2f}",
+                f"{rest[c]['rps']:,.0f}",
+                f"{rest[c]['p50_ms']:.2f}",
+                f"{ratios[c]:.2f}",
+                f"{grpc[c]['wrk_cpu']:.2f} / {rest[c]['wrk_cpu']:.2f}",
+            ]
+        )
+    header = [
+        "conns",
+        "gRPC req/s",
+        "gRPC p50 ms",
+        "REST req/s",
+        "REST p50 ms",
+        "gRPC / REST",
+        "client cores (gRPC / REST)",
+    ]
+    return table(rows, header), ratios
+
+
 def targets(summary: dict[str, dict[int, dict[str, Any]]], at: int) -> dict[str, Any]:
     m = summary.get("mlcycle", {}).get(at)
     if m is None:
@@ -831,15 +991,20 @@ def main(argv: list[str] | None = None) -> int:
     unavailable: dict[str, dict[str, str]] = {"mlp": {}, "cnn": {}}
     peers = sorted({a for a in (*mlp_arms, *cnn_arms) if not a.startswith("mlcycle")})
     envs: dict[str, Path] = {}
-    with ThreadPoolExecutor(max_workers=max(1, len(peers))) as pool:
-        futures = {p: pool.submit(ensure_env, p, args.install_timeout) for p in peers}
-        for peer, future in futures.items():
+    needed = sorted({ENV_OF.get(p, p) for p in peers})
+    with ThreadPoolExecutor(max_workers=max(1, len(needed))) as pool:
+        futures = {p: pool.submit(ensure_env, p, args.install_timeout) for p in needed}
+        for env, future in futures.items():
+            users = [p for p in peers if ENV_OF.get(p, p) == env]
             try:
-                envs[peer] = future.result()
+                bin_dir = future.result()
             except (Unavailable, OSError, subprocess.SubprocessError) as exc:
-                for section in unavailable:
-                    unavailable[section][peer] = f"unavailable: {exc}"
-                say(f"[env] {peer} unavailable: {exc}")
+                for peer in users:
+                    for section in unavailable:
+                        unavailable[section][peer] = f"unavailable: {exc}"
+                    say(f"[env] {peer} unavailable: {exc}")
+                continue
+            envs.update(dict.fromkeys(users, bin_dir))
     say(f"[work] {work}")
     models = build_models(work, [s for s in ("mlp", "cnn") if s in sections], args.cnn_data)
     if load_core is not None:  # from here on this script and wrk stay off the server's core
@@ -847,6 +1012,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, Any] = {}
     costs: dict[str, dict[int, float]] = {}
+    ceiling_costs: dict[int, float] = {}
     versions: dict[str, str] = {}
     plan: list[tuple[str, list[str], list[int]]] = []
     if mlp_arms:
@@ -877,6 +1043,10 @@ def main(argv: list[str] | None = None) -> int:
             results[section] = {
                 arm: {c: summarize(r) for c, r in by_conn.items()} for arm, by_conn in raw.items()
             }
+            if section == "mlp":  # the model ceiling at the batch sizes mlcycle ran
+                ran = results[section].get("mlcycle", {}).values()
+                sizes = {max(1, round(s.get("rows_per_call", 1.0))) for s in ran}
+                ceiling_costs = ort_cost(model, tuple(sorted(sizes))) if sizes else {}
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -909,6 +1079,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ONNX Runtime in-process, us per row by batch size: {fmt_costs(costs['mlp'])}")
         goal = targets(results["mlp"], max(connections))
         out.update(mlp=results["mlp"], ratios=ratios, targets=goal)
+        one = results["mlp"]
+        if 1 in one.get("mlcycle", {}) and 1 in one.get("minimal", {}):
+            ratio = one["mlcycle"][1]["rps"] / one["minimal"][1]["rps"]
+            out["target_1_connection"] = {"vs_minimal": ratio, "target": 0.9, "met": ratio >= 0.9}
+            print(
+                f"  at 1 connection, vs_minimal: {ratio:.2f} (target 0.9) "
+                f"{'met' if ratio >= 0.9 else 'MISSED'}"
+            )
+        text, ceilings = report_ceilings(results["mlp"], connections, ceiling_costs)
+        if ceilings:
+            print("\nmlcycle (V2 route) against the HTTP and model ceilings\n" + text)
+            out["ceilings"] = ceilings
+        text, grpc_ratios = report_grpc(results["mlp"], connections)
+        if grpc_ratios:
+            print("\nmlcycle over gRPC against its REST V2 route (same Python client)\n" + text)
+            out["grpc_vs_rest"] = grpc_ratios
         if goal:
             print(f"\nTargets at {goal['connections']} connections (mlcycle, V2 route):")
             for key, t in goal.items():
