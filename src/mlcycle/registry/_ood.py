@@ -446,6 +446,7 @@ class _Blocks:
         self.inputs += [image.name] if image is not None else []
         self.width = len(numbers) + sum(c.width for c in categories)
         self.width += image.pixels if image is not None else 0
+        self._needed = frozenset(self.inputs)
 
     @classmethod
     def of(cls, document: Mapping[str, Any]) -> _Blocks:
@@ -462,7 +463,7 @@ class _Blocks:
             n = len(columns[self.inputs[0]])
         except KeyError:
             n = -1
-        if n < 0 or not all(name in columns for name in self.inputs):
+        if n < 0 or not self._needed <= columns.keys():
             missing = next(name for name in self.inputs if name not in columns)
             raise DataError(
                 f"missing input column {missing!r}: the OOD detector takes "
