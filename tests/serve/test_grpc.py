@@ -251,3 +251,17 @@ def test_mlcycle_serve_grpc_port(served_project: Path) -> None:
             server.kill()
             _, stderr = server.communicate()
     assert f"and gRPC on 127.0.0.1:{grpc_port}" in stderr
+
+
+# uvicorn's thread ends with SystemExit(3) when the lifespan fails: that is the point here
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_grpc_port_taken_stops_the_server_from_starting(
+    serve: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match="did not start"), serve(grpc_port=port):
+            pass
+    assert f"gRPC could not bind 127.0.0.1:{port}" in capfd.readouterr().err

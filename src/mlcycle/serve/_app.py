@@ -185,7 +185,11 @@ def create_app(settings: ServeSettings, *, own_process: bool = False) -> Serving
         if settings.grpc_port is not None:
             from mlcycle.serve._v2_grpc import start_grpc  # grpcio only when asked for
 
-            grpc_server = await start_grpc(core, settings.grpc_host, settings.grpc_port)
+            try:
+                grpc_server = await start_grpc(core, settings.grpc_host, settings.grpc_port)
+            except BaseException:
+                await core.stop()
+                raise
         if own_process:
             gc.collect()
             gc.freeze()  # startup's objects live as long as the server: stop scanning them
