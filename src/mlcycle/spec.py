@@ -98,7 +98,7 @@ MetricName = Literal[
 ]
 
 
-_SOURCE_KIND = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(?!//)")
+_SOURCE_KIND = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 
 
 class _Frozen(BaseModel):
@@ -492,9 +492,7 @@ class TriggerSpec(_Frozen):
         names = [n for n in type(self).model_fields if n != "performance_rows"]
         names += list(self.model_extra or {})
         return {
-            n: value
-            for n in names
-            if (value := self.setting(n)) is not None and value is not False
+            n: value for n in names if (value := self.setting(n)) is not None and value is not False
         }
 
 

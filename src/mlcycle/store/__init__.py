@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mlcycle.store._artifacts import Artifacts, FsspecArtifactStore
-from mlcycle.store._base import ArtifactStore, StoredBlob
+from mlcycle.store._base import ArtifactStore, MetadataBackend, StoredBlob
 from mlcycle.store._engine import HEAD_REVISION, current_revision, head_revision, upgrade
 from mlcycle.store._metadata import MetadataStore
 from mlcycle.store._names import ALIAS_RULE, MAX_NAME_LENGTH, NAME_RULE, check_alias, check_name
@@ -54,6 +54,7 @@ __all__ = [
     "EventRecord",
     "FsspecArtifactStore",
     "LoopState",
+    "MetadataBackend",
     "MetadataStore",
     "MetricPoint",
     "ModelRecord",
