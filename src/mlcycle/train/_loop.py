@@ -104,14 +104,17 @@ def _loss_name(spec: TrainSpec, task: str) -> str:
     return spec.loss
 
 
-def head_width(spec: TrainSpec, data: TrainData) -> int:
+def head_width(spec: TrainSpec, task: str, n_classes: int) -> int:
     """Outputs per row the model needs for its loss: the one place the head's width is decided.
 
     One for regression and for binary classification trained with BCE (a logit
     for the second class); one logit per class otherwise.
+
+    Example:
+        >>> head_width(TrainSpec(), "multiclass", 3), head_width(TrainSpec(loss="bce"), "binary", 2)
+        (3, 1)
     """
-    loss = _loss_name(spec, data.task)
-    return data.n_classes if loss == "cross_entropy" else 1
+    return n_classes if _loss_name(spec, task) == "cross_entropy" else 1
 
 
 def _loss_fn(spec: TrainSpec, data: TrainData, device: torch.device) -> nn.Module:

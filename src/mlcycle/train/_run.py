@@ -171,7 +171,7 @@ def _prepare(project: Project, version: DatasetVersionRecord) -> _Prepared:
 
 def _build(spec: TrainSpec, prepared: _Prepared, root: Path) -> MlcycleNet:
     data = prepared.data
-    n_out = head_width(spec, data)
+    n_out = head_width(spec, data.task, data.n_classes)
     target_mean, target_std = 0.0, 1.0
     if data.task == "regression":
         target_mean = float(data.train_y.mean())
