@@ -74,5 +74,5 @@ class TestThread(ExecutorConformance):
 
 
 def test_an_unregistered_executor_is_refused_with_the_registered_names() -> None:
-    with pytest.raises(SpecError, match="unknown executor; registered: local$"):
+    with pytest.raises(SpecError, match=r"unknown executor; registered: local$"):
         parse_spec({"train": {"executor": "thread"}})

@@ -80,5 +80,7 @@ def test_an_unregistered_backend_is_refused_with_the_registered_names() -> None:
         SpecError, match=r"registered metadata backend \(postgresql://, sqlite://\)"
     ):
         parse_spec({"store": {"url": "mysql://db/x"}})
-    with pytest.raises(StoreError, match="backend 'mysql' is not supported .postgresql, sqlite."):
+    with pytest.raises(
+        StoreError, match=r"backend 'mysql' is not supported \(postgresql, sqlite\)"
+    ):
         MetadataStore("mysql://db/x")
