@@ -39,6 +39,9 @@ class ArtifactStore(ABC):
     (``artifacts.uri``, a folder or URL).
     """
 
+    def __init__(self, uri: str) -> None:  # noqa: B027 - a store may need nothing more
+        """Open the store at ``uri`` (made absolute against the project when a relative path)."""
+
     @abstractmethod
     def put(self, chunks: Iterable[bytes]) -> StoredBlob:
         """Write the bytes of ``chunks`` under the sha256 of their content, atomically."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from mlcycle.train._base import Executor, ModelKind, ModelParts
 from mlcycle.train._checkpoint import Checkpoint
-from mlcycle.train._executor import LocalExecutor, TrainJob
+from mlcycle.train._executor import LocalExecutor, TrainJob, resume, train
 from mlcycle.train._export import export_onnx
 from mlcycle.train._features import Encoded, FeatureLayout, encode, encode_target, fit_layout
 from mlcycle.train._loop import (
@@ -32,8 +32,6 @@ from mlcycle.train._run import (
     evaluate_run,
     load_model,
     resolve_data,
-    resume,
-    train,
 )
 
 __all__ = [

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from mlcycle.plugins import EXECUTORS
 from mlcycle.train._base import Executor
+from mlcycle.train._run import TrainOutcome, resume_here, train_here
 
 if TYPE_CHECKING:
     from mlcycle.project import Project
-    from mlcycle.train._run import TrainOutcome
 
-__all__ = ["LocalExecutor", "TrainJob", "executor"]
+__all__ = ["LocalExecutor", "TrainJob", "executor", "resume", "train"]
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,6 @@ class TrainJob:
 
     def run_here(self, project: Project) -> TrainOutcome:
         """Train in this process (what every executor ends up calling where it runs)."""
-        from mlcycle.train._run import resume_here, train_here
-
         if self.resume is not None:
             return resume_here(project, self.resume, quiet=self.quiet)
         return train_here(
@@ -70,3 +68,49 @@ def executor(name: str) -> Executor:
         SpecError: no executor has that name (the message lists those there are).
     """
     return EXECUTORS.get(name)()
+
+
+def train(
+    project: Project,
+    *,
+    data: str | None = None,
+    model: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    quiet: bool = True,
+    name: str | None = None,
+) -> TrainOutcome:
+    """Train a model on a dataset version of ``project`` and evaluate it on the test split.
+
+    The training runs where ``train.executor`` says (``local``: this process).
+
+    Args:
+        data: ``NAME[@VERSION]`` (or a source to version first); default ``train.data``
+            or the project's only dataset.
+        model: a model kind (``mlp``, ``cnn``, ``custom`` or a registered one),
+            overriding ``train.model.kind``.
+        overrides: dotted spec keys (``lr``, ``train.model.hidden``) for this run only.
+        device: ``auto``, ``cpu``, ``cuda``; overrides ``train.device``.
+        quiet: no progress bar.
+
+    Raises:
+        SpecError: an override or the spec does not fit the data.
+        DataError: the dataset cannot be trained on (no target, no validation rows).
+    """
+    spec = project.spec.with_overrides(overrides) if overrides else project.spec
+    job = TrainJob(data, model, dict(overrides or {}), device, quiet, name)
+    return executor(spec.train.executor).run(project, job)
+
+
+def resume(project: Project, run_id: str, *, quiet: bool = True) -> TrainOutcome:
+    """Continue a run whose process was killed, from its last checkpoint.
+
+    On the CPU the resumed run ends with the same weights as an uninterrupted one.
+    It runs where the project's ``train.executor`` says.
+
+    Raises:
+        ConflictError: the run already finished.
+        NotFoundError: no such run.
+    """
+    job = TrainJob(quiet=quiet, resume=run_id)
+    return executor(project.spec.train.executor).run(project, job)

@@ -40,7 +40,6 @@ from mlcycle.spec import EvaluateSpec, ModelSpec, Spec, TrainSpec, format_valida
 from mlcycle.store import DatasetVersionRecord
 from mlcycle.train._checkpoint import Checkpoint
 from mlcycle.train._evaluation import evaluate_model
-from mlcycle.train._executor import TrainJob, executor
 from mlcycle.train._features import FeatureLayout, encode, encode_target, fit_layout
 from mlcycle.train._loop import EpochReport, FitResult, TrainData, fit, head_width, pick_device
 from mlcycle.train._models import MlcycleNet, build_model, model_config
@@ -54,8 +53,8 @@ __all__ = [
     "evaluate_run",
     "load_model",
     "resolve_data",
-    "resume",
-    "train",
+    "resume_here",
+    "train_here",
 ]
 
 SAFETENSORS = "application/vnd.safetensors"
@@ -377,38 +376,6 @@ def _finish(
     )
 
 
-def train(
-    project: Project,
-    *,
-    data: str | None = None,
-    model: str | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    device: str | None = None,
-    quiet: bool = True,
-    name: str | None = None,
-) -> TrainOutcome:
-    """Train a model on a dataset version of ``project`` and evaluate it on the test split.
-
-    The training runs where ``train.executor`` says (``local``: this process).
-
-    Args:
-        data: ``NAME[@VERSION]`` (or a source to version first); default ``train.data``
-            or the project's only dataset.
-        model: a model kind (``mlp``, ``cnn``, ``custom`` or a registered one),
-            overriding ``train.model.kind``.
-        overrides: dotted spec keys (``lr``, ``train.model.hidden``) for this run only.
-        device: ``auto``, ``cpu``, ``cuda``; overrides ``train.device``.
-        quiet: no progress bar.
-
-    Raises:
-        SpecError: an override or the spec does not fit the data.
-        DataError: the dataset cannot be trained on (no target, no validation rows).
-    """
-    spec = project.spec.with_overrides(overrides) if overrides else project.spec
-    job = TrainJob(data, model, dict(overrides or {}), device, quiet, name)
-    return executor(spec.train.executor).run(project, job)
-
-
 def train_here(
     project: Project,
     *,
@@ -419,7 +386,7 @@ def train_here(
     quiet: bool = True,
     name: str | None = None,
 ) -> TrainOutcome:
-    """:func:`train` in this process (what the ``local`` executor runs)."""
+    """:func:`~mlcycle.train.train` in this process (what every executor ends up running)."""
     changes: dict[str, Any] = dict(overrides or {})
     if model is not None:
         changes["train.model.kind"] = model
@@ -461,22 +428,8 @@ def train_here(
         return _finish(project, run, tspec, spec.evaluate, prepared, result)
 
 
-def resume(project: Project, run_id: str, *, quiet: bool = True) -> TrainOutcome:
-    """Continue a run whose process was killed, from its last checkpoint.
-
-    On the CPU the resumed run ends with the same weights as an uninterrupted one.
-    It runs where the project's ``train.executor`` says.
-
-    Raises:
-        ConflictError: the run already finished.
-        NotFoundError: no such run.
-    """
-    job = TrainJob(quiet=quiet, resume=run_id)
-    return executor(project.spec.train.executor).run(project, job)
-
-
 def resume_here(project: Project, run_id: str, *, quiet: bool = True) -> TrainOutcome:
-    """:func:`resume` in this process (what the ``local`` executor runs)."""
+    """:func:`~mlcycle.train.resume` in this process (what every executor ends up running)."""
     record = project.runs.get(run_id)
     if record.status == "finished":
         raise ConflictError(f"run {record.id} is finished: there is nothing to resume")
