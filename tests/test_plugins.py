@@ -39,7 +39,7 @@ def test_register_refuses_a_taken_name_and_a_class_of_another_boundary() -> None
     with pytest.raises(SpecError, match="drift test 'ks' is registered already"):
         DRIFT_TESTS.register("ks")(KSTest)
     with pytest.raises(
-        SpecError, match="'not_a_test'.*is not a subclass of mlcycle.monitor._base.DriftTest"
+        SpecError, match=r"'not_a_test'.*is not a subclass of mlcycle\.monitor\._base\.DriftTest"
     ):
         DRIFT_TESTS.register("not_a_test")(int)
     assert "not_a_test" not in DRIFT_TESTS
@@ -48,7 +48,7 @@ def test_register_refuses_a_taken_name_and_a_class_of_another_boundary() -> None
 def test_a_broken_built_in_path_fails_when_asked_for() -> None:
     broken: Registry[type] = Registry("thing", "mlcycle.things", {"gone": "mlcycle.nowhere:Gone"})
     assert broken.names() == ("gone",)
-    with pytest.raises(ModuleNotFoundError, match="mlcycle.nowhere"):
+    with pytest.raises(ModuleNotFoundError, match=r"mlcycle\.nowhere"):
         broken.get("gone")
 
 
