@@ -99,9 +99,15 @@ def scenario(store: MetadataStore) -> dict[str, Any]:
 
 
 class MetadataBackendConformance:
-    """What every metadata backend must do. Subclasses set :attr:`name` and a ``url`` fixture."""
+    """What every metadata backend must do. Subclasses set :attr:`name` and a ``url`` fixture.
+
+    ``exclusive_lease`` says whether the backend's lease keeps out other
+    processes itself (a server shared by machines) or leaves it to the caller's
+    file lock (a database on one machine).
+    """
 
     name: ClassVar[str]
+    exclusive_lease: ClassVar[bool] = False
 
     def backend(self) -> MetadataBackend:
         return METADATA_BACKENDS.get(self.name)()
@@ -141,6 +147,19 @@ class MetadataBackendConformance:
         finally:
             table.drop(engine)
             engine.dispose()
+
+    def test_a_lease_is_held_once_and_released(self, url: str) -> None:
+        first, second = (self.backend().create_engine(make_url(url)) for _ in range(2))
+        try:
+            with self.backend().lease(first, "conformance") as held:
+                assert held
+                with self.backend().lease(second, "conformance") as again:
+                    assert again is not self.exclusive_lease
+            with self.backend().lease(second, "conformance") as after:
+                assert after
+        finally:
+            first.dispose()
+            second.dispose()
 
     def test_migrations_take_the_lock_inside_a_transaction(self, url: str) -> None:
         engine = self.backend().create_engine(make_url(url))

@@ -28,6 +28,7 @@ class TestSQLite(MetadataBackendConformance):
 @pytest.mark.postgres
 class TestPostgreSQL(MetadataBackendConformance):
     name = "postgresql"
+    exclusive_lease = True
 
     @pytest.fixture
     def url(self, pg_url: str) -> str:

@@ -12,7 +12,8 @@ file implementing these few methods.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -68,6 +69,11 @@ class MetadataBackend(ABC):
     without arguments.
     """
 
+    @property
+    def title(self) -> str:
+        """The database's name in messages (the class name without ``Backend``)."""
+        return type(self).__name__.removesuffix("Backend")
+
     @abstractmethod
     def create_engine(self, url: URL) -> Engine:
         """An engine for ``url``, tuned for several processes using the database at once.
@@ -86,3 +92,13 @@ class MetadataBackend(ABC):
         The default does nothing: for a database whose write transactions
         exclude each other from ``BEGIN`` (SQLite here) that is the lock.
         """
+
+    @contextmanager
+    def lease(self, engine: Engine, key: str) -> Iterator[bool]:
+        """Hold ``key`` against other processes on other machines while the block runs.
+
+        Yields whether it is held (False: another process holds it). It must be
+        released if the holder dies. The default yields True: a database on one
+        machine (SQLite) relies on the caller's file lock.
+        """
+        yield True

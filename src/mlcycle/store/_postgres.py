@@ -7,7 +7,8 @@ on a transaction-scoped advisory lock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
@@ -39,3 +40,21 @@ class PostgreSQLBackend(MetadataBackend):
 
     def lock_migrations(self, connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+
+    @contextmanager
+    def lease(self, engine: Engine, key: str) -> Iterator[bool]:
+        """A session advisory lock: the server releases it when the connection goes."""
+        with engine.connect() as connection:
+            arg = {"key": key}
+            held = bool(
+                connection.execute(
+                    text("SELECT pg_try_advisory_lock(hashtext(:key))"), arg
+                ).scalar()
+            )
+            connection.commit()  # the lock is the session's: no transaction left open
+            try:
+                yield held
+            finally:
+                if held:
+                    connection.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), arg)
+                    connection.commit()
