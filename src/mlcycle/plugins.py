@@ -55,6 +55,7 @@ __all__ = [
     "MODEL_KINDS",
     "TRIGGERS",
     "Registry",
+    "registries",
 ]
 
 MODEL_KINDS: Registry[type[ModelKind]] = Registry(
