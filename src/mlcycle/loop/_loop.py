@@ -45,9 +45,17 @@ from mlcycle.monitor._performance import _verdict
 if TYPE_CHECKING:
     from mlcycle.monitor import MonitorResult, PerformanceResult
     from mlcycle.project import Project
-    from mlcycle.store import ModelVersionRecord
+    from mlcycle.store import MetadataStore, ModelVersionRecord, RunRecord
 
-__all__ = ["TickError", "TickResult", "backoff", "loop_model", "run_loop", "tick"]
+__all__ = [
+    "TickError",
+    "TickResult",
+    "backoff",
+    "cycle_run",
+    "loop_model",
+    "run_loop",
+    "tick",
+]
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 MAX_MISSES = 2  # challengers in a row no better than the champion end "keep improving"
@@ -115,6 +123,24 @@ def loop_model(project: Project, model: str | None = None) -> str:
         known = ", ".join(m.name for m in models) or "none"
         raise SpecError(f"loop.model: name the model to look after (registered: {known})")
     return models[0].name
+
+
+def cycle_run(store: MetadataStore, state: LoopState, name: str) -> RunRecord | None:
+    """The training run of the cycle ``state`` is in, or None if it has not started.
+
+    The loop records the run's id in the state as soon as the run exists, so a
+    loop killed mid-training resumes that very run however many runs the store
+    holds. A state written before the id was recorded (or by a loop killed in
+    the instant between the run's start and that record) falls back to the
+    newest run named ``name``.
+    """
+    if state.run is not None:
+        try:
+            return store.get_run(state.run)
+        except NotFoundError:
+            return None
+    runs = store.list_runs(name=name, limit=1)
+    return runs[0] if runs else None
 
 
 class _Tick:
@@ -374,20 +400,26 @@ class _Tick:
         assert state.data is not None
         champion = self.champion()
         name = f"loop-{self.model}-c{state.cycle}"
-        existing = self.project.store.list_runs(name=name, limit=1)
+        existing = cycle_run(self.project.store, state, name)
         params = dict(champion.lineage.get("params", {}).get("train") or {})
         params.pop("data", None)
-        if existing and existing[0].status == "finished":
-            run_id = existing[0].id
-        elif existing and existing[0].status == "running":
-            run_id = resume(self.project, existing[0].id).run_id
+        if existing is not None and existing.status == "finished":
+            run_id = existing.id
+        elif existing is not None and existing.status == "running":
+            run_id = resume(self.project, existing.id).run_id
             self.steps.append(f"resumed the interrupted run {run_id[:8]}")
         else:
+            data = str(state.data["train_ref"])
+
+            def started(run_id: str) -> None:  # remembered, so a killed loop resumes this run
+                self.record(state.next(run=run_id), "training", f"run {run_id[:8]} on {data}")
+
             outcome = train(
                 self.project,
-                data=state.data["train_ref"],
+                data=data,
                 overrides={f"train.{k}": v for k, v in params.items()},
                 name=name,
+                on_start=started,
             )
             run_id = outcome.run_id
         made = [

@@ -18,7 +18,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -385,6 +385,7 @@ def train(
     device: str | None = None,
     quiet: bool = True,
     name: str | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> TrainOutcome:
     """Train a model on a dataset version of ``project`` and evaluate it on the test split.
 
@@ -395,6 +396,9 @@ def train(
         overrides: dotted spec keys (``lr``, ``train.model.hidden``) for this run only.
         device: ``auto``, ``cpu``, ``cuda``; overrides ``train.device``.
         quiet: no progress bar.
+        name: the run's name (default ``<model kind>-<dataset>``).
+        on_start: called with the run's id once the run is recorded, before the
+            first epoch (the loop notes it, to resume this run if it is killed).
 
     Raises:
         SpecError: an override or the spec does not fit the data.
@@ -426,6 +430,8 @@ def train(
     )
     with run:
         run.heartbeat()
+        if on_start is not None:
+            on_start(run.id)
         with (
             _Progress(quiet, tspec.max_epochs, tspec.early_stopping.metric) as progress,
             EpochRecorder(run, progress, tspec.checkpoint_interval_s) as recorder,
