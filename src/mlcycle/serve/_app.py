@@ -270,9 +270,11 @@ class Server:
             raise _HTTPError(
                 503, str(exc), {"Retry-After": str(max(1, round(exc.retry_after)))}
             ) from None
-        except Exception:
+        except Exception as exc:
             # a failed inference is logged too: a rollout compares error rates per version
             self._log(model, "error", request_id, feeds, {}, started)
+            if isinstance(exc, DataError):  # ONNX Runtime refused the inputs (registry._ort)
+                raise _HTTPError(422, str(exc)) from None
             raise
         self._child("rows", str(model.version)).inc(rows)
         if OOD_FLAG in outputs:

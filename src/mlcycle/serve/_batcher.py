@@ -6,7 +6,7 @@ the call is short or the process has one core), and splits the answers back. It 
 waits for more (up to ``max_delay_ms``) when the previous batch had company,
 so a lone request is never delayed, while a busy server fills its batches.
 The queue is bounded in rows: past ``max_queue_rows`` a request is refused
-at once with :class:`Overloaded` instead of growing memory and latency.
+at once with :class:`~mlcycle.errors.Overloaded` instead of growing memory and latency.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from mlcycle.errors import Overloaded
 from mlcycle.registry._inputs import Feeds as RegistryFeeds
 
 __all__ = ["Batcher", "Overloaded"]
@@ -35,14 +36,6 @@ def _one_core() -> bool:
 
 Feeds = dict[str, np.ndarray[Any, Any]]
 Outputs = dict[str, np.ndarray[Any, Any]]
-
-
-class Overloaded(Exception):
-    """The queue is full: the caller should retry after ``retry_after`` seconds."""
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"server overloaded: retry after {retry_after:g} s")
-        self.retry_after = retry_after
 
 
 @dataclass
