@@ -22,6 +22,7 @@ from types import TracebackType
 from mlcycle import _settings
 from mlcycle._datasets import Datasets
 from mlcycle._runs import Runs
+from mlcycle._system import write_atomic
 from mlcycle.errors import ConflictError, SpecError
 from mlcycle.spec import Spec, load_spec
 from mlcycle.store import (
@@ -124,9 +125,8 @@ class Project:
         root.mkdir(parents=True, exist_ok=True)
         (root / STATE_DIR).mkdir(exist_ok=True)
         (root / STATE_DIR / ".gitignore").write_text("*\n", encoding="utf-8")
-        tmp = spec_file.with_suffix(".yaml.part")
-        tmp.write_text(SPEC_TEMPLATE.format(name=name), encoding="utf-8")
-        tmp.replace(spec_file)
+        text = SPEC_TEMPLATE.format(name=name)
+        write_atomic(spec_file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         project = cls.open(root)
         project.store.record_event(
             "project.created", "project", name, actor=project.actor, details={"root": str(root)}

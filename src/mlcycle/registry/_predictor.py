@@ -9,13 +9,13 @@ Example (in a project where ``fraud`` is registered)::
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+from mlcycle._system import cores
 from mlcycle.registry._inputs import Feeds, FeedsPlan, to_feeds
 from mlcycle.registry._ort import ORT_ERRORS, from_ort, ort_errors
 
@@ -25,8 +25,7 @@ __all__ = ["Prediction", "Predictor", "session_options"]
 def session_options(threads: int | None = None) -> ort.SessionOptions:
     """ORT options: ``threads`` intra-op threads (default: the cores available, at most 4)."""
     options = ort.SessionOptions()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    options.intra_op_num_threads = threads or max(1, min(4, cores or 1))
+    options.intra_op_num_threads = threads or min(4, cores())
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3

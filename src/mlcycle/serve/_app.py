@@ -36,6 +36,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from mlcycle._system import cores
 from mlcycle._version import __version__
 from mlcycle.errors import DataError, MlcycleError
 from mlcycle.predictions import LoggedBatch, PredictionLog
@@ -177,8 +178,7 @@ class Server:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self.metrics = _Metrics()
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
-        self.executor = ThreadPoolExecutor(max_workers=max(1, cores), thread_name_prefix="ort")
+        self.executor = ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="ort")
         self.deployment = Deployment(settings, self.executor, on_batch=self._on_batch)
         bound = {} if settings.log_max_rows is None else {"max_buffer_rows": settings.log_max_rows}
         self.log = PredictionLog(
