@@ -1,9 +1,11 @@
-"""What mlcycle asks of the operating system: the cores it may use, files written whole.
+"""What mlcycle asks of the operating system: the cores it may use, files written whole,
+connections and files released at the end of a ``with`` block.
 
 One place for each, so that every stage counts cores the same way (the
 process's affinity mask, which ``taskset`` and a container's cpuset narrow,
-not the machine's count) and every file a reader may open while it is being
-written appears at once, complete, or not at all.
+not the machine's count), every file a reader may open while it is being
+written appears at once, complete, or not at all, and everything that holds a
+resource closes it the same way (:class:`Closing`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,32 @@ import os
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
-__all__ = ["cores", "sync_folder", "write_atomic"]
+__all__ = ["Closing", "cores", "sync_folder", "write_atomic"]
+
+
+class Closing:
+    """A base for what holds a resource: ``with`` it, and :meth:`close` runs at the end.
+
+    ``contextlib.closing`` as a base class, so the holder itself is the context
+    manager (``with Project.open() as project:``).
+    """
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def cores() -> int:
