@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from mlcycle.loop import LoopState, read_state, write_state
-from mlcycle.loop._loop import cycle_run
+from mlcycle.loop._retrain import cycle_run
 from mlcycle.store import MetadataStore
 
 NAME = "loop-stream-c0"
