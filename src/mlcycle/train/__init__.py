@@ -17,6 +17,7 @@ from mlcycle.train._features import Encoded, FeatureLayout, encode, encode_targe
 from mlcycle.train._loop import EpochReport, FitResult, TrainData, fit, pick_device, predict
 from mlcycle.train._models import MlcycleNet, build_model, init_weights
 from mlcycle.train._parity import PARITY_ATOL, check_parity, verify_export
+from mlcycle.train._progress import EpochProgress
 from mlcycle.train._run import (
     TrainOutcome,
     evaluate_run,
@@ -30,6 +31,7 @@ __all__ = [
     "PARITY_ATOL",
     "Checkpoint",
     "Encoded",
+    "EpochProgress",
     "EpochReport",
     "FeatureLayout",
     "FitResult",
