@@ -27,7 +27,7 @@ from mlcycle.loop import read_state, read_traffic
 from mlcycle.predictions import LoggedBatch, PredictionLog
 from mlcycle.registry import load, register
 from mlcycle.train import train
-from tests.loop._stream import FEATURES, make_project, rows
+from tests.loop._stream import CANARY, FEATURES, make_project, rows
 
 pytestmark = pytest.mark.slow
 
@@ -38,14 +38,7 @@ LOOP = {
     "min_labels": 600,
     "window_rows": 2000,
     "gate": {"bootstrap": 300},
-    # latency is not what these tests judge: a loaded machine must not roll a challenger back
-    "rollout": {
-        "mode": "canary",
-        "steps": [0.5],
-        "bake_s": 0,
-        "min_requests": 20,
-        "max_latency_ratio": 10,
-    },
+    "rollout": CANARY,
 }
 
 

@@ -8,8 +8,8 @@ the state. A tick that fails appends a ``loop.error`` event: the state it
 failed in, with the error and how many ticks in a row have failed. An event is one committed row, so a process killed at any moment
 leaves either the old state or the new one, never half of each, and every
 decision stays in the audit log with its reasons. Each phase's work is
-idempotent (content-addressed datasets, a run found again by its name, a
-version found again by its run), so redoing the step a kill interrupted is
+idempotent (content-addressed datasets, a training run found again by the id
+the state records as soon as it starts, a version found again by its run), so redoing the step a kill interrupted is
 safe.
 
 One loop per model at a time: :func:`hold_lease` takes an exclusive lock on

@@ -36,6 +36,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from mlcycle._system import cores
 from mlcycle._version import __version__
 from mlcycle.errors import DataError, MlcycleError
 from mlcycle.predictions import LoggedBatch, PredictionLog
@@ -177,8 +178,7 @@ class Server:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self.metrics = _Metrics()
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
-        self.executor = ThreadPoolExecutor(max_workers=max(1, cores), thread_name_prefix="ort")
+        self.executor = ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="ort")
         self.deployment = Deployment(settings, self.executor, on_batch=self._on_batch)
         bound = {} if settings.log_max_rows is None else {"max_buffer_rows": settings.log_max_rows}
         self.log = PredictionLog(
@@ -270,9 +270,11 @@ class Server:
             raise _HTTPError(
                 503, str(exc), {"Retry-After": str(max(1, round(exc.retry_after)))}
             ) from None
-        except Exception:
+        except Exception as exc:
             # a failed inference is logged too: a rollout compares error rates per version
             self._log(model, "error", request_id, feeds, {}, started)
+            if isinstance(exc, DataError):  # ONNX Runtime refused the inputs (registry._ort)
+                raise _HTTPError(422, str(exc)) from None
             raise
         self._child("rows", str(model.version)).inc(rows)
         if OOD_FLAG in outputs:

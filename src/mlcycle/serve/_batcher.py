@@ -6,13 +6,12 @@ the call is short or the process has one core), and splits the answers back. It 
 waits for more (up to ``max_delay_ms``) when the previous batch had company,
 so a lone request is never delayed, while a busy server fills its batches.
 The queue is bounded in rows: past ``max_queue_rows`` a request is refused
-at once with :class:`Overloaded` instead of growing memory and latency.
+at once with :class:`~mlcycle.errors.Overloaded` instead of growing memory and latency.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -21,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from mlcycle._system import cores
+from mlcycle.errors import Overloaded
 from mlcycle.registry._inputs import Feeds as RegistryFeeds
 
 __all__ = ["Batcher", "Overloaded"]
@@ -28,21 +29,8 @@ __all__ = ["Batcher", "Overloaded"]
 INLINE_S = 0.0002  # calls expected to be shorter than this run on the event loop's thread
 
 
-def _one_core() -> bool:
-    """The process may run on one core only (``taskset``, a container's cpuset)."""
-    return hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) == 1
-
-
 Feeds = dict[str, np.ndarray[Any, Any]]
 Outputs = dict[str, np.ndarray[Any, Any]]
-
-
-class Overloaded(Exception):
-    """The queue is full: the caller should retry after ``retry_after`` seconds."""
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"server overloaded: retry after {retry_after:g} s")
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -90,7 +78,7 @@ class Batcher:
         self.run = run
         # On one core a worker thread cannot run beside the event loop: the hop
         # to it and back is pure cost, so every call runs inline.
-        self.inline = _one_core() if inline is None else inline
+        self.inline = cores() == 1 if inline is None else inline
         self.executor = executor
         self.max_batch_rows = max_batch_rows
         self.max_delay_s = max_delay_ms / 1000

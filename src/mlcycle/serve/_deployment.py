@@ -27,6 +27,7 @@ import numpy as np
 
 from mlcycle.errors import MlcycleError, NotFoundError
 from mlcycle.registry import OODDetector, Predictor, load
+from mlcycle.registry._ort import ORT_ERRORS, from_ort, ort_errors
 from mlcycle.serve._batcher import Batcher, Feeds, Outputs
 from mlcycle.serve._guard import LOOPBACK
 from mlcycle.store import ProjectStores, StoreHandle, read_traffic
@@ -163,12 +164,17 @@ class Deployment:
     def _load(self, ref: str) -> LoadedModel:
         predictor = load(ref, project=self.stores, threads=self.settings.threads)
         outputs = [o.name for o in predictor.session.get_outputs()]
-        predictor.session.run(outputs, _sample_feeds(predictor))  # warm up before serving
+        with ort_errors(predictor.ref):
+            predictor.session.run(outputs, _sample_feeds(predictor))  # warm up before serving
         ood = self._ood_detector(predictor)
         failed: list[bool] = []
 
         def run(feeds: Feeds) -> Outputs:
-            answer = dict(zip(outputs, predictor.session.run(outputs, feeds), strict=True))
+            try:
+                answers = predictor.session.run(outputs, feeds)
+            except ORT_ERRORS as exc:
+                raise from_ort(exc, predictor.ref) from exc
+            answer = dict(zip(outputs, answers, strict=True))
             if ood is not None:
                 try:
                     scores = ood.score(feeds)

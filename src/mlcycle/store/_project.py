@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
 from mlcycle import _settings
+from mlcycle._system import Closing
 from mlcycle.errors import NotFoundError
 from mlcycle.plugins import ARTIFACT_STORES
 from mlcycle.store._artifacts import Artifacts
@@ -75,7 +75,7 @@ class StoreHandle(Protocol):
 
 
 @dataclass
-class ProjectStores:
+class ProjectStores(Closing):
     """The metadata and artifact stores of one project folder. :meth:`close` when done.
 
     Example:
@@ -120,14 +120,3 @@ class ProjectStores:
     def close(self) -> None:
         """Release database connections."""
         self.store.close()
-
-    def __enter__(self) -> ProjectStores:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -27,6 +27,7 @@ from mlcycle.train._loop import (
 )
 from mlcycle.train._models import MlcycleNet, build_model, init_weights
 from mlcycle.train._parity import PARITY_ATOL, check_parity, verify_export
+from mlcycle.train._progress import EpochProgress
 from mlcycle.train._run import (
     TrainOutcome,
     evaluate_run,
@@ -38,6 +39,7 @@ __all__ = [
     "PARITY_ATOL",
     "Checkpoint",
     "Encoded",
+    "EpochProgress",
     "EpochReport",
     "Executor",
     "FeatureLayout",
