@@ -1,0 +1,237 @@
+"""What one client may hold of the server: connections, time to send a request, body bytes.
+
+uvicorn bounds none of these by itself. Its keep-alive timeout only runs
+between requests and is reset by every byte received, so a client that
+opens a connection and sends half a request line, or trickles a body one
+byte a second, holds its connection (and the body it sent so far) forever;
+3,000 such connections were all still open after a minute. Hence, for each
+connection, :class:`LimitedHttpToolsProtocol` (uvicorn's httptools protocol
+with three additions):
+
+* **header timeout**: a request's headers must be complete within
+  ``header_timeout_s`` of the connection opening, or of the first byte of a
+  later request on it: else ``408`` and the connection is closed.
+* **body timeout**: its body must be complete within ``body_timeout_s`` of
+  the headers: else the connection is closed (``408`` if nothing was
+  answered yet). It is a deadline, not an idle timeout, so a trickle does
+  not extend it.
+* **connection cap**: past ``max_connections`` open connections a new one
+  is answered ``503`` with ``Retry-After`` and closed at once, before it is
+  read, so its file descriptor and buffers are freed.
+
+Idle keep-alive connections are closed after uvicorn's ``timeout_keep_alive``
+(``keepalive_timeout_s``). Across connections, :class:`BodyBudget` bounds
+the bytes of request bodies received but not yet complete: a body that
+would pass it is answered ``503`` at once (by declared ``Content-Length``,
+before reading) or as soon as its bytes would (then the connection is
+closed, so the rest is not read either).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+if TYPE_CHECKING:
+    from mlcycle.serve._deployment import ServeSettings
+
+__all__ = [
+    "BodyBudget",
+    "ConnectionLimits",
+    "LimitedHttpToolsProtocol",
+    "raise_fd_limit",
+    "uvicorn_options",
+]
+
+_logger = logging.getLogger("mlcycle.serve")
+
+FD_RESERVE = 256  # descriptors a server needs besides its connections: log, store, libraries
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """Per-connection limits of one server (see the module's docstring)."""
+
+    max_connections: int = 2048
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+
+    @classmethod
+    def of(cls, settings: ServeSettings) -> ConnectionLimits:
+        return cls(settings.max_connections, settings.header_timeout_s, settings.body_timeout_s)
+
+
+class BodyBudget:
+    """Bytes of unfinished request bodies held by the whole server, bounded.
+
+    >>> budget = BodyBudget(100)
+    >>> budget.take(60), budget.take(60), budget.free
+    (True, False, 40)
+    >>> budget.give(60); budget.free
+    100
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    @property
+    def free(self) -> int:
+        return self.limit - self.held
+
+    def take(self, size: int) -> bool:
+        """Count ``size`` more bytes held, unless that would pass the limit (then False)."""
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        """Bytes taken earlier are no longer held (the body is complete, or dropped)."""
+        self.held -= size
+
+    def message(self, size: int | None = None) -> str:
+        wanted = f"a body of {size:,} bytes" if size is not None else "this body"
+        return (
+            f"the server holds {self.held:,} bytes of unfinished request bodies, {wanted} "
+            f"would pass its limit of {self.limit:,}: retry later"
+        )
+
+
+def _raw_response(status: int, reason: bytes, message: str, retry_after: bool = False) -> bytes:
+    """A complete HTTP/1.1 answer with a JSON error, written straight to a transport."""
+    body = orjson.dumps({"error": message})
+    head = [
+        b"HTTP/1.1 %d %s\r\n" % (status, reason),
+        b"content-type: application/json\r\n",
+        b"content-length: %d\r\n" % len(body),
+        b"connection: close\r\n",
+    ]
+    if retry_after:
+        head.append(b"retry-after: 1\r\n")
+    return b"".join([*head, b"\r\n", body])
+
+
+def _limits_of(app: Any) -> ConnectionLimits:
+    """The limits of the app uvicorn serves, through the middleware uvicorn wraps it in."""
+    for _ in range(8):
+        limits = getattr(app, "connection_limits", None)
+        if isinstance(limits, ConnectionLimits):
+            return limits
+        app = getattr(app, "app", None)
+        if app is None:
+            break
+    return ConnectionLimits()
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header and a body deadline and a connection cap.
+
+    Passed to uvicorn as ``http=``; it finds its :class:`ConnectionLimits` on
+    the app (``app.connection_limits``), so one class serves every server of
+    a process, and worker processes import it by name.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = _limits_of(self.app)
+        self._deadline: asyncio.TimerHandle | None = None
+
+    # -- connection ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            message = (
+                f"the server has its maximum of {self.limits.max_connections:,} connections "
+                "open: retry later"
+            )
+            transport.write(_raw_response(503, b"Service Unavailable", message, retry_after=True))
+            transport.close()
+            return
+        self._arm(self.limits.header_timeout_s, self._headers_late)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    # -- deadlines ----------------------------------------------------------------
+
+    def _arm(self, seconds: float, callback: Any) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, callback)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._deadline is None:  # a later request on a kept-alive connection
+            self._arm(self.limits.header_timeout_s, self._headers_late)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+        if not self.transport.is_closing():
+            self._arm(self.limits.body_timeout_s, self._body_late)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def _headers_late(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        message = f"request headers not received within {self.limits.header_timeout_s:g} s"
+        if self.cycle is None or self.cycle.response_complete:  # nothing else to answer
+            self.transport.write(_raw_response(408, b"Request Timeout", message))
+        self.transport.close()
+
+    def _body_late(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            answer = not cycle.response_started
+            # the app waiting on the body sees the client gone, and writes nothing more
+            cycle.disconnected = True
+            cycle.message_event.set()
+            if answer:
+                message = f"request body not received within {self.limits.body_timeout_s:g} s"
+                self.transport.write(_raw_response(408, b"Request Timeout", message))
+        self.transport.close()
+
+
+def uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
+    """uvicorn's settings for a server with ``settings``' limits (the app carries the rest)."""
+    return {
+        "http": LimitedHttpToolsProtocol,
+        "timeout_keep_alive": settings.keepalive_timeout_s,
+    }
+
+
+def raise_fd_limit(connections: int) -> None:
+    """Let the process open ``connections`` sockets and its own files, as far as the hard limit
+    allows; say so when it does not (connections past it would fail at ``accept``)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        if new < wanted:
+            _logger.warning(
+                "--max-connections %d needs %d file descriptors; the limit is %d (ulimit -Hn)",
+                connections,
+                wanted,
+                new,
+            )
