@@ -134,28 +134,41 @@ def test_idle_keep_alive_connections_are_closed(serve: Any) -> None:
             assert _status(answer) == 200 and answer.endswith(b'{"live":true}')
 
 
-def test_connections_past_the_cap_are_refused_until_others_close(serve: Any) -> None:
-    with serve(max_connections=8, header_timeout_s=60) as (url, _):
+def test_past_the_cap_the_longest_idle_connection_makes_room(serve: Any) -> None:
+    with serve(max_connections=8, header_timeout_s=60) as (url, app):
         with _sockets(url, 8, b"GET /v2/health/") as held:
+            _predict_ok(url)  # a ninth connection: the oldest slow one is closed for it
+            answer = _read_until_closed(held[0], 10)
+            assert _status(answer) == 503 and b"to make room" in answer
+            for sock in held[1:]:  # the others are still open
+                sock.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    sock.recv(1)
+        assert app.connections.evicted >= 1
+
+
+def test_connections_past_the_cap_are_refused_until_others_close(serve: Any) -> None:
+    """When every connection has a request in progress, a new one is refused at once."""
+    with serve(max_connections=8, body_timeout_s=60) as (url, app):
+        with _sockets(url, 8, _header(length=1000) + b" " * 10):
+            _wait_for(lambda: app.server.bodies.held == 80)
             with _sockets(url, 3) as extra:
-                for sock in extra:  # answered and closed at once, before anything is read
+                for sock in extra:  # answered and closed before anything is read
                     answer = _read_until_closed(sock, 10)
                     assert _status(answer) == 503
                     assert b"retry-after: 1" in answer.lower()
                     assert b"maximum of 8 connections" in answer
-            for sock in held:  # still open: the cap refuses new ones, it does not drop these
-                sock.setblocking(False)
-                with pytest.raises(BlockingIOError):
-                    sock.recv(1)
+            assert not _answers(url)
         # the held connections are closed now: their slots come back
         _wait_for(lambda: _answers(url))
         _predict_ok(url)
+        assert app.connections.refused >= 4
 
 
 def _answers(url: str) -> bool:
     try:
         return httpx.get(f"{url}/v2/health/live").status_code == 200
-    except httpx.TransportError:
+    except httpx.TransportError:  # refused before it could send its request
         return False
 
 
@@ -184,7 +197,7 @@ def test_unfinished_bodies_share_a_byte_budget(serve: Any) -> None:
 def test_a_request_over_the_queue_is_refused_before_its_body_is_read(serve: Any) -> None:
     """With the queue's rows taken, a request is answered 503, whatever its body: a body that
     is not JSON (else 400) or one over the size limit (else 413) shows it was never read."""
-    with serve(max_queue_rows=1, body_timeout_s=60) as (url, app):
+    with serve(max_queue_rows=1, admission_wait_s=0, body_timeout_s=60) as (url, app):
         with _sockets(url, 1, _header(length=len(BODY)) + BODY[:5]) as (first,):
             _wait_for(lambda: app.server.admission.requests == 1)
             for body, length in ((b"{not json", 9), (b"", 10**12)):
@@ -219,3 +232,20 @@ def _read_until_closed_or_answered(sock: socket.socket) -> bytes:
     while len(body) < length:
         body += sock.recv(65536)
     return head + b"\r\n\r\n" + body
+
+
+def test_a_request_waits_unread_for_room_then_is_refused_or_taken(serve: Any) -> None:
+    """Past the queue a request waits for room, unread: taken if room comes within
+    ``admission_wait_s`` (then read, and a bad body is a 400), else 503."""
+    with serve(max_queue_rows=1, admission_wait_s=0.5, body_timeout_s=60) as (url, app):
+        admission = app.server.admission
+        with _sockets(url, 1, _header(length=len(BODY)) + BODY[:5]) as (first,):
+            _wait_for(lambda: admission.requests == 1)
+            with _sockets(url, 1, _header(length=9) + b"{not json") as (late,):
+                assert _status(_read_until_closed_or_answered(late)) == 503  # no room came
+            with _sockets(url, 1, _header(length=9) + b"{not json") as (waiting,):
+                _wait_for(lambda: admission.waiting == 1)
+                first.sendall(BODY[5:])  # the first is answered: its room goes to the waiting one
+                assert _status(_read_until_closed_or_answered(first)) == 200
+                assert _status(_read_until_closed_or_answered(waiting)) == 400
+        assert (admission.requests, admission.waiting, admission.refused) == (0, 0, 1)

@@ -45,6 +45,14 @@ def serve(
             help="File holding a Bearer token /feedback requires (or MLCYCLE_FEEDBACK_TOKEN)."
         ),
     ] = None,
+    admission_wait: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Seconds a request the queue has no room for waits (unread) before its 503; "
+            "0: at once. [default: 1]",
+        ),
+    ] = None,
     max_connections: Annotated[
         int | None,
         typer.Option(min=1, help="Open connections; past them a new one gets 503. [default: 2048]"),
@@ -88,6 +96,7 @@ def serve(
     limits: dict[str, float] = {
         key: value
         for key, value in (
+            ("admission_wait_s", admission_wait),
             ("max_connections", max_connections),
             ("header_timeout_s", header_timeout),
             ("body_timeout_s", body_timeout),

@@ -52,7 +52,7 @@ from mlcycle.serve._feedback import (
 )
 from mlcycle.serve._guard import Guard, Refusal
 from mlcycle.serve._ids import RequestIds, client_id
-from mlcycle.serve._limits import BodyBudget, ConnectionLimits
+from mlcycle.serve._limits import BodyBudget, ConnectionLimits, Connections
 from mlcycle.serve._process import pyarrow_without_pandas
 from mlcycle.serve._v2 import (
     attach_binary_data,
@@ -198,7 +198,7 @@ class Server:
         self.ids = RequestIds()
         self.recent = RecentIds()  # ids answered lately: /feedback says which labels matched
         self.guard = Guard(settings.allowed_hosts)
-        self.admission = Admission(settings.max_queue_rows)
+        self.admission = Admission(settings.max_queue_rows, settings.admission_wait_s)
         self.bodies = BodyBudget(settings.max_pending_body_bytes)
         self._background: set[asyncio.Task[None]] = set()
         self._children: dict[tuple[str, ...], Any] = {}  # (metric, *labels) -> its child
@@ -216,10 +216,11 @@ class Server:
         self._child("requests", route, str(status)).inc()
         self._child("latency", route).observe(seconds)
 
-    def admit(self) -> float | None:
+    async def admit(self) -> float | None:
         """Rows reserved for a prediction request about to be read; None: answer it 503."""
         primary = self.deployment.primary
-        return self.admission.enter(primary.batcher.request_rows if primary is not None else 1.0)
+        estimate = primary.batcher.request_rows if primary is not None else 1.0
+        return await self.admission.enter(estimate)
 
     def _on_batch(self, rows: int, seconds: float) -> None:
         self.metrics.batch_rows.observe(rows)
@@ -583,7 +584,7 @@ class ServingApp:
         self.fallback = fallback
         self.state = fallback.state
         # read by the uvicorn protocol (mlcycle.serve._limits) for each connection
-        self.connection_limits = ConnectionLimits.of(server.settings)
+        self.connections = Connections(ConnectionLimits.of(server.settings))
 
     def _match(self, scope: Scope) -> tuple[Handler, str, dict[str, str]] | None:
         path: str = scope["path"]
@@ -617,7 +618,7 @@ class ServingApp:
             await self.fallback(scope, receive, send)
             return
         method, route, _ = hit
-        reserved = self.server.admit()  # before the body is read (mlcycle.serve._admission)
+        reserved = await self.server.admit()  # before the body is read (mlcycle.serve._admission)
         if reserved is None:
             self.server.count(route, 503, 0.0)
             message = self.server.admission.message

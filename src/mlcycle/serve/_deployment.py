@@ -74,6 +74,7 @@ class ServeSettings:
     max_batch_rows: int = 64
     max_delay_ms: float = 2.0
     max_queue_rows: int = 4096
+    admission_wait_s: float = 1.0  # a request the queue has no room for waits, unread, this long
     max_request_rows: int = 1024
     max_body_bytes: int = 8 * 1024 * 1024
     poll_s: float = 2.0

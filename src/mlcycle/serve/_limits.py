@@ -15,9 +15,13 @@ with three additions):
   the headers: else the connection is closed (``408`` if nothing was
   answered yet). It is a deadline, not an idle timeout, so a trickle does
   not extend it.
-* **connection cap**: past ``max_connections`` open connections a new one
-  is answered ``503`` with ``Retry-After`` and closed at once, before it is
-  read, so its file descriptor and buffers are freed.
+* **connection cap**: past ``max_connections`` open connections, the one
+  that has waited longest without a request in progress (idle after a
+  response, or still sending its headers) is closed to make room, as nginx
+  does with idle keep-alive connections: so slow or idle clients cannot
+  keep a new one out. When every connection has a request in progress, the
+  new one is answered ``503`` with ``Retry-After`` and closed at once,
+  before it is read, so its file descriptor and buffers are freed.
 
 Idle keep-alive connections are closed after uvicorn's ``timeout_keep_alive``
 (``keepalive_timeout_s``). Across connections, :class:`BodyBudget` bounds
@@ -44,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BodyBudget",
     "ConnectionLimits",
+    "Connections",
     "LimitedHttpToolsProtocol",
     "raise_fd_limit",
     "uvicorn_options",
@@ -118,48 +123,85 @@ def _raw_response(status: int, reason: bytes, message: str, retry_after: bool = 
     return b"".join([*head, b"\r\n", body])
 
 
-def _limits_of(app: Any) -> ConnectionLimits:
-    """The limits of the app uvicorn serves, through the middleware uvicorn wraps it in."""
+class Connections:
+    """One server's limits, and its connections without a request in progress, oldest first."""
+
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
+        self.idle: dict[LimitedHttpToolsProtocol, None] = {}  # insertion-ordered
+        self.evicted = 0
+        self.refused = 0
+
+
+def _connections_of(app: Any) -> Connections:
+    """The app's :class:`Connections`, through the middleware uvicorn wraps it in."""
     for _ in range(8):
-        limits = getattr(app, "connection_limits", None)
-        if isinstance(limits, ConnectionLimits):
-            return limits
+        found = getattr(app, "connections", None)
+        if isinstance(found, Connections):
+            return found
         app = getattr(app, "app", None)
         if app is None:
             break
-    return ConnectionLimits()
+    raise TypeError("LimitedHttpToolsProtocol serves an app with a 'connections' attribute")
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a header and a body deadline and a connection cap.
 
-    Passed to uvicorn as ``http=``; it finds its :class:`ConnectionLimits` on
-    the app (``app.connection_limits``), so one class serves every server of
-    a process, and worker processes import it by name.
+    Passed to uvicorn as ``http=``; it finds its :class:`Connections` on the
+    app (``app.connections``), so one class serves every server of a
+    process, and worker processes import it by name.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.limits = _limits_of(self.app)
+        self.pool = _connections_of(self.app)
+        self.limits = self.pool.limits
         self._deadline: asyncio.TimerHandle | None = None
 
     # -- connection ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.limits.max_connections:
+        if len(self.connections) > self.limits.max_connections and not self._make_room():
+            self.pool.refused += 1
             message = (
                 f"the server has its maximum of {self.limits.max_connections:,} connections "
-                "open: retry later"
+                "open, each with a request in progress: retry later"
             )
             transport.write(_raw_response(503, b"Service Unavailable", message, retry_after=True))
             transport.close()
             return
+        self.pool.idle[self] = None
         self._arm(self.limits.header_timeout_s, self._headers_late)
+
+    def _make_room(self) -> bool:
+        """Close the connection that waited longest without a request in progress, if any."""
+        idle = self.pool.idle
+        while idle:
+            oldest = next(iter(idle))
+            del idle[oldest]
+            if oldest.transport.is_closing():
+                continue
+            if oldest.cycle is None or oldest.cycle.response_complete:
+                message = "connection closed to make room for another: the server is at its cap"
+                oldest.transport.write(
+                    _raw_response(503, b"Service Unavailable", message, retry_after=True)
+                )
+            oldest.transport.close()
+            self.pool.evicted += 1
+            return True
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self.pool.idle.pop(self, None)
         super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.cycle.response_complete:
+            self.pool.idle[self] = None  # kept alive, waiting for its next request
 
     # -- deadlines ----------------------------------------------------------------
 
@@ -179,6 +221,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self.pool.idle.pop(self, None)  # a request in progress: not closed to make room
         super().on_headers_complete()
         if not self.transport.is_closing():
             self._arm(self.limits.body_timeout_s, self._body_late)
