@@ -83,6 +83,7 @@ def start(
     src: Path, project: Path, payload: bytes, log: Path, core: int | None
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
+    rows = len(json.loads(payload)["records"])
     env = {**os.environ, "PYTHONPATH": str(src.resolve()), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-c", "from mlcycle.cli import main; main()"]
     cmd += ["--project", str(project), "serve", "mlp@champion", "--port", str(port)]
@@ -101,7 +102,7 @@ def start(
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as reply:
-                if reply.status == 200 and len(json.loads(reply.read())["labels"]) == ROWS:
+                if reply.status == 200 and len(json.loads(reply.read())["labels"]) == rows:
                     return process, port
         except (OSError, urllib.error.HTTPError):
             pass
