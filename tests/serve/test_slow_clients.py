@@ -101,6 +101,19 @@ def test_partial_headers_are_closed_and_a_normal_request_still_succeeds(serve: A
         _predict_ok(url)
 
 
+def test_an_endless_request_head_is_refused(serve: Any) -> None:
+    with serve() as (url, app), _sockets(url, 1, b"POST /predict HTTP/1.1\r\nX-Long: ") as (sock,):
+        limit = app.connections.limits.max_head_bytes
+        try:
+            for _ in range(limit // 4096 + 64):  # in pieces, as a slow client sends it
+                sock.sendall(b"a" * 4096)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # closed on us: the answer was sent first
+        answer = _read_until_closed(sock, 10)
+        assert _status(answer) == 431, answer
+        _predict_ok(url)
+
+
 def test_a_trickled_body_is_closed_at_its_deadline(serve: Any) -> None:
     timeout = 0.5
     with (

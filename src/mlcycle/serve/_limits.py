@@ -11,6 +11,9 @@ with three additions):
 * **header timeout**: a request's headers must be complete within
   ``header_timeout_s`` of the connection opening, or of the first byte of a
   later request on it: else ``408`` and the connection is closed.
+* **header size**: a request head (request line and headers) past
+  ``max_head_bytes`` is answered ``431`` and the connection closed; httptools
+  itself would keep appending to a header value that never ends.
 * **body timeout**: its body must be complete within ``body_timeout_s`` of
   the headers: else the connection is closed (``408`` if nothing was
   answered yet). It is a deadline, not an idle timeout, so a trickle does
@@ -66,6 +69,7 @@ class ConnectionLimits:
     max_connections: int = 2048
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
+    max_head_bytes: int = 64 * 1024
 
     @classmethod
     def of(cls, settings: ServeSettings) -> ConnectionLimits:
@@ -158,6 +162,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.pool = _connections_of(self.app)
         self.limits = self.pool.limits
         self._deadline: asyncio.TimerHandle | None = None
+        self._head: int | None = None  # bytes of the request head received, while it is read
 
     # -- connection ---------------------------------------------------------------
 
@@ -173,7 +178,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             transport.close()
             return
         self.pool.idle[self] = None
+        self._head = 0
         self._arm(self.limits.header_timeout_s, self._headers_late)
+
+    def data_received(self, data: bytes) -> None:
+        reading_head = self._head is not None
+        super().data_received(data)
+        # a chunk read while a head was being read, and the head still not complete: it was all
+        # head (a head that began inside a chunk is counted from the next one)
+        if reading_head and self._head is not None and not self.transport.is_closing():
+            self._head += len(data)
+            if self._head > self.limits.max_head_bytes:
+                message = f"request head over {self.limits.max_head_bytes:,} bytes"
+                self.transport.write(
+                    _raw_response(431, b"Request Header Fields Too Large", message)
+                )
+                self.transport.close()
 
     def _make_room(self) -> bool:
         """Close the connection that waited longest without a request in progress, if any."""
@@ -216,11 +236,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if self._head is None:
+            self._head = 0
         if self._deadline is None:  # a later request on a kept-alive connection
             self._arm(self.limits.header_timeout_s, self._headers_late)
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._head = None
         self.pool.idle.pop(self, None)  # a request in progress: not closed to make room
         super().on_headers_complete()
         if not self.transport.is_closing():
