@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -262,3 +265,44 @@ def test_a_request_waits_unread_for_room_then_is_refused_or_taken(serve: Any) ->
                 assert _status(_read_until_closed_or_answered(first)) == 200
                 assert _status(_read_until_closed_or_answered(waiting)) == 400
         assert (admission.requests, admission.waiting, admission.refused) == (0, 0, 1)
+
+
+@pytest.mark.slow  # a real `mlcycle serve` process: 5-20 s to start on a busy machine
+def test_mlcycle_serve_takes_the_limits_from_its_options(served_project: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["-p", str(served_project), "serve", "loyalty@champion", "--port", str(port)]
+    args += ["--max-connections", "4", "--header-timeout", "0.5", "--body-timeout", "60"]
+    args += ["--max-pending-body-mb", "0.05", "--admission-wait", "0", "--keepalive-timeout", "1"]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlcycle")), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            assert server.poll() is None, server.communicate()
+            return _answers(url)
+
+        _wait_for(ready, within_s=60)
+        with _sockets(url, 1, b"POST /predict HTTP/1.1\r\n") as (slow,):
+            assert b"within 0.5 s" in _read_until_closed(slow, 0.5 * PATIENCE)
+        with _sockets(url, 1, _header(length=100_000)) as (big,):
+            answer = _read_until_closed(big, 10)
+            assert _status(answer) == 503 and b"limit of 52,428" in answer
+        expecting = _header(length=1000).replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n")
+        with _sockets(url, 4, expecting) as held:
+            for sock in held:  # the server reads its body: a request in progress
+                assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+            with _sockets(url, 1) as (fifth,):
+                answer = _read_until_closed(fifth, 10)
+            assert _status(answer) == 503 and b"maximum of 4 connections" in answer
+        _wait_for(lambda: _answers(url))
+        _predict_ok(url)
+    finally:
+        server.terminate()
+        server.communicate(timeout=60)
