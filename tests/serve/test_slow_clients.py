@@ -306,3 +306,28 @@ def test_mlcycle_serve_takes_the_limits_from_its_options(served_project: Path) -
     finally:
         server.terminate()
         server.communicate(timeout=60)
+
+
+def test_the_cli_shows_the_settings_defaults() -> None:
+    """``mlcycle serve --help`` shows each limit's default: the one ServeSettings has."""
+    import dataclasses
+    import typing
+
+    from mlcycle.cli._serve import serve as command
+    from mlcycle.serve import ServeSettings
+
+    defaults = {f.name: f.default for f in dataclasses.fields(ServeSettings)}
+    shown = {
+        name: typing.get_args(hint)[1].show_default
+        for name, hint in typing.get_type_hints(command, include_extras=True).items()
+        if typing.get_origin(hint) is typing.Annotated
+    }
+    for option, field, scale in (
+        ("admission_wait", "admission_wait_s", 1),
+        ("max_connections", "max_connections", 1),
+        ("header_timeout", "header_timeout_s", 1),
+        ("body_timeout", "body_timeout_s", 1),
+        ("keepalive_timeout", "keepalive_timeout_s", 1),
+        ("max_pending_body_mb", "max_pending_body_bytes", 2**20),
+    ):
+        assert float(shown[option]) * scale == defaults[field], option

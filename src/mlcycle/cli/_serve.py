@@ -50,31 +50,38 @@ def serve(
         typer.Option(
             min=0,
             help="Seconds a request the queue has no room for waits (unread) before its 503; "
-            "0: at once. [default: 1]",
+            "0: at once.",
+            show_default="1",
         ),
     ] = None,
     max_connections: Annotated[
         int | None,
-        typer.Option(min=1, help="Open connections; past them a new one gets 503. [default: 2048]"),
+        typer.Option(
+            min=1,
+            help="Open connections; past them the longest idle one is closed for a new one "
+            "(503 if none is idle).",
+            show_default="2048",
+        ),
     ] = None,
     header_timeout: Annotated[
         float | None,
-        typer.Option(min=0.1, help="Seconds to send a request's headers. [default: 10]"),
+        typer.Option(min=0.1, help="Seconds to send a request's headers.", show_default="10"),
     ] = None,
     body_timeout: Annotated[
         float | None,
-        typer.Option(min=0.1, help="Seconds to send a request's body. [default: 30]"),
+        typer.Option(min=0.1, help="Seconds to send a request's body.", show_default="30"),
     ] = None,
     keepalive_timeout: Annotated[
         float | None,
-        typer.Option(min=0.1, help="Seconds an idle connection is kept open. [default: 5]"),
+        typer.Option(min=0.1, help="Seconds an idle connection is kept open.", show_default="5"),
     ] = None,
     max_pending_body_mb: Annotated[
         float | None,
         typer.Option(
             min=0.001,
             help="MiB of unfinished request bodies held at once, all clients together; "
-            "past it 503. [default: 64]",
+            "past it 503.",
+            show_default="64",
         ),
     ] = None,
 ) -> None:
