@@ -102,6 +102,8 @@ def test_partial_headers_are_closed_and_a_normal_request_still_succeeds(serve: A
             assert _status(answer) == 408
             assert b"request headers not received within 0.5 s" in answer
         _predict_ok(url)
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'mlcycle_connections_closed_total{reason="header_timeout"} 120.0' in metrics
 
 
 def test_an_endless_request_head_is_refused(serve: Any) -> None:
@@ -228,6 +230,7 @@ def test_a_request_over_the_queue_is_refused_before_its_body_is_read(serve: Any)
         assert reply.status_code == 400  # with room in the queue it is read, and refused for it
         assert app.server.admission.requests == 0
         assert app.server.admission.refused == 2
+        assert "mlcycle_admission_refused_total 2.0" in httpx.get(f"{url}/metrics").text
 
 
 def _read_until_closed_or_answered(sock: socket.socket) -> bytes:

@@ -52,7 +52,7 @@ from mlcycle.serve._feedback import (
 )
 from mlcycle.serve._guard import Guard, Refusal
 from mlcycle.serve._ids import RequestIds, client_id
-from mlcycle.serve._limits import BodyBudget, ConnectionLimits, Connections
+from mlcycle.serve._limits import BodyBudget, ConnectionLimits, Connections, LimitsCollector
 from mlcycle.serve._process import pyarrow_without_pandas
 from mlcycle.serve._v2 import (
     attach_binary_data,
@@ -200,6 +200,10 @@ class Server:
         self.guard = Guard(settings.allowed_hosts)
         self.admission = Admission(settings.max_queue_rows, settings.admission_wait_s)
         self.bodies = BodyBudget(settings.max_pending_body_bytes)
+        self.connections = Connections(ConnectionLimits.of(settings))  # read by the protocol
+        self.metrics.registry.register(
+            LimitsCollector(self.connections, self.admission, self.bodies)
+        )
         self._background: set[asyncio.Task[None]] = set()
         self._children: dict[tuple[str, ...], Any] = {}  # (metric, *labels) -> its child
 
@@ -584,7 +588,7 @@ class ServingApp:
         self.fallback = fallback
         self.state = fallback.state
         # read by the uvicorn protocol (mlcycle.serve._limits) for each connection
-        self.connections = Connections(ConnectionLimits.of(server.settings))
+        self.connections = server.connections
 
     def _match(self, scope: Scope) -> tuple[Handler, str, dict[str, str]] | None:
         path: str = scope["path"]

@@ -43,9 +43,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from prometheus_client import Metric
+
+    from mlcycle.serve._admission import Admission
     from mlcycle.serve._deployment import ServeSettings
 
 __all__ = [
@@ -53,6 +60,7 @@ __all__ = [
     "ConnectionLimits",
     "Connections",
     "LimitedHttpToolsProtocol",
+    "LimitsCollector",
     "raise_fd_limit",
     "uvicorn_options",
 ]
@@ -133,8 +141,21 @@ class Connections:
     def __init__(self, limits: ConnectionLimits) -> None:
         self.limits = limits
         self.idle: dict[LimitedHttpToolsProtocol, None] = {}  # insertion-ordered
-        self.evicted = 0
-        self.refused = 0
+        self.open = 0
+        # connections the server closed, by why: evicted, refused, header_timeout,
+        # body_timeout, head_too_large
+        self.closed: dict[str, int] = dict.fromkeys(CLOSE_REASONS, 0)
+
+    @property
+    def evicted(self) -> int:
+        return self.closed["evicted"]
+
+    @property
+    def refused(self) -> int:
+        return self.closed["refused"]
+
+
+CLOSE_REASONS = ("evicted", "refused", "header_timeout", "body_timeout", "head_too_large")
 
 
 def _connections_of(app: Any) -> Connections:
@@ -168,8 +189,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.pool.open += 1
         if len(self.connections) > self.limits.max_connections and not self._make_room():
-            self.pool.refused += 1
+            self.pool.closed["refused"] += 1
             message = (
                 f"the server has its maximum of {self.limits.max_connections:,} connections "
                 "open, each with a request in progress: retry later"
@@ -194,6 +216,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                     _raw_response(431, b"Request Header Fields Too Large", message)
                 )
                 self.transport.close()
+                self.pool.closed["head_too_large"] += 1
 
     def _make_room(self) -> bool:
         """Close the connection that waited longest without a request in progress, if any."""
@@ -209,13 +232,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                     _raw_response(503, b"Service Unavailable", message, retry_after=True)
                 )
             oldest.transport.close()
-            self.pool.evicted += 1
+            self.pool.closed["evicted"] += 1
             return True
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self.pool.idle.pop(self, None)
+        self.pool.open -= 1
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
@@ -261,6 +285,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is None or self.cycle.response_complete:  # nothing else to answer
             self.transport.write(_raw_response(408, b"Request Timeout", message))
         self.transport.close()
+        self.pool.closed["header_timeout"] += 1
 
     def _body_late(self) -> None:
         self._deadline = None
@@ -276,6 +301,45 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 message = f"request body not received within {self.limits.body_timeout_s:g} s"
                 self.transport.write(_raw_response(408, b"Request Timeout", message))
         self.transport.close()
+        self.pool.closed["body_timeout"] += 1
+
+
+class LimitsCollector(Collector):
+    """The limits' counters in ``/metrics``, read when scraped (nothing on the request path)."""
+
+    def __init__(self, connections: Connections, admission: Admission, bodies: BodyBudget) -> None:
+        self.connections = connections
+        self.admission = admission
+        self.bodies = bodies
+
+    def collect(self) -> Iterator[Metric]:
+        pool = self.connections
+        yield GaugeMetricFamily("mlcycle_connections_open", "Open connections", pool.open)
+        closed = CounterMetricFamily(
+            "mlcycle_connections_closed",
+            "Connections the server closed or refused, by why",
+            labels=["reason"],
+        )
+        for reason, count in pool.closed.items():
+            closed.add_metric([reason], count)
+        yield closed
+        admission = self.admission
+        yield GaugeMetricFamily(
+            "mlcycle_admission_in_flight", "Prediction requests admitted", admission.requests
+        )
+        yield GaugeMetricFamily(
+            "mlcycle_admission_waiting", "Prediction requests waiting for room", admission.waiting
+        )
+        yield CounterMetricFamily(
+            "mlcycle_admission_refused",
+            "Prediction requests refused (503) before their body was read",
+            admission.refused,
+        )
+        yield GaugeMetricFamily(
+            "mlcycle_pending_body_bytes",
+            "Bytes of unfinished request bodies held",
+            self.bodies.held,
+        )
 
 
 def uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
