@@ -2,7 +2,9 @@
 
 Every request is validated against the model's signature before it reaches
 ONNX Runtime; bad input is a 400/413/422 naming the input, never a crash. A
-full queue answers 503 with ``Retry-After``. Each answer names the model
+full queue answers 503 with ``Retry-After``, decided before the body is read
+(:mod:`~mlcycle.serve._admission`); what slow clients may hold is bounded
+in :mod:`~mlcycle.serve._limits`. Each answer names the model
 version that produced it and is appended to the prediction log off the hot
 path. Admin routes need the bearer token the server was started with.
 Before any route, :mod:`~mlcycle.serve._guard` checks the ``Host``, a
