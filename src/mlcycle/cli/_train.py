@@ -100,7 +100,11 @@ def train(
         typer.Option("--data", help="NAME[@VERSION], or a source such as sklearn:digits."),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="mlp | cnn | custom (overrides train.model.kind).")
+        str | None,
+        typer.Option(
+            "--model",
+            help="A model kind: mlp, cnn, custom or a registered one (overrides train.model.kind).",
+        ),
     ] = None,
     sets: Annotated[
         list[str] | None,

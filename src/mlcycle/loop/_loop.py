@@ -35,15 +35,15 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.compute as pc
 
 from mlcycle.errors import MlcycleError, NotFoundError, SpecError
+from mlcycle.loop._base import TriggerContext
 from mlcycle.loop._data import DataMode, labelled_rows, retraining_data
 from mlcycle.loop._gate import gate
 from mlcycle.loop._rollout import Traffic, judge_step, live_figures, set_traffic
 from mlcycle.loop._state import LoopState, hold_lease, read_state, write_state
-from mlcycle.monitor import parse_since
-from mlcycle.monitor._performance import _verdict
+from mlcycle.plugins import TRIGGERS
 
 if TYPE_CHECKING:
-    from mlcycle.monitor import MonitorResult, PerformanceResult
+    from mlcycle.monitor import MonitorResult
     from mlcycle.project import Project
     from mlcycle.store import ModelVersionRecord
 
@@ -159,67 +159,17 @@ class _Tick:
     def check(self, state: LoopState, result: MonitorResult | None) -> LoopState:
         champion = self.champion()
         now = _now()
+        context = TriggerContext(self.project, champion, state, result, now, self.spec)
         reasons: list[str] = []
         kinds: list[str] = []
-        triggers = self.spec.triggers
-        if result is not None:
-            if triggers.drift and result.features.drift:
-                drifted = result.features.drifted_columns
-                reasons.append(f"dataset drift in {len(drifted)} inputs ({', '.join(drifted[:5])})")
-                kinds.append("drift")
-            if triggers.performance_drop:
-                dropped = self.dropped(state, champion, result.performance, "")
-                recent = result.recent_performance
-                if dropped is None and recent is not None:
-                    dropped = self.dropped(
-                        state, champion, recent, f" in the newest {recent.n} labelled rows"
-                    )
-                if dropped is not None:
-                    reasons.append(dropped)
-                    kinds.append("performance")
-            if (
-                triggers.ood_share is not None
-                and result.ood is not None
-                and result.ood["alert"] is not None  # None: too few rows for a verdict
-                and result.ood["share"] >= triggers.ood_share
-            ):
-                reasons.append(f"{result.ood['share']:.1%} out-of-distribution inputs")
-                kinds.append("ood")
-        if triggers.interval is not None:
-            since = (
-                datetime.fromisoformat(state.last_retrain)
-                if state.last_retrain
-                else champion.created_at
-            )
-            if now - since >= parse_since(triggers.interval):
-                reasons.append(
-                    f"schedule: last retraining {since:%Y-%m-%d %H:%M} is older than {triggers.interval}"
-                )
-                kinds.append("schedule")
-        improve = triggers.keep_improving if state.improving else None
-        if triggers.new_labels is not None or improve is not None:
-            since_retrain = (
-                datetime.fromisoformat(state.last_retrain) if state.last_retrain else None
-            )
-            new = labelled_rows(self.project, champion, since=since_retrain).num_rows
-            if triggers.new_labels is not None and new >= triggers.new_labels:
-                reasons.append(f"{new} new labelled rows (trigger at {triggers.new_labels})")
-                kinds.append("new_labels")
-            trained = self.trained_rows(champion)
-            if improve is not None and trained:
-                # rows the champion never saw; after a promotion a few new labels are
-                # enough to go on, after a near miss as many again as it trained on
-                unseen = new
-                if state.data_since and state.data_since != state.last_retrain:
-                    since = datetime.fromisoformat(state.data_since)
-                    unseen = labelled_rows(self.project, champion, since=since).num_rows
-                wait = self.spec.min_labels if state.promoted_last else improve * trained
-                if unseen >= improve * trained and new >= wait:
-                    reasons.append(
-                        f"keep improving: {unseen} labelled rows {champion.ref} never trained "
-                        f"on, at least {improve:g}x the {trained} rows it trained on"
-                    )
-                    kinds.append("improve")
+        changed = False
+        for name, setting in self.spec.triggers.settings().items():
+            trigger = TRIGGERS.get(name)(setting)
+            reason = trigger.fire(context)
+            if reason is not None:
+                reasons.append(reason)
+                kinds.append(trigger.kind)
+                changed = changed or trigger.changes_concept
         if not reasons:
             if result is not None:
                 state = state.next(champion=champion.version, last_healthy=_iso(now))
@@ -237,7 +187,6 @@ class _Tick:
         # A change (drift, a drop, strange inputs) is fresh since the last healthy check
         # (or since the change being learnt began); more labels of the same concept are
         # fresh since the data the champion trained on.
-        changed = any(k in kinds for k in ("drift", "performance", "ood"))
         return self.record(
             state.next(
                 phase="triggered",
@@ -251,54 +200,6 @@ class _Tick:
             "triggered",
             "; ".join(reasons),
         )
-
-    def dropped(
-        self,
-        state: LoopState,
-        champion: ModelVersionRecord,
-        performance: PerformanceResult | None,
-        where: str,
-    ) -> str | None:
-        """Why the champion's realised performance dropped, or None.
-
-        A version the loop promoted is held to its score on the gate's held-out
-        rows (hundreds of fresh rows) rather than to its own test split, which
-        for a model trained on a few hundred fresh rows is too small to judge by.
-        """
-        if performance is None:
-            return None
-        ref = state.reference
-        if (
-            ref
-            and ref.get("version") == champion.version
-            and ref.get("metric") == performance.metric
-        ):
-            alert, reason = _verdict(
-                performance.metric,
-                performance.value,
-                performance.low,
-                performance.high,
-                float(ref["value"]),
-                performance.n,
-                self.project.spec.monitor.performance,
-            )
-            if alert:
-                return (
-                    f"performance drop{where}: {reason} (the reference: its score on "
-                    f"{ref['rows']} rows the gate held out)"
-                )
-            return None
-        return f"performance drop{where}: {performance.reason}" if performance.alert else None
-
-    def trained_rows(self, version: ModelVersionRecord) -> int:
-        """Rows of the dataset ``version`` was trained on (0 when unknown)."""
-        ref = version.lineage.get("dataset")
-        if not ref:
-            return 0
-        try:
-            return int(self.project.datasets.get(str(ref)).n_rows)
-        except NotFoundError:
-            return 0
 
     def data_mode(self, state: LoopState) -> tuple[DataMode, str]:
         """What the challenger trains on, and why."""

@@ -102,6 +102,8 @@ class _EcdfTest(DriftTest):
     callers need not filter a column first.
     """
 
+    accepts_nan = True
+
     def compute_many(
         self, reference: NDArray[np.float64], current: NDArray[np.float64]
     ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:

@@ -22,12 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from mlcycle.errors import ConflictError, NotFoundError, StoreError
 from mlcycle.store import _tables as t
-from mlcycle.store._engine import READ_ONLY, make_engine, upgrade
+from mlcycle.store._engine import READ_ONLY, make_engine, metadata_backend, upgrade
 from mlcycle.store._names import check_name
 from mlcycle.store._records import (
     RUN_STATUSES,
@@ -89,8 +88,7 @@ class MetadataStore:
             yield session
 
     def _insert_ignore(self, session: Session, table: Any, values: Mapping[str, Any]) -> None:
-        dialect = postgresql if self.backend == "postgresql" else sqlite
-        session.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
+        session.execute(metadata_backend(self.backend).insert_ignore(table, values))
 
     # -- events -----------------------------------------------------------------
 

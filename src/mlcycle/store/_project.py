@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from mlcycle import _settings
 from mlcycle.errors import NotFoundError
-from mlcycle.store._artifacts import Artifacts, FsspecArtifactStore
+from mlcycle.plugins import ARTIFACT_STORES
+from mlcycle.store._artifacts import Artifacts
 from mlcycle.store._metadata import MetadataStore
 
 if TYPE_CHECKING:
@@ -113,7 +114,8 @@ class ProjectStores:
         uri = _settings.artifacts_uri() or spec.artifacts.uri or str(state / "artifacts")
         if "://" not in uri and not Path(uri).is_absolute():
             uri = str(root / uri)
-        return cls(root, store, Artifacts(FsspecArtifactStore(uri), store))
+        blobs = ARTIFACT_STORES.get(spec.artifacts.backend)(uri)
+        return cls(root, store, Artifacts(blobs, store))
 
     def close(self) -> None:
         """Release database connections."""

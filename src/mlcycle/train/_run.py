@@ -41,7 +41,7 @@ from mlcycle.store import DatasetVersionRecord
 from mlcycle.train._checkpoint import Checkpoint
 from mlcycle.train._evaluation import evaluate_model
 from mlcycle.train._features import FeatureLayout, encode, encode_target, fit_layout
-from mlcycle.train._loop import EpochReport, FitResult, TrainData, fit, pick_device
+from mlcycle.train._loop import EpochReport, FitResult, TrainData, fit, head_width, pick_device
 from mlcycle.train._models import MlcycleNet, build_model, model_config
 
 if TYPE_CHECKING:
@@ -53,8 +53,8 @@ __all__ = [
     "evaluate_run",
     "load_model",
     "resolve_data",
-    "resume",
-    "train",
+    "resume_here",
+    "train_here",
 ]
 
 SAFETENSORS = "application/vnd.safetensors"
@@ -170,7 +170,7 @@ def _prepare(project: Project, version: DatasetVersionRecord) -> _Prepared:
 
 def _build(spec: TrainSpec, prepared: _Prepared, root: Path) -> MlcycleNet:
     data = prepared.data
-    n_out = 1 if data.task == "regression" or spec.loss == "bce" else data.n_classes
+    n_out = head_width(spec, data.task, data.n_classes)
     target_mean, target_std = 0.0, 1.0
     if data.task == "regression":
         target_mean = float(data.train_y.mean())
@@ -376,7 +376,7 @@ def _finish(
     )
 
 
-def train(
+def train_here(
     project: Project,
     *,
     data: str | None = None,
@@ -386,20 +386,7 @@ def train(
     quiet: bool = True,
     name: str | None = None,
 ) -> TrainOutcome:
-    """Train a model on a dataset version of ``project`` and evaluate it on the test split.
-
-    Args:
-        data: ``NAME[@VERSION]`` (or a source to version first); default ``train.data``
-            or the project's only dataset.
-        model: ``mlp``, ``cnn`` or ``custom``, overriding ``train.model.kind``.
-        overrides: dotted spec keys (``lr``, ``train.model.hidden``) for this run only.
-        device: ``auto``, ``cpu``, ``cuda``; overrides ``train.device``.
-        quiet: no progress bar.
-
-    Raises:
-        SpecError: an override or the spec does not fit the data.
-        DataError: the dataset cannot be trained on (no target, no validation rows).
-    """
+    """:func:`~mlcycle.train.train` in this process (what every executor ends up running)."""
     changes: dict[str, Any] = dict(overrides or {})
     if model is not None:
         changes["train.model.kind"] = model
@@ -441,15 +428,8 @@ def train(
         return _finish(project, run, tspec, spec.evaluate, prepared, result)
 
 
-def resume(project: Project, run_id: str, *, quiet: bool = True) -> TrainOutcome:
-    """Continue a run whose process was killed, from its last checkpoint.
-
-    On the CPU the resumed run ends with the same weights as an uninterrupted one.
-
-    Raises:
-        ConflictError: the run already finished.
-        NotFoundError: no such run.
-    """
+def resume_here(project: Project, run_id: str, *, quiet: bool = True) -> TrainOutcome:
+    """:func:`~mlcycle.train.resume` in this process (what every executor ends up running)."""
     record = project.runs.get(run_id)
     if record.status == "finished":
         raise ConflictError(f"run {record.id} is finished: there is nothing to resume")
