@@ -2,7 +2,9 @@
 
 Every request is validated against the model's signature before it reaches
 ONNX Runtime; bad input is a 400/413/422 naming the input, never a crash. A
-full queue answers 503 with ``Retry-After``. Each answer names the model
+full queue answers 503 with ``Retry-After``, decided before the body is read
+(:mod:`~mlcycle.serve._admission`); what slow clients may hold is bounded
+in :mod:`~mlcycle.serve._limits`. Each answer names the model
 version that produced it and is appended to the prediction log off the hot
 path. Admin routes need the bearer token the server was started with.
 Before any route, :mod:`~mlcycle.serve._guard` checks the ``Host``, a
@@ -41,6 +43,7 @@ from mlcycle._version import __version__
 from mlcycle.errors import DataError, MlcycleError
 from mlcycle.predictions import LoggedBatch, PredictionLog
 from mlcycle.registry import Feeds
+from mlcycle.serve._admission import Admission
 from mlcycle.serve._batcher import Overloaded
 from mlcycle.serve._deployment import OOD_FLAG, OOD_SCORE, Deployment, LoadedModel, ServeSettings
 from mlcycle.serve._feedback import (
@@ -52,6 +55,7 @@ from mlcycle.serve._feedback import (
 )
 from mlcycle.serve._guard import Guard, Refusal
 from mlcycle.serve._ids import RequestIds, client_id
+from mlcycle.serve._limits import BodyBudget, ConnectionLimits, Connections, LimitsCollector
 from mlcycle.serve._process import pyarrow_without_pandas
 from mlcycle.serve._v2 import (
     attach_binary_data,
@@ -90,6 +94,12 @@ class _Reply(NamedTuple):
     status: int = 200
     headers: dict[str, str] | None = None
     media_type: str = "application/json"
+
+
+_BUSY = {"Retry-After": "1"}
+# refused for a lack of room, not for what the request is; the connection is closed so that
+# the rest of its body is not read either
+_BUSY_CLOSE = {"Retry-After": "1", "Connection": "close"}
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> _Reply:
@@ -190,6 +200,12 @@ class Server:
         self.ids = RequestIds()
         self.recent = RecentIds()  # ids answered lately: /feedback says which labels matched
         self.guard = Guard(settings.allowed_hosts)
+        self.admission = Admission(settings.max_queue_rows, settings.admission_wait_s)
+        self.bodies = BodyBudget(settings.max_pending_body_bytes)
+        self.connections = Connections(ConnectionLimits.of(settings))  # read by the protocol
+        self.metrics.registry.register(
+            LimitsCollector(self.connections, self.admission, self.bodies)
+        )
         self._background: set[asyncio.Task[None]] = set()
         self._children: dict[tuple[str, ...], Any] = {}  # (metric, *labels) -> its child
 
@@ -206,6 +222,12 @@ class Server:
         self._child("requests", route, str(status)).inc()
         self._child("latency", route).observe(seconds)
 
+    async def admit(self) -> float | None:
+        """Rows reserved for a prediction request about to be read; None: answer it 503."""
+        primary = self.deployment.primary
+        estimate = primary.batcher.request_rows if primary is not None else 1.0
+        return await self.admission.enter(estimate)
+
     def _on_batch(self, rows: int, seconds: float) -> None:
         self.metrics.batch_rows.observe(rows)
 
@@ -216,18 +238,27 @@ class Server:
         limit = self.settings.max_body_bytes
         if declared is not None and (_ascii_int(declared) or 0) > limit:
             raise _HTTPError(413, f"request body of {declared} bytes is over the limit of {limit}")
-        chunks, size = [], 0
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _HTTPError(413, f"request body is over the limit of {limit} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        bodies = self.bodies  # bytes of unfinished bodies, server-wide: 503 past their budget
+        if declared is not None and (_ascii_int(declared) or 0) > bodies.free:
+            raise _HTTPError(503, bodies.message(_ascii_int(declared)), _BUSY_CLOSE)
+        chunks, size, held = [], 0, 0
+        try:
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    raise _ClientGone()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise _HTTPError(413, f"request body is over the limit of {limit} bytes")
+                if not bodies.take(len(chunk)):
+                    raise _HTTPError(503, bodies.message(), _BUSY_CLOSE)
+                held += len(chunk)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        finally:
+            bodies.give(held)
 
     async def body(self, request: _Call) -> Any:
         raw = await self.raw_body(request)
@@ -560,6 +591,8 @@ class ServingApp:
         self.server = server
         self.fallback = fallback
         self.state = fallback.state
+        # read by the uvicorn protocol (mlcycle.serve._limits) for each connection
+        self.connections = server.connections
 
     def _match(self, scope: Scope) -> tuple[Handler, str, dict[str, str]] | None:
         path: str = scope["path"]
@@ -593,7 +626,16 @@ class ServingApp:
             await self.fallback(scope, receive, send)
             return
         method, route, _ = hit
-        reply = await self.answer(method, route, call)
+        reserved = await self.server.admit()  # before the body is read (mlcycle.serve._admission)
+        if reserved is None:
+            self.server.count(route, 503, 0.0)
+            message = self.server.admission.message
+            await _send(send, _json({"error": message}, status=503, headers=_BUSY))
+            return
+        try:
+            reply = await self.answer(method, route, call)
+        finally:
+            self.server.admission.leave(reserved)
         if reply is not None:  # else the client is gone: nobody to answer
             await _send(send, reply)
 

@@ -85,6 +85,8 @@ class Batcher:
         self.max_queue_rows = max_queue_rows
         self.on_batch = on_batch
         self.queued_rows = 0
+        # moving average of the rows a request brings: what admission reserves for one
+        self.request_rows = 1.0
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -103,6 +105,7 @@ class Batcher:
         """
         if self._closing:
             raise Overloaded(1.0)
+        self.request_rows += 0.2 * (rows - self.request_rows)
         if self.queued_rows + rows > self.max_queue_rows and self.queued_rows > 0:
             raise Overloaded(max(0.05, self.queued_rows / max(self.max_batch_rows, 1) * 0.01))
         self.start()
