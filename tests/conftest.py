@@ -1,14 +1,18 @@
-"""Fixtures shared by the whole suite: store URLs for SQLite and the real PostgreSQL."""
+"""Fixtures shared by the whole suite: store URLs for SQLite and the real PostgreSQL, full disks."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import create_engine, text
+
+from tests._disk import FullDisk
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One worker per core (scripts/test): a worker's PyTorch and OpenMP threads stay on
@@ -51,3 +55,31 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def full_disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[FullDisk]:
+    """``pyarrow.parquet.write_table`` fails with ENOSPC while ``full_disk.full`` is set."""
+    disk = FullDisk(pq.write_table)
+    monkeypatch.setattr(pq, "write_table", disk.write_table)
+    yield disk
+    disk.full.clear()
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB filesystem (tmpfs), where this test may mount one (root on Linux)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)

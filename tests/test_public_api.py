@@ -38,6 +38,8 @@ def test_error_tree() -> None:
         errors.NotFoundError: (errors.MlcycleError, LookupError),
         errors.ConflictError: (errors.MlcycleError,),
         errors.ParityError: (errors.MlcycleError,),
+        errors.InferenceError: (errors.MlcycleError,),
+        errors.Overloaded: (errors.MlcycleError,),
     }
     for cls, bases in parents.items():
         for base in bases:

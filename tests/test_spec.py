@@ -38,7 +38,8 @@ from mlcycle.spec import Spec, load_spec, parse_spec
         ),
         (
             {"store": {"url": "mysql://db/x"}},
-            "store.url: 'mysql://db/x': expected a sqlite:/// or postgresql:// URL",
+            "store.url: 'mysql://db/x': expected a URL of a registered metadata backend"
+            " (postgresql://, sqlite://)",
         ),
         (
             {"stroe": {}},
@@ -47,8 +48,30 @@ from mlcycle.spec import Spec, load_spec, parse_spec
         ),
         (
             {"monitor": {"columns": {"age": {"test": "ttest"}}}},
-            "monitor.columns.age.test: 'ttest' is not one of 'ks', 'chi2', 'chi2_gof', 'z',"
-            " 'wasserstein', 'jensenshannon' or 'psi'",
+            "monitor.columns.age.test: 'ttest': unknown drift test; registered: chi2, chi2_gof,"
+            " jensenshannon, ks, psi, wasserstein, z",
+        ),
+        (
+            {"train": {"model": {"kind": "rnn"}}},
+            "train.model.kind: 'rnn': unknown model kind; registered: cnn, custom, mlp",
+        ),
+        (
+            {"train": {"executor": "ray"}},
+            "train.executor: 'ray': unknown executor; registered: local",
+        ),
+        (
+            {"artifacts": {"backend": "azure"}},
+            "artifacts.backend: 'azure': unknown artifact store; registered: fsspec",
+        ),
+        (
+            {"loop": {"triggers": {"drfit": True}}},
+            "loop.triggers: unknown trigger 'drfit'; registered: drift, interval, keep_improving,"
+            " new_labels, ood_share, performance_drop",
+        ),
+        (
+            {"data": {"datasets": {"c": {"source": "kaggle:titanic"}}}},
+            "data.datasets.c.source: 'kaggle:titanic': unknown kind of data source 'kaggle';"
+            " registered: csv, fashion-mnist, parquet, sklearn (or a file or folder path)",
         ),
         (
             {"monitor": {"webhook": "ftp://hooks"}},

@@ -7,19 +7,18 @@ page. Figures come from :class:`mlcycle.evaluate._figures.Figures`.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["CSS", "esc", "fmt", "html_page", "section", "table", "write_atomic"]
+from mlcycle import _system
+
+__all__ = ["CSS", "esc", "fmt", "html_page", "section", "table", "write_page"]
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;
@@ -75,20 +74,10 @@ def section(heading: str, body: str) -> str:
     return f"<section><h2>{esc(heading)}</h2>{body}</section>"
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_page(path: Path, text: str) -> None:
+    """Write a page whole (see :func:`mlcycle._system.write_atomic`), its folder made if needed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from other readers
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    _system.write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), sync=True)
 
 
 def html_page(title: str, subtitle_html: str, parts: Sequence[str]) -> str:

@@ -14,7 +14,13 @@ Anything else is a bug and keeps its traceback.
     │   └── IntegrityError              an artifact's bytes do not match its recorded sha256
     ├── NotFoundError (LookupError)     a project, dataset, version, run or artifact is unknown
     ├── ConflictError                   the request clashes with what is recorded
-    └── ParityError                     an exported graph disagrees with the model it came from
+    ├── ParityError                     an exported graph disagrees with the model it came from
+    ├── InferenceError                  ONNX Runtime could not load or run a model
+    └── Overloaded                      a server's queue is full: retry after ``retry_after`` s
+
+ONNX Runtime's own exceptions are translated once, where a session is made or
+run (:mod:`mlcycle.registry._ort`): inputs it refuses are a ``DataError``,
+anything else it raises an ``InferenceError``.
 
 Messages say what, where and what was expected::
 
@@ -27,10 +33,12 @@ from __future__ import annotations
 __all__ = [
     "ConflictError",
     "DataError",
+    "InferenceError",
     "IntegrityError",
     "InvalidNameError",
     "MlcycleError",
     "NotFoundError",
+    "Overloaded",
     "ParityError",
     "SpecError",
     "StoreError",
@@ -82,3 +90,18 @@ class ConflictError(MlcycleError):
 
 class ParityError(MlcycleError):
     """ONNX Runtime and PyTorch disagree on the same rows: the export is not trusted."""
+
+
+class InferenceError(MlcycleError):
+    """ONNX Runtime could not load a model or failed while running it (not the inputs' fault)."""
+
+
+class Overloaded(MlcycleError):
+    """A server's queue is full: the caller should retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"server overloaded: retry after {retry_after:g} s")
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[type[Overloaded], tuple[float]]:
+        return (type(self), (self.retry_after,))

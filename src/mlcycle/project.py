@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import TracebackType
 
 from mlcycle import _settings
 from mlcycle._datasets import Datasets
 from mlcycle._runs import Runs
+from mlcycle._system import Closing, write_atomic
 from mlcycle.errors import ConflictError, SpecError
 from mlcycle.spec import Spec, load_spec
 from mlcycle.store import (
@@ -72,7 +72,7 @@ data:
 """
 
 
-class Project:
+class Project(Closing):
     """An opened mlcycle project. Use :meth:`open` or :meth:`init`, then :meth:`close`.
 
     Attributes:
@@ -124,9 +124,8 @@ class Project:
         root.mkdir(parents=True, exist_ok=True)
         (root / STATE_DIR).mkdir(exist_ok=True)
         (root / STATE_DIR / ".gitignore").write_text("*\n", encoding="utf-8")
-        tmp = spec_file.with_suffix(".yaml.part")
-        tmp.write_text(SPEC_TEMPLATE.format(name=name), encoding="utf-8")
-        tmp.replace(spec_file)
+        text = SPEC_TEMPLATE.format(name=name)
+        write_atomic(spec_file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         project = cls.open(root)
         project.store.record_event(
             "project.created", "project", name, actor=project.actor, details={"root": str(root)}
@@ -136,17 +135,6 @@ class Project:
     def close(self) -> None:
         """Release database connections."""
         self.store.close()
-
-    def __enter__(self) -> Project:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Project({str(self.root)!r}, store={self.store.backend})"

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,6 +32,15 @@ from pydantic import (
 )
 
 from mlcycle.errors import SpecError
+from mlcycle.plugins import (
+    ARTIFACT_STORES,
+    DATA_SOURCES,
+    DRIFT_TESTS,
+    EXECUTORS,
+    METADATA_BACKENDS,
+    MODEL_KINDS,
+    TRIGGERS,
+)
 
 __all__ = [
     "ArtifactsSpec",
@@ -88,6 +98,9 @@ MetricName = Literal[
 ]
 
 
+_SOURCE_KIND = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -113,18 +126,28 @@ class StoreSpec(_Frozen):
         if url is None:
             return None
         scheme = url.split("://", 1)[0].split("+", 1)[0]
-        if "://" not in url or scheme not in {"sqlite", "postgresql", "postgres"}:
-            raise ValueError("expected a sqlite:/// or postgresql:// URL")
+        scheme = "postgresql" if scheme == "postgres" else scheme
+        if "://" not in url or scheme not in METADATA_BACKENDS:
+            schemes = ", ".join(f"{name}://" for name in METADATA_BACKENDS.names())
+            raise ValueError(f"expected a URL of a registered metadata backend ({schemes})")
         return url
 
 
 class ArtifactsSpec(_Frozen):
     """Where artifact bytes live: a folder or an fsspec URL (``s3://bucket/prefix``).
 
-    ``None`` means ``.mlcycle/artifacts`` inside the project.
+    ``None`` means ``.mlcycle/artifacts`` inside the project. ``backend`` names
+    the artifact store in :data:`mlcycle.plugins.ARTIFACT_STORES` that is
+    given ``uri`` (``fsspec``: any folder or URL fsspec reads).
     """
 
     uri: str | None = None
+    backend: str = "fsspec"
+
+    @field_validator("backend")
+    @classmethod
+    def _registered_backend(cls, name: str) -> str:
+        return ARTIFACT_STORES.check(name)
 
 
 class SplitSpec(_Frozen):
@@ -175,6 +198,19 @@ class DatasetSpec(_Frozen):
     types: dict[str, ColumnType] = Field(default_factory=dict)
     split: SplitSpec = Field(default_factory=SplitSpec)
 
+    @field_validator("source")
+    @classmethod
+    def _registered_source(cls, source: str | None) -> str | None:
+        # KIND:REST names a registered kind of source; a path has no such prefix
+        # (a one-letter one is a Windows drive).
+        match = _SOURCE_KIND.match(source or "")
+        if match and match.group(1).lower() not in DATA_SOURCES:
+            raise ValueError(
+                f"unknown kind of data source {match.group(1)!r}; "
+                f"registered: {', '.join(DATA_SOURCES.names())} (or a file or folder path)"
+            )
+        return source
+
     @model_validator(mode="after")
     def _one_target(self) -> DatasetSpec:
         targets = [c for c, r in self.roles.items() if r == "target"]
@@ -204,14 +240,15 @@ class DataSpec(_Frozen):
 class ModelSpec(_Frozen):
     """Which network to train.
 
-    ``mlp`` suits tables (and flattened small images); ``cnn`` needs an image
-    column and adds any tabular columns to its head; ``custom`` calls
-    ``factory`` (``package.module:function``) with ``in_features``,
-    ``n_outputs`` and ``options`` and puts the module it returns after
-    mlcycle's preprocessing.
+    ``kind`` is a name in :data:`mlcycle.plugins.MODEL_KINDS`: ``mlp`` suits
+    tables (and flattened small images); ``cnn`` needs an image column and
+    adds any tabular columns to its head; ``custom`` calls ``factory``
+    (``package.module:function``) with ``in_features``, ``n_outputs`` and
+    ``options`` and puts the module it returns after mlcycle's preprocessing.
+    A registered kind reads the fields it needs (``options`` for its own).
     """
 
-    kind: Literal["mlp", "cnn", "custom"] = "mlp"
+    kind: str = "mlp"
     hidden: tuple[Annotated[int, Field(gt=0)], ...] = (128, 64)
     channels: tuple[Annotated[int, Field(gt=0)], ...] = (32, 64)
     dropout: float = Field(default=0.1, ge=0, lt=1)
@@ -221,6 +258,11 @@ class ModelSpec(_Frozen):
     init_std: float = Field(default=0.02, gt=0)
     factory: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _registered_kind(cls, name: str) -> str:
+        return MODEL_KINDS.check(name)
 
     @model_validator(mode="after")
     def _custom_needs_factory(self) -> ModelSpec:
@@ -263,6 +305,8 @@ class TrainSpec(_Frozen):
     thread; when epochs are shorter than ``checkpoint_interval_s`` only the
     newest is stored once per interval (0: store every one), so a kill loses
     at most that much work and fast epochs are not slowed by storage.
+    ``executor`` (a name in :data:`mlcycle.plugins.EXECUTORS`) is where the
+    training runs: ``local``, this process.
     """
 
     data: str | None = None
@@ -284,6 +328,12 @@ class TrainSpec(_Frozen):
     mixed_precision: bool = True
     gap_warning: float = Field(default=0.1, ge=0)
     checkpoint_interval_s: float = Field(default=1.0, ge=0)
+    executor: str = "local"
+
+    @field_validator("executor")
+    @classmethod
+    def _registered_executor(cls, name: str) -> str:
+        return EXECUTORS.check(name)
 
 
 class EvaluateSpec(_Frozen):
@@ -299,14 +349,19 @@ class EvaluateSpec(_Frozen):
     bins: int = Field(default=4, ge=2)
 
 
-DriftTestName = Literal["ks", "chi2", "chi2_gof", "z", "wasserstein", "jensenshannon", "psi"]
-
-
 class DriftColumnSpec(_Frozen):
-    """The drift test of one column, instead of the default chosen by type and size."""
+    """The drift test of one column (a name in :data:`mlcycle.plugins.DRIFT_TESTS`).
 
-    test: DriftTestName
+    It replaces the default chosen by the column's type and size.
+    """
+
+    test: str
     threshold: float | None = Field(default=None, gt=0)
+
+    @field_validator("test")
+    @classmethod
+    def _registered_test(cls, name: str) -> str:
+        return DRIFT_TESTS.check(name)
 
 
 class PerformanceSpec(_Frozen):
@@ -403,7 +458,13 @@ class TriggerSpec(_Frozen):
     reach that multiple of the rows it was trained on, and goes on until two
     challengers in a row fail to beat the champion: one trained on the first
     few hundred post-change rows is a start, not the end.
+
+    Each setting but ``performance_rows`` is a trigger of
+    :data:`mlcycle.plugins.TRIGGERS`; a registered trigger is turned on by a
+    key of its name, its value being its setting (``my_trigger: 0.2``).
     """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     drift: bool = True
     performance_drop: bool = True
@@ -412,6 +473,27 @@ class TriggerSpec(_Frozen):
     interval: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?\s*[smhd]$")
     new_labels: int | None = Field(default=None, gt=0)
     keep_improving: float | None = Field(default=0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _registered_triggers(self) -> TriggerSpec:
+        for name in self.model_extra or {}:
+            if name not in TRIGGERS:
+                raise ValueError(TRIGGERS.unknown(name))
+        return self
+
+    def setting(self, name: str) -> Any:
+        """The setting of trigger ``name`` (None when it is off or not set)."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        return (self.model_extra or {}).get(name)
+
+    def settings(self) -> dict[str, Any]:
+        """Every trigger that is on, by name: built-ins first, then registered ones."""
+        names = [n for n in type(self).model_fields if n != "performance_rows"]
+        names += list(self.model_extra or {})
+        return {
+            n: value for n in names if (value := self.setting(n)) is not None and value is not False
+        }
 
 
 class GateSpec(_Frozen):
@@ -537,6 +619,7 @@ def _is_open_mapping(path: list[str]) -> bool:
         "train.class_weight",
         "monitor.columns",
         "loop.gate.guards",
+        "loop.triggers",
     } or (len(path) >= 4 and path[0] == "data" and path[1] == "datasets")
 
 

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
 from mlcycle.batch import score_file
 from mlcycle.predictions import PredictionLog
+from tests._disk import FullDisk
 from tests.batch.conftest import Scoring, diabetes_rows, write_input
-from tests.predictions.conftest import FullDisk
-
-
-@pytest.fixture
-def full_disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[FullDisk]:
-    disk = FullDisk(pq.write_table)
-    monkeypatch.setattr(pq, "write_table", disk.write_table)
-    yield disk
-    disk.full.clear()
 
 
 def test_a_failed_log_write_fails_the_chunk_and_its_resume_logs_it_once(

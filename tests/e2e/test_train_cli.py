@@ -132,7 +132,10 @@ def test_the_best_epoch_is_counted_from_one_everywhere(project: Path) -> None:
         (("--set", "lr"), "error: --set 'lr': expected key=value"),
         (("--set", "lr=-1"), "error: train.lr: -1 is not > 0"),
         (("--set", "lrr=1"), "error: --set lrr: train.lrr names no field of the spec"),
-        (("--model", "transformer"), "error: train.model.kind: 'transformer' is not one of"),
+        (
+            ("--model", "transformer"),
+            "error: train.model.kind: 'transformer': unknown model kind; registered: cnn, custom, mlp",
+        ),
         (("--data", "nope"), "error: dataset 'nope' does not exist; known: digits"),
     ],
 )

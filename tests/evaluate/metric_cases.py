@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import (
@@ -307,3 +308,12 @@ def sklearn_regression(y: FloatArray, pred: FloatArray) -> dict[str, float | Non
             mean_absolute_percentage_error(y[nonzero], pred[nonzero]) if nonzero.any() else None
         ),
     }
+
+
+def assert_same(got: float | None, want: float | None, name: str) -> None:
+    """``got`` is scikit-learn's ``want`` to 1e-12, or both are undefined (None)."""
+    if want is None:
+        assert got is None, f"{name}: expected undefined (None), got {got}"
+    else:
+        assert got is not None, f"{name}: expected {want}, got undefined (None)"
+        assert got == pytest.approx(float(want), rel=1e-12, abs=1e-12), name

@@ -32,16 +32,10 @@ from tests.evaluate.metric_cases import (
     REGRESSION_CASES,
     ClassificationCase,
     RegressionCase,
+    assert_same,
     sklearn_classification,
     sklearn_regression,
 )
-
-
-def _same(got: float | None, want: float | None, name: str) -> None:
-    if want is None:
-        assert got is None, f"{name}: expected undefined (None), got {got}"
-    else:
-        assert got == pytest.approx(float(want), rel=1e-12, abs=1e-12), name
 
 
 def test_every_metric_of_the_table_has_a_scikit_learn_reference() -> None:
@@ -68,11 +62,11 @@ def test_classification_metrics_equal_scikit_learn(case: ClassificationCase) -> 
     record = classification_metrics(case.y, case.proba, case.classes)
     by_name = point_metrics(case.task, case.y, case.proba, case.classes)
     for name in metric_names("classification"):
-        _same(record[name], expected[name], name)
-        _same(by_name[name], expected[name], name)
+        assert_same(record[name], expected[name], name)
+        assert_same(by_name[name], expected[name], name)
     for i, name in enumerate(case.classes):
         for key, want in expected["per_class"][i].items():
-            _same(record["per_class"][name][key], want, f"{name}.{key}")
+            assert_same(record["per_class"][name][key], want, f"{name}.{key}")
     json.dumps(record, allow_nan=False)
 
 
@@ -82,7 +76,7 @@ def test_label_metrics_from_labels_alone_equal_scikit_learn(case: Classification
     names = [n for n in metric_names("classification") if not metric(n).needs_scores]
     got = label_metrics(case.y, case.proba.argmax(axis=1), case.proba.shape[1], names)
     for name in names:
-        _same(got[name], expected[name], name)
+        assert_same(got[name], expected[name], name)
 
 
 @pytest.mark.parametrize("case", CLASSIFICATION_CASES, ids=lambda c: c.id)
@@ -93,11 +87,11 @@ def test_bootstrap_kernels_give_the_point_values(case: ClassificationCase) -> No
     counts = [np.bincount(v, minlength=k).astype(np.float64) for v in (y[y == pred], y, pred)]
     expected = sklearn_classification(y, p)
     for name, value in count_metrics(*counts).items():
-        _same(float(value), expected[name], name)
+        assert_same(float(value), expected[name], name)
     headline = headline_with_ci(case.task, y, p, case.classes, n_boot=20)
     assert tuple(headline) == metric_names("classification", headline=True)
     for name, interval in headline.items():
-        _same(interval["value"], expected[name], name)
+        assert_same(interval["value"], expected[name], name)
 
 
 def test_a_binary_threshold_decides_the_label_metrics() -> None:
@@ -105,7 +99,7 @@ def test_a_binary_threshold_decides_the_label_metrics() -> None:
     expected = sklearn_classification(case.y, case.proba, threshold=0.9)
     record = classification_metrics(case.y, case.proba, case.classes, threshold=0.9)
     for name in metric_names("classification"):
-        _same(record[name], expected[name], name)
+        assert_same(record[name], expected[name], name)
 
 
 @pytest.mark.parametrize("case", REGRESSION_CASES, ids=lambda c: c.id)
@@ -114,12 +108,12 @@ def test_regression_metrics_equal_scikit_learn(case: RegressionCase) -> None:
     record = regression_metrics(case.y, case.pred)
     by_name = point_metrics("regression", case.y, case.pred)
     for name in metric_names("regression"):
-        _same(record[name], expected[name], name)
-        _same(by_name[name], expected[name], name)
+        assert_same(record[name], expected[name], name)
+        assert_same(by_name[name], expected[name], name)
     assert record["mape_ignored"] == int((case.y == 0).sum())
     headline = headline_with_ci("regression", case.y, case.pred, n_boot=20)
     for name, interval in headline.items():
-        _same(interval["value"], expected[name], name)
+        assert_same(interval["value"], expected[name], name)
 
 
 @pytest.mark.parametrize("name", list(METRICS))

@@ -18,6 +18,18 @@ from mlcycle.predictions import PredictionLog
 __all__ = ["FEATURES", "chunks", "make_project", "rows", "wait_logged"]
 
 
+# One canary step at half the traffic, judged as soon as 20 requests reached the
+# challenger; latency is not what the loop tests judge, so a loaded machine must
+# not roll a challenger back (max_latency_ratio 10).
+CANARY: dict[str, Any] = {
+    "mode": "canary",
+    "steps": [0.5],
+    "bake_s": 0,
+    "min_requests": 20,
+    "max_latency_ratio": 10,
+}
+
+
 def rows(n: int, *, changed: bool, seed: int) -> pd.DataFrame:
     """The demo's loan stream with the target named ``y``."""
     return loan_rows(n, changed=changed, seed=seed).rename(columns={TARGET: "y"})

@@ -24,7 +24,7 @@ from mlcycle.demo import ReplayClient, replaying
 from mlcycle.loop import read_state, read_traffic, tick
 from mlcycle.registry import load, register
 from mlcycle.train import train
-from tests.loop._stream import FEATURES, chunks, make_project, rows, wait_logged
+from tests.loop._stream import CANARY, FEATURES, chunks, make_project, rows, wait_logged
 
 pytestmark = pytest.mark.slow
 
@@ -35,14 +35,7 @@ LOOP = {
     "window_rows": 2000,
     "holdout": 0.3,
     "gate": {"bootstrap": 500},
-    # latency is not what these tests judge: a loaded machine must not roll a challenger back
-    "rollout": {
-        "mode": "canary",
-        "steps": [0.5],
-        "bake_s": 0,
-        "min_requests": 20,
-        "max_latency_ratio": 10,
-    },
+    "rollout": CANARY,
 }
 
 

@@ -22,7 +22,8 @@ import yaml
 
 from mlcycle import Project
 from mlcycle.loop import TickError, backoff, read_state, run_loop, tick
-from mlcycle.loop._loop import _Tick
+from mlcycle.loop._loop import PHASES, PhaseStep
+from mlcycle.loop._work import Work
 from mlcycle.predictions import LoggedBatch, PredictionLog
 from mlcycle.registry import load, register
 from mlcycle.train import train
@@ -141,16 +142,16 @@ def test_a_phase_that_raises_once_leaves_the_state_and_the_loop_resumes_it(
     project.spec = spec.model_copy(
         update={"loop": spec.loop.model_copy(update={"triggers": triggers})}
     )
-    collect = _Tick.collect
+    collect = PHASES["triggered"]
     calls = []
 
-    def flaky(self: _Tick, state: Any) -> Any:
+    def flaky(work: Work, state: Any) -> Any:
         calls.append(state.phase)
         if len(calls) == 1:
             raise RuntimeError("the disk went away for a moment")
-        return collect(self, state)
+        return collect.run(work, state)
 
-    monkeypatch.setattr(_Tick, "collect", flaky)
+    monkeypatch.setitem(PHASES, "triggered", PhaseStep(collect.step, flaky))
     with pytest.raises(TickError, match=r"triggered \(collect\): RuntimeError: the disk went"):
         tick(project)
     state = read_state(project.store, _model(project))

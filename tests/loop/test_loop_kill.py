@@ -27,7 +27,7 @@ from mlcycle.loop import read_state, read_traffic
 from mlcycle.predictions import LoggedBatch, PredictionLog
 from mlcycle.registry import load, register
 from mlcycle.train import train
-from tests.loop._stream import FEATURES, make_project, rows
+from tests.loop._stream import CANARY, FEATURES, make_project, rows
 
 pytestmark = pytest.mark.slow
 
@@ -38,14 +38,7 @@ LOOP = {
     "min_labels": 600,
     "window_rows": 2000,
     "gate": {"bootstrap": 300},
-    # latency is not what these tests judge: a loaded machine must not roll a challenger back
-    "rollout": {
-        "mode": "canary",
-        "steps": [0.5],
-        "bake_s": 0,
-        "min_requests": 20,
-        "max_latency_ratio": 10,
-    },
+    "rollout": CANARY,
 }
 
 
@@ -112,12 +105,28 @@ def _loop(project: Project, *args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def _wait(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
+def _wait(condition: object, process: subprocess.Popen[bytes], what: str) -> None:
+    """Wait on progress: until ``condition()`` holds, failing at once if the loop died.
+
+    No deadline of our own: a slow machine only makes it slower (pytest-timeout
+    guards against a hang).
+    """
     while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
+        if process.poll() is not None:
+            output = process.communicate()[0].decode()
+            pytest.fail(f"the loop exited ({process.returncode}) before {what}:\n{output}")
         time.sleep(0.05)
+
+
+def _lines_until(process: subprocess.Popen[bytes], marker: str) -> str:
+    """The loop's output up to and including the first line holding ``marker``."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    for raw in process.stdout:
+        lines.append(raw.decode())
+        if marker in lines[-1]:
+            return "".join(lines)
+    pytest.fail(f"the loop ended without printing {marker!r}:\n{''.join(lines)}")
 
 
 @pytest.mark.parametrize(
@@ -140,7 +149,7 @@ def test_killed_mid_retrain_and_mid_rollout_the_loop_resumes(
             runs = [r for r in project.store.list_runs(limit=20) if r.name == "loop-stream-c0"]
             return bool(runs) and len(project.runs.metrics(runs[0].id, "train_loss")) >= 3
 
-        _wait(training, 180, "the retraining to be under way")
+        _wait(training, loop, "the retraining was under way")
         loop.send_signal(signal.SIGKILL)
         loop.communicate(timeout=30)
         state = read_state(project.store, "stream")
@@ -151,10 +160,10 @@ def test_killed_mid_retrain_and_mid_rollout_the_loop_resumes(
 
         # 2. a new loop resumes the same run, gates, and starts the canary step
         loop = _loop(project, "--interval", "0.2")
-        _wait(lambda: read_state(project.store, "stream").phase == "rollout", 300, "the rollout")
-        time.sleep(0.5)  # now baking: no challenger traffic yet
+        output = _lines_until(loop, "rollout_step")  # now baking: no challenger traffic yet
+        assert read_state(project.store, "stream").phase == "rollout"
         loop.send_signal(signal.SIGKILL)
-        output = loop.communicate(timeout=30)[0].decode()
+        output += loop.communicate(timeout=30)[0].decode()
         assert "resumed the interrupted run" in output, output
         assert project.store.get_run(run.id).status == "finished"
         versions = project.store.registry.list_versions("stream")

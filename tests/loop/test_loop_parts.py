@@ -238,14 +238,15 @@ def test_rollout_figures_count_requests_not_rows(champion: Project, tmp_path: Pa
 
 
 def test_auto_data_mode_follows_what_triggered(champion: Project) -> None:
-    from mlcycle.loop._loop import _Tick
+    from mlcycle.loop._retrain import data_mode
     from mlcycle.loop._state import LoopState
+    from mlcycle.loop._work import Work
 
-    work = _Tick(champion, "stream")
-    mode, why = work.data_mode(LoopState(kinds=["performance", "drift"]))
+    work = Work(champion, "stream")
+    mode, why = data_mode(work, LoopState(kinds=["performance", "drift"]))
     assert mode == "window" and "change of concept" in why
     for kinds in (["drift"], ["improve"], ["new_labels"], ["schedule"]):
-        assert work.data_mode(LoopState(kinds=kinds))[0] == "reference+window"
+        assert data_mode(work, LoopState(kinds=kinds))[0] == "reference+window"
 
 
 def test_held_out_rows_of_earlier_cycles_join_the_gate(champion: Project) -> None:

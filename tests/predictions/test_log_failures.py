@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mlcycle.predictions import LoggedBatch, PredictionLog
-from tests.predictions.conftest import FullDisk, fill, open_files_under
+from tests._disk import FullDisk, fill, open_files_under
 
 AT = datetime(2026, 11, 27, 12, tzinfo=UTC)
 ONLY_ON_DEMAND = {"flush_interval_s": 3600.0, "convert_interval_s": 3600.0}  # writes on flush()

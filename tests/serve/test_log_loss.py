@@ -6,28 +6,18 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
 from mlcycle.predictions import PredictionLog
-from tests.predictions.conftest import FullDisk
+from tests._disk import FullDisk
 from tests.serve.test_server import ROWS
 
 REQUESTS = 100  # of 3 rows each
-
-
-@pytest.fixture
-def full_disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[FullDisk]:
-    disk = FullDisk(pq.write_table)
-    monkeypatch.setattr(pq, "write_table", disk.write_table)
-    yield disk
-    disk.full.clear()
 
 
 def _metric(text: str, name: str) -> float:

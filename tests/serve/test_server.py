@@ -403,7 +403,8 @@ def test_fuzzed_paths_and_headers_never_get_a_500(serve: Any) -> None:
 
 
 def test_overload_answers_503_with_retry_after(serve: Any) -> None:
-    with serve(max_queue_rows=3, max_batch_rows=1, max_delay_ms=0) as (url, _):
+    # refused at once, not after waiting for room (which a fast model may well find)
+    with serve(max_queue_rows=3, max_batch_rows=1, max_delay_ms=0, admission_wait_s=0) as (url, _):
 
         def call(_: int) -> httpx.Response:
             return httpx.post(f"{url}/predict", json={"records": ROWS}, timeout=30)

@@ -32,6 +32,20 @@ def fake_sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def add_version(store: MetadataStore, name: str, sha: str, *, actor: str = "tester") -> Any:
+    """A one-row dataset version of ``name`` whose artifact and fingerprint are ``sha``."""
+    return store.add_dataset_version(
+        name,
+        fingerprint=sha,
+        artifact_sha256=sha,
+        source="test",
+        n_rows=1,
+        schema={},
+        profile={},
+        actor=actor,
+    )
+
+
 def write_runs_and_versions(url: str, worker: int, barrier: Any) -> None:
     store = MetadataStore(url)
     barrier.wait(timeout=60)
@@ -52,16 +66,7 @@ def write_runs_and_versions(url: str, worker: int, barrier: Any) -> None:
         if i < VERSIONS_PER_WORKER:
             sha = fake_sha(f"{worker}-{i}")
             store.record_artifact(sha, 1, f"mem://{sha}", "application/octet-stream")
-            store.add_dataset_version(
-                "shared",
-                fingerprint=sha,
-                artifact_sha256=sha,
-                source="test",
-                n_rows=1,
-                schema={},
-                profile={},
-                actor=f"worker{worker}",
-            )
+            add_version(store, "shared", sha, actor=f"worker{worker}")
     store.close()
 
 

@@ -48,6 +48,36 @@ def _version(store: MetadataStore, name: str, content: str) -> tuple[int, bool]:
     return record.version, created
 
 
+def test_the_record_families_make_up_the_same_public_surface() -> None:
+    public = sorted(n for n in dir(MetadataStore) if not n.startswith("_"))
+    assert public == [
+        "add_dataset_version",
+        "add_run_artifact",
+        "backend",
+        "close",
+        "create_run",
+        "finish_run",
+        "get_artifact",
+        "get_dataset_version",
+        "get_dataset_version_by_id",
+        "get_metrics",
+        "get_run",
+        "get_split",
+        "heartbeat",
+        "list_dataset_versions",
+        "list_datasets",
+        "list_events",
+        "list_runs",
+        "log_metrics",
+        "record_artifact",
+        "record_event",
+        "record_split",
+        "resume_run",
+        "set_tags",
+        "update_summary",
+    ]
+
+
 class TestSchema:
     def test_a_new_store_is_migrated_to_the_newest_revision(self, store: MetadataStore) -> None:
         assert head_revision() == HEAD_REVISION

@@ -121,16 +121,7 @@ def test_one_name_rule_for_models_datasets_and_references(store: MetadataStore) 
             parse_model_ref(f"{bad}@1")
         _refused(caught, "model name", bad)
         with pytest.raises(InvalidNameError) as caught:
-            store.add_dataset_version(
-                bad,
-                fingerprint=sha,
-                artifact_sha256=sha,
-                source="test",
-                n_rows=1,
-                schema={},
-                profile={},
-                actor="x",
-            )
+            _workers.add_version(store, bad, sha, actor="x")
         _refused(caught, "dataset name", bad)
     assert [m.name for m in store.registry.list_models()] == [longest]
     assert store.list_datasets() == []

@@ -24,14 +24,7 @@ from mlcycle.train import (
     train,
 )
 from mlcycle.train._loop import _check_stopping_metric, val_metrics
-from tests.evaluate.metric_cases import (
-    CLASSIFICATION_CASES,
-    REGRESSION_CASES,
-    ClassificationCase,
-    RegressionCase,
-    sklearn_classification,
-    sklearn_regression,
-)
+from tests.evaluate import metric_cases as cases
 
 CPU = torch.device("cpu")
 
@@ -44,22 +37,22 @@ def test_the_reported_example_gives_scikit_learns_macro_f1() -> None:
     assert metrics["f1_macro"] == pytest.approx(5 / 9)  # 0.5556, not 0.8333
 
 
-@pytest.mark.parametrize("case", CLASSIFICATION_CASES, ids=lambda c: c.id)
-def test_classification_epoch_metrics_equal_scikit_learn(case: ClassificationCase) -> None:
-    expected = sklearn_classification(case.y, case.proba)
+@pytest.mark.parametrize("case", cases.CLASSIFICATION_CASES, ids=lambda c: c.id)
+def test_classification_epoch_metrics_equal_scikit_learn(case: cases.ClassificationCase) -> None:
+    expected = cases.sklearn_classification(case.y, case.proba)
     metrics = val_metrics(case.task, case.y, case.proba)
     assert metrics, "the training loop records validation metrics"
     for name, value in metrics.items():
-        assert value == pytest.approx(expected[name], abs=1e-12), name
+        cases.assert_same(value, expected[name], name)
 
 
-@pytest.mark.parametrize("case", REGRESSION_CASES, ids=lambda c: c.id)
-def test_regression_epoch_metrics_equal_scikit_learn(case: RegressionCase) -> None:
-    expected = sklearn_regression(case.y, case.pred)
+@pytest.mark.parametrize("case", cases.REGRESSION_CASES, ids=lambda c: c.id)
+def test_regression_epoch_metrics_equal_scikit_learn(case: cases.RegressionCase) -> None:
+    expected = cases.sklearn_regression(case.y, case.pred)
     metrics = val_metrics("regression", case.y, case.pred)
     for name, value in metrics.items():
         assert expected[name] is not None, f"{name} is undefined here but was recorded"
-        assert value == pytest.approx(expected[name], rel=1e-12, abs=1e-12), name
+        cases.assert_same(value, expected[name], name)
 
 
 def test_early_stopping_on_a_table_metric_follows_its_direction(project: Project) -> None:

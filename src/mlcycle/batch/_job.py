@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcycle._system import cores as available_cores
 from mlcycle.batch._output import BatchLog, output_columns, rejects_header
 from mlcycle.batch._parts import JOB_FORMAT, OutputWriter, WorkFolder
 from mlcycle.batch._pipeline import ChunkScorer, Progress, run_chunks
@@ -61,12 +62,6 @@ class ScoreSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)  # pragma: no cover - macOS, Windows
 
 
 def _output_format(output: Path) -> str:
@@ -190,7 +185,7 @@ def score_file(
             f"output {str(out_path)!r} is inside the input folder {str(source.path)!r}: "
             "a later run would read it as input; write it elsewhere"
         )
-    cores = _cores()
+    cores = available_cores()
     n_workers = max(1, workers or min(cores, 4))
     predictor, log_root = _load(model, project, threads=max(1, cores // n_workers), log=log)
     _check_inputs(source, predictor)

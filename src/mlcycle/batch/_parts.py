@@ -22,8 +22,6 @@ import contextlib
 import json
 import os
 import shutil
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -33,6 +31,7 @@ import pyarrow.csv as pcsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from mlcycle._system import write_atomic
 from mlcycle.errors import ConflictError
 
 try:
@@ -61,16 +60,6 @@ class PartCounts:
 
     rows: int
     rejected: int
-
-
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _write_ipc(table: pa.Table, path: Path) -> None:
@@ -117,7 +106,7 @@ class WorkFolder:
             self._sweep(keep_parts=True)
             return previous, True
         self._sweep(keep_parts=False)
-        _write_atomic(record_path, lambda tmp: tmp.write_text(json.dumps(job, indent=2) + "\n"))
+        write_atomic(record_path, lambda tmp: tmp.write_text(json.dumps(job, indent=2) + "\n"))
         return job, False
 
     def done(self) -> dict[int, PartCounts]:
@@ -134,10 +123,10 @@ class WorkFolder:
     def write_part(self, index: int, table: pa.Table, counts: PartCounts, rejects: str) -> None:
         """Commit one chunk: its rejects (CSV lines, may be empty), then its predictions."""
         if rejects:
-            _write_atomic(self.rejects_part(index), lambda tmp: tmp.write_text(rejects))
+            write_atomic(self.rejects_part(index), lambda tmp: tmp.write_text(rejects))
         meta = {_ROWS_KEY: str(counts.rows).encode(), _REJECTED_KEY: str(counts.rejected).encode()}
         table = table.replace_schema_metadata(meta)
-        _write_atomic(self.part(index), lambda tmp: _write_ipc(table, tmp))
+        write_atomic(self.part(index), lambda tmp: _write_ipc(table, tmp))
 
     def read_part(self, index: int) -> tuple[pa.Table, str]:
         """A finished chunk's predictions and rejects lines, as :meth:`write_part` got them."""

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mlcycle.registry import Prediction, Predictor
+from mlcycle.registry._ort import ort_errors
 
 __all__ = ["SLICE_ROWS", "ChunkPredictor", "Scored"]
 
@@ -66,12 +67,13 @@ class ChunkPredictor:
 
     def _run(self, names: list[str], feeds: Feeds, rows: int) -> list[np.ndarray[Any, Any]]:
         session = self.predictor.session
-        if rows <= SLICE_ROWS:
-            return list(session.run(names, feeds))
-        slices = [
-            session.run(names, {k: v[i : i + SLICE_ROWS] for k, v in feeds.items()})
-            for i in range(0, rows, SLICE_ROWS)
-        ]
+        with ort_errors(self.predictor.ref):
+            if rows <= SLICE_ROWS:
+                return list(session.run(names, feeds))
+            slices = [
+                session.run(names, {k: v[i : i + SLICE_ROWS] for k, v in feeds.items()})
+                for i in range(0, rows, SLICE_ROWS)
+            ]
         return [np.concatenate([s[j] for s in slices]) for j in range(len(names))]
 
     def _argmax_ok(self, feeds: Feeds) -> bool:

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mlcycle.cli._app import app, err, out, print_json, state
-from mlcycle.cli._render import render_profile, version_json
+from mlcycle.cli._render import dataset_version_json, render_profile
 from mlcycle.errors import DataError, SpecError
 from mlcycle.spec import ColumnRole, ColumnType, Task
 
@@ -148,7 +148,7 @@ def add(
         if as_json:
             print_json(
                 {
-                    **version_json(added.version),
+                    **dataset_version_json(added.version),
                     "created": added.created,
                     "latest": added.latest.version,
                     "is_latest": added.is_latest,
@@ -214,6 +214,6 @@ def show(
     with state(ctx).open() as project:
         version = project.datasets.get(ref)
         if as_json:
-            print_json(version_json(version))
+            print_json(dataset_version_json(version))
             return
         render_profile(out, version)

@@ -23,6 +23,7 @@ import typer
 import yaml
 
 from mlcycle.cli._app import app, out
+from mlcycle.cli._progress import EpochBar
 from mlcycle.cli._render import render_profile
 from mlcycle.project import SPEC_FILE, Project
 
@@ -89,7 +90,8 @@ def demo(
         render_profile(out, added.version)
 
         out.print("[bold]2. train an MLP[/] (early stopping on validation loss)")
-        outcome = train(project, data=added.version.ref, quiet=quiet)
+        with EpochBar(show=not quiet) as bar:
+            outcome = train(project, data=added.version.ref, on_progress=bar)
         s = outcome.summary
         out.print(
             f"   best epoch {s['best_epoch']} of {s['epochs_run']}, "

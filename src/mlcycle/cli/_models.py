@@ -21,7 +21,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.
 Reason = Annotated[str | None, typer.Option("--reason", help="Why: recorded in the event log.")]
 
 
-def version_json(v: ModelVersionRecord) -> dict[str, Any]:
+def model_version_json(v: ModelVersionRecord) -> dict[str, Any]:
     return {
         "name": v.name,
         "version": v.version,
@@ -63,7 +63,7 @@ def register(
     with state(ctx).open() as project:
         version = register_run(project, run_id, name, alias=alias, description=description)
         if as_json:
-            print_json(version_json(version))
+            print_json(model_version_json(version))
             return
         parity = version.metrics.get("parity", {})
         aliases = " ".join(f"@{a}" for a in version.aliases)
@@ -111,7 +111,7 @@ def show(
     with state(ctx).open() as project:
         v = project.store.registry.get(ref)
         if as_json:
-            print_json(version_json(v))
+            print_json(model_version_json(v))
             return
         aliases = " ".join(f"@{a}" for a in v.aliases)
         out.print(f"[bold]{v.ref}[/] {aliases}  {v.task}  from run {v.run_id}  by {v.created_by}")

@@ -21,7 +21,7 @@ def _num(value: Any) -> str:
     return str(value)
 
 
-def version_json(version: DatasetVersionRecord) -> dict[str, Any]:
+def dataset_version_json(version: DatasetVersionRecord) -> dict[str, Any]:
     return {
         "name": version.dataset,
         "version": version.version,

@@ -51,6 +51,45 @@ def serve(
             help="File holding a Bearer token /feedback requires (or MLCYCLE_FEEDBACK_TOKEN)."
         ),
     ] = None,
+    admission_wait: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Seconds a request the queue has no room for waits (unread) before its 503; "
+            "0: at once.",
+            show_default="1",
+        ),
+    ] = None,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Open connections; past them the longest idle one is closed for a new one "
+            "(503 if none is idle).",
+            show_default="2048",
+        ),
+    ] = None,
+    header_timeout: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Seconds to send a request's headers.", show_default="10"),
+    ] = None,
+    body_timeout: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Seconds to send a request's body.", show_default="30"),
+    ] = None,
+    keepalive_timeout: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Seconds an idle connection is kept open.", show_default="5"),
+    ] = None,
+    max_pending_body_mb: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="MiB of unfinished request bodies held at once, all clients together; "
+            "past it 503.",
+            show_default="64",
+        ),
+    ] = None,
 ) -> None:
     """Serve a registered model: KServe V2 API (REST, and gRPC with --grpc-port), /predict,
     /feedback, /metrics."""
@@ -68,6 +107,21 @@ def serve(
     feedback_token = _secret(
         feedback_token_file, "--feedback-token-file", _settings.feedback_token()
     )
+    limits: dict[str, float] = {
+        key: value
+        for key, value in (
+            ("admission_wait_s", admission_wait),
+            ("max_connections", max_connections),
+            ("header_timeout_s", header_timeout),
+            ("body_timeout_s", body_timeout),
+            ("keepalive_timeout_s", keepalive_timeout),
+            (
+                "max_pending_body_bytes",
+                None if max_pending_body_mb is None else int(max_pending_body_mb * 2**20),
+            ),
+        )
+        if value is not None
+    }
     name = ref.split("@")[0]
     canary_ref, percent = None, 0.0
     if canary is not None:
@@ -96,6 +150,7 @@ def serve(
             allowed_hosts=allowed_hosts(host, allowed_host or ()),
             grpc_port=grpc_port,
             grpc_host=host,
+            **limits,  # type: ignore[arg-type]
         )
         version = check_servable(project, settings)  # every ref resolves, its files intact
     grpc = f" and gRPC on {host}:{grpc_port}" if grpc_port is not None else ""

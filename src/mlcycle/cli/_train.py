@@ -9,6 +9,7 @@ import yaml
 from rich.table import Table
 
 from mlcycle.cli._app import app, out, print_json, state
+from mlcycle.cli._progress import EpochBar
 from mlcycle.errors import SpecError
 
 if TYPE_CHECKING:
@@ -100,7 +101,11 @@ def train(
         typer.Option("--data", help="NAME[@VERSION], or a source such as sklearn:digits."),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="mlp | cnn | custom (overrides train.model.kind).")
+        str | None,
+        typer.Option(
+            "--model",
+            help="A model kind: mlp, cnn, custom or a registered one (overrides train.model.kind).",
+        ),
     ] = None,
     sets: Annotated[
         list[str] | None,
@@ -121,13 +126,13 @@ def train(
     from mlcycle.train import resume as resume_run
     from mlcycle.train import train as train_run
 
-    with state(ctx).open() as project:
+    with state(ctx).open() as project, EpochBar(show=not (quiet or as_json)) as bar:
         if resume is not None:
             if data or model or sets or device:
                 raise SpecError(
                     "--resume continues a run as recorded: drop --data/--model/--set/--device"
                 )
-            outcome = resume_run(project, resume, quiet=quiet or as_json)
+            outcome = resume_run(project, resume, on_progress=bar)
         else:
             overrides = parse_sets(sets or [])
             ref = _announce(project, data, overrides, as_json)
@@ -137,7 +142,7 @@ def train(
                 model=model,
                 overrides=overrides,
                 device=device,
-                quiet=quiet or as_json,
+                on_progress=bar,
             )
         _report(outcome, as_json)
 

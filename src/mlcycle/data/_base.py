@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from mlcycle.errors import DataError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -85,6 +88,23 @@ class DataSource(ABC):
         ints for image columns). The project spec overrides every hint.
         """
         return {}
+
+    @classmethod
+    def from_uri(cls, rest: str, *, base_dir: Path | None = None, given: str = "") -> DataSource:
+        """The source that ``KIND:rest`` names, ``KIND`` being this class's registered name.
+
+        A kind registered in :data:`mlcycle.plugins.DATA_SOURCES` is reached by
+        that prefix from the spec (``data.datasets.<name>.source``), the CLI and
+        :func:`~mlcycle.data.resolve_source`. ``base_dir`` is the project
+        folder (for relative paths); ``given`` is the text as the user wrote
+        it, for messages. The default takes no argument after the prefix.
+
+        Raises:
+            DataError: ``rest`` does not name such a source.
+        """
+        if rest:
+            raise DataError(f"data source {given!r}: {cls.__name__} takes nothing after the colon")
+        return cls()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"

@@ -70,6 +70,16 @@ class FashionMnistSource(DataSource):
         self.limit = limit
         self.folder = folder
 
+    @classmethod
+    def from_uri(
+        cls, rest: str, *, base_dir: Path | None = None, given: str = ""
+    ) -> FashionMnistSource:
+        if rest and not rest.isdigit():
+            raise DataError(
+                f"data source {given!r}: expected fashion-mnist: or fashion-mnist:N (rows)"
+            )
+        return cls(int(rest) if rest else None)
+
     @property
     def default_name(self) -> str:
         return "fashion_mnist"

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from mlcycle.data._base import DataSource, safe_name
 from mlcycle.errors import DataError
+from mlcycle.plugins import DATA_SOURCES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,6 +62,10 @@ class _FileSource(DataSource):
         self.path = Path(path)
         # Messages name the source as the user wrote it, not as resolved.
         self.label = label if label is not None else str(path)
+
+    @classmethod
+    def from_uri(cls, rest: str, *, base_dir: Path | None = None, given: str = "") -> DataSource:
+        return _path_source(rest, base_dir, given or f"{cls.kind}:{rest}", cls.kind)
 
     @property
     def default_name(self) -> str:
@@ -288,6 +293,10 @@ class SklearnSource(DataSource):
             )
         self.name = name
 
+    @classmethod
+    def from_uri(cls, rest: str, *, base_dir: Path | None = None, given: str = "") -> SklearnSource:
+        return cls(rest)
+
     @property
     def default_name(self) -> str:
         return self.name
@@ -326,10 +335,12 @@ def resolve_source(obj: object, base_dir: Path | None = None) -> DataSource:
     """Turn whatever names a dataset into a :class:`DataSource`.
 
     Accepts a DataSource (returned as is), a pandas DataFrame or pyarrow
-    Table, ``sklearn:NAME``, or a path (``str`` or ``PathLike``) to a
-    ``.csv``/``.parquet``/``.pq`` file or a folder of them. ``csv:PATH`` and
-    ``parquet:PATH`` (what :meth:`DataSource.describe` records) work too, so
-    lineage can be read back. Relative paths are resolved against
+    Table, ``KIND:REST`` for a kind registered in
+    :data:`mlcycle.plugins.DATA_SOURCES` (``sklearn:NAME``,
+    ``fashion-mnist:N``, ``csv:PATH``, ``parquet:PATH``: what
+    :meth:`DataSource.describe` records, so lineage can be read back), or a
+    path (``str`` or ``PathLike``) to a ``.csv``/``.parquet``/``.pq`` file or
+    a folder of them. Relative paths are resolved against
     ``base_dir`` (the project folder), not the working directory.
 
     Raises:
@@ -349,19 +360,12 @@ def resolve_source(obj: object, base_dir: Path | None = None) -> DataSource:
         match = _SCHEME.match(obj)
         if match:
             scheme, rest = match.group(1).lower(), match.group(2)
-            if scheme == "sklearn":
-                return SklearnSource(rest)
-            if scheme == "fashion-mnist":
-                from mlcycle.data._fashion import FashionMnistSource
-
-                if rest and not rest.isdigit():
-                    raise DataError(
-                        f"data source {obj!r}: expected fashion-mnist: or fashion-mnist:N (rows)"
-                    )
-                return FashionMnistSource(int(rest) if rest else None)
-            if scheme in ("csv", "parquet"):
-                return _path_source(rest, base_dir, obj, scheme)
-            raise DataError(f"data source {obj!r}: unknown kind of source; {_ACCEPTED}")
+            if scheme in DATA_SOURCES:
+                return DATA_SOURCES.get(scheme).from_uri(rest, base_dir=base_dir, given=obj)
+            raise DataError(
+                f"data source {obj!r}: unknown kind of source; {_ACCEPTED} "
+                f"(registered kinds: {', '.join(DATA_SOURCES.names())})"
+            )
         return _path_source(obj, base_dir, obj, None)
     if isinstance(obj, os.PathLike):
         return _path_source(os.fspath(obj), base_dir, os.fspath(obj), None)

@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mlcycle._system import sync_folder
 from mlcycle.edge._latency import load_session, measure_latency_ms
 from mlcycle.edge._ort_format import to_ort_format
 from mlcycle.edge._readme import render_readme
@@ -206,18 +207,4 @@ def _write_atomically(dest: Path, contents: dict[str, bytes]) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _sync_folder(dest.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    sync_folder(dest.parent)

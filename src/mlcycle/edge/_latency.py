@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlcycle.errors import ConflictError, MlcycleError
+from mlcycle.errors import ConflictError
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -56,22 +56,22 @@ def load_session(model: bytes | str, signature: dict[str, Any]) -> ort.Inference
     """A one-thread CPU session on ``model``, whose inputs and outputs match ``signature``.
 
     Raises:
-        MlcycleError: ONNX Runtime cannot load the model.
+        InferenceError: ONNX Runtime cannot load the model.
         ConflictError: its inputs or outputs are not the ones the signature names.
     """
     import onnxruntime as ort
+
+    from mlcycle.registry._ort import ort_errors
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    try:
+    with ort_errors(f"ONNX Runtime {ort.__version__}", loading=True):
         session = ort.InferenceSession(
             model, sess_options=options, providers=["CPUExecutionProvider"]
         )
-    except Exception as exc:  # ORT raises its own untyped errors
-        raise MlcycleError(f"ONNX Runtime {ort.__version__} cannot load the model: {exc}") from exc
     graph_inputs = sorted(i.name for i in session.get_inputs())
     expected = sorted(spec["name"] for spec in signature["inputs"])
     if graph_inputs != expected:
@@ -92,15 +92,16 @@ def measure_latency_ms(session: ort.InferenceSession, signature: dict[str, Any])
     """Median milliseconds to predict one row, after a warm-up.
 
     Raises:
-        MlcycleError: the model fails on the sample row.
+        DataError: ONNX Runtime refuses the sample row.
+        InferenceError: the model fails on the sample row.
     """
+    from mlcycle.registry._ort import ort_errors
+
     feeds = sample_feeds(signature)
     outputs = [o["name"] for o in signature["outputs"]]
-    try:
+    with ort_errors(f"a sample row {feeds}"):
         for _ in range(WARMUP_RUNS):
             session.run(outputs, feeds)
-    except Exception as exc:
-        raise MlcycleError(f"the model fails on a sample row {feeds}: {exc}") from exc
     timings = []
     for _ in range(TIMED_RUNS):
         start = time.perf_counter_ns()

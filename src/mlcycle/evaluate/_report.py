@@ -24,10 +24,9 @@ import numpy.typing as npt
 
 from mlcycle._html import esc as _esc
 from mlcycle._html import fmt as _fmt
-from mlcycle._html import html_page
+from mlcycle._html import html_page, write_page
 from mlcycle._html import section as _section
 from mlcycle._html import table as _table
-from mlcycle._html import write_atomic as _write_atomic
 from mlcycle.errors import DataError
 from mlcycle.evaluate._bootstrap import headline_with_ci
 from mlcycle.evaluate._classification import CONFUSION_MAX_CLASSES, check_classification
@@ -273,5 +272,5 @@ def render_report(
         parts,
     )
     out = Path(path)
-    _write_atomic(out, page)
+    write_page(out, page)
     return out

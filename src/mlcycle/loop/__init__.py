@@ -9,6 +9,7 @@ fails is recorded and the loop backs off and goes on.
 
 from __future__ import annotations
 
+from mlcycle.loop._base import Trigger, TriggerContext
 from mlcycle.loop._data import RetrainData, labelled_rows, retraining_data
 from mlcycle.loop._gate import GateVerdict, gate
 from mlcycle.loop._judge import JudgedPair, judge_versions
@@ -26,6 +27,8 @@ __all__ = [
     "TickError",
     "TickResult",
     "Traffic",
+    "Trigger",
+    "TriggerContext",
     "backoff",
     "gate",
     "history",

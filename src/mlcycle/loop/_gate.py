@@ -43,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from mlcycle._numbers import finite_json
 from mlcycle.errors import DataError, SpecError
 from mlcycle.evaluate import Metric, default_metric, draws, metric_names, point_metrics
 from mlcycle.evaluate import metric as lookup
@@ -104,7 +105,7 @@ class GateVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts, lists, strings, numbers and None (for NaN: no figure)."""
-        cleaned: dict[str, Any] = _finite(asdict(self))
+        cleaned: dict[str, Any] = finite_json(asdict(self))
         return cleaned
 
 
@@ -485,13 +486,3 @@ def _latency(champion: Predictor, challenger: Predictor, holdout: pa.Table) -> t
             times[which].append(time.perf_counter() - start)
     old, new = (float(np.median(t)) * 1000.0 for t in times)
     return old, new
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

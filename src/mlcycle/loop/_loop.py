@@ -11,6 +11,12 @@ promotion (``@champion`` moves, servers hot-swap) or rollback, and back to
 ``idle``. Each transition is an event holding the whole state (see
 :mod:`mlcycle.loop._state`), so a killed loop picks up where it was.
 
+Each phase is one function of the tick's :class:`~mlcycle.loop._work.Work`
+and the state, in its own module: ``idle`` in :mod:`~mlcycle.loop._watch`,
+``triggered`` and ``retraining`` in :mod:`~mlcycle.loop._retrain`, ``gating``
+and ``rollout`` in :mod:`~mlcycle.loop._release`; :data:`PHASES` maps each
+phase to its function and a tick dispatches by it.
+
 Every tick is fenced: whatever it raises is recorded as a ``loop.error`` event
 (the phase and step it failed in, the message, the traceback of an
 unexpected error, how many ticks in a row have failed) and raised as a
@@ -24,33 +30,33 @@ interval at once, says so, and reads ``mlcycle.yaml`` again before it retries.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import pyarrow.compute as pc
-
-from mlcycle.errors import MlcycleError, NotFoundError, SpecError
-from mlcycle.loop._data import DataMode, labelled_rows, retraining_data
-from mlcycle.loop._gate import gate
-from mlcycle.loop._rollout import Traffic, judge_step, live_figures, set_traffic
+from mlcycle.errors import MlcycleError, SpecError
+from mlcycle.loop._release import bake, judge
+from mlcycle.loop._retrain import collect, retrain
 from mlcycle.loop._state import LoopState, hold_lease, read_state, write_state
-from mlcycle.monitor import parse_since
-from mlcycle.monitor._performance import _verdict
+from mlcycle.loop._watch import idle, observe
+from mlcycle.loop._work import Work, iso, now
 
 if TYPE_CHECKING:
-    from mlcycle.monitor import MonitorResult, PerformanceResult
     from mlcycle.project import Project
-    from mlcycle.store import ModelVersionRecord
 
-__all__ = ["TickError", "TickResult", "backoff", "loop_model", "run_loop", "tick"]
+__all__ = [
+    "PHASES",
+    "PhaseStep",
+    "TickError",
+    "TickResult",
+    "backoff",
+    "loop_model",
+    "run_loop",
+    "tick",
+]
 
-CHAMPION, CHALLENGER = "champion", "challenger"
-MAX_MISSES = 2  # challengers in a row no better than the champion end "keep improving"
 # The longest wait between two ticks after errors (unless the interval itself is longer).
 MAX_BACKOFF_S = 600.0
 _TRACEBACK_CHARS = 4000
@@ -97,14 +103,6 @@ def backoff(interval_s: float, errors: int, *, configuration: bool = False) -> f
     return min(cap, float(interval_s) * 2.0 ** min(max(errors, 0), 30))
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat()
-
-
 def loop_model(project: Project, model: str | None = None) -> str:
     """The model the loop looks after: the argument, ``loop.model``, or the only one registered."""
     name = model or project.spec.loop.model
@@ -117,522 +115,44 @@ def loop_model(project: Project, model: str | None = None) -> str:
     return models[0].name
 
 
-class _Tick:
-    def __init__(self, project: Project, model: str) -> None:
-        self.project = project
-        self.model = model
-        self.spec = project.spec.loop
-        self.steps: list[str] = []
-        self.phase = "idle"
-        self.step = "start"  # what the tick was doing, for the record of an error
+@dataclass(frozen=True)
+class PhaseStep:
+    """What a tick does in one phase: the step's name (for the record of an error) and its function."""
 
-    def record(self, state: LoopState, action: str, reason: str) -> LoopState:
-        self.steps.append(f"{action}: {reason}")
-        return write_state(
-            self.project.store,
-            self.model,
-            state,
-            action=action,
-            reason=reason,
-            actor=self.project.actor,
-        )
-
-    def champion(self) -> ModelVersionRecord:
-        return self.project.store.registry.get(f"{self.model}@{CHAMPION}")
-
-    # -- idle: is anything wrong? ---------------------------------------------------------
-
-    def observe(self) -> MonitorResult | None:
-        """Monitor the champion's recent served rows (every tick: the story's timeline)."""
-        from mlcycle.monitor import monitor
-
-        try:
-            return monitor(
-                self.project,
-                self.champion().ref,
-                last=self.spec.window_rows,
-                recent_labels=self.spec.triggers.performance_rows,
-            )
-        except NotFoundError:
-            return None
-
-    def check(self, state: LoopState, result: MonitorResult | None) -> LoopState:
-        champion = self.champion()
-        now = _now()
-        reasons: list[str] = []
-        kinds: list[str] = []
-        triggers = self.spec.triggers
-        if result is not None:
-            if triggers.drift and result.features.drift:
-                drifted = result.features.drifted_columns
-                reasons.append(f"dataset drift in {len(drifted)} inputs ({', '.join(drifted[:5])})")
-                kinds.append("drift")
-            if triggers.performance_drop:
-                dropped = self.dropped(state, champion, result.performance, "")
-                recent = result.recent_performance
-                if dropped is None and recent is not None:
-                    dropped = self.dropped(
-                        state, champion, recent, f" in the newest {recent.n} labelled rows"
-                    )
-                if dropped is not None:
-                    reasons.append(dropped)
-                    kinds.append("performance")
-            if (
-                triggers.ood_share is not None
-                and result.ood is not None
-                and result.ood["alert"] is not None  # None: too few rows for a verdict
-                and result.ood["share"] >= triggers.ood_share
-            ):
-                reasons.append(f"{result.ood['share']:.1%} out-of-distribution inputs")
-                kinds.append("ood")
-        if triggers.interval is not None:
-            since = (
-                datetime.fromisoformat(state.last_retrain)
-                if state.last_retrain
-                else champion.created_at
-            )
-            if now - since >= parse_since(triggers.interval):
-                reasons.append(
-                    f"schedule: last retraining {since:%Y-%m-%d %H:%M} is older than {triggers.interval}"
-                )
-                kinds.append("schedule")
-        improve = triggers.keep_improving if state.improving else None
-        if triggers.new_labels is not None or improve is not None:
-            since_retrain = (
-                datetime.fromisoformat(state.last_retrain) if state.last_retrain else None
-            )
-            new = labelled_rows(self.project, champion, since=since_retrain).num_rows
-            if triggers.new_labels is not None and new >= triggers.new_labels:
-                reasons.append(f"{new} new labelled rows (trigger at {triggers.new_labels})")
-                kinds.append("new_labels")
-            trained = self.trained_rows(champion)
-            if improve is not None and trained:
-                # rows the champion never saw; after a promotion a few new labels are
-                # enough to go on, after a near miss as many again as it trained on
-                unseen = new
-                if state.data_since and state.data_since != state.last_retrain:
-                    since = datetime.fromisoformat(state.data_since)
-                    unseen = labelled_rows(self.project, champion, since=since).num_rows
-                wait = self.spec.min_labels if state.promoted_last else improve * trained
-                if unseen >= improve * trained and new >= wait:
-                    reasons.append(
-                        f"keep improving: {unseen} labelled rows {champion.ref} never trained "
-                        f"on, at least {improve:g}x the {trained} rows it trained on"
-                    )
-                    kinds.append("improve")
-        if not reasons:
-            if result is not None:
-                state = state.next(champion=champion.version, last_healthy=_iso(now))
-                rows = result.window.get("rows", 0)
-                if result.features.drift is None:
-                    self.steps.append(f"no trigger; too few rows for a drift verdict ({rows})")
-                else:
-                    self.steps.append(
-                        f"healthy: {result.features.share_drifted:.0%} of inputs drifted "
-                        f"({rows} rows)"
-                    )
-            else:
-                self.steps.append("no served rows to check yet")
-            return state
-        # A change (drift, a drop, strange inputs) is fresh since the last healthy check
-        # (or since the change being learnt began); more labels of the same concept are
-        # fresh since the data the champion trained on.
-        changed = any(k in kinds for k in ("drift", "performance", "ood"))
-        return self.record(
-            state.next(
-                phase="triggered",
-                champion=champion.version,
-                triggers=reasons,
-                kinds=kinds,
-                fresh_since=(state.concept_since or state.last_healthy)
-                if changed
-                else (state.data_since or state.last_retrain),
-            ),
-            "triggered",
-            "; ".join(reasons),
-        )
-
-    def dropped(
-        self,
-        state: LoopState,
-        champion: ModelVersionRecord,
-        performance: PerformanceResult | None,
-        where: str,
-    ) -> str | None:
-        """Why the champion's realised performance dropped, or None.
-
-        A version the loop promoted is held to its score on the gate's held-out
-        rows (hundreds of fresh rows) rather than to its own test split, which
-        for a model trained on a few hundred fresh rows is too small to judge by.
-        """
-        if performance is None:
-            return None
-        ref = state.reference
-        if (
-            ref
-            and ref.get("version") == champion.version
-            and ref.get("metric") == performance.metric
-        ):
-            alert, reason = _verdict(
-                performance.metric,
-                performance.value,
-                performance.low,
-                performance.high,
-                float(ref["value"]),
-                performance.n,
-                self.project.spec.monitor.performance,
-            )
-            if alert:
-                return (
-                    f"performance drop{where}: {reason} (the reference: its score on "
-                    f"{ref['rows']} rows the gate held out)"
-                )
-            return None
-        return f"performance drop{where}: {performance.reason}" if performance.alert else None
-
-    def trained_rows(self, version: ModelVersionRecord) -> int:
-        """Rows of the dataset ``version`` was trained on (0 when unknown)."""
-        ref = version.lineage.get("dataset")
-        if not ref:
-            return 0
-        try:
-            return int(self.project.datasets.get(str(ref)).n_rows)
-        except NotFoundError:
-            return 0
-
-    def data_mode(self, state: LoopState) -> tuple[DataMode, str]:
-        """What the challenger trains on, and why."""
-        mode = self.spec.data
-        if mode != "auto":
-            return mode, f"loop.data is {mode!r}"
-        if "performance" in state.kinds:
-            return "window", (
-                "the champion's performance dropped: the old labels may be wrong now "
-                "(a change of concept), so the challenger learns from the fresh rows alone"
-            )
-        return "reference+window", (
-            "no performance drop: the old labels still hold, so the champion's data "
-            "and the fresh rows together"
-        )
-
-    # -- triggered: collect fresh labels, version them ------------------------------------
-
-    def collect(self, state: LoopState) -> LoopState:
-        champion = self.champion()
-        since = datetime.fromisoformat(state.fresh_since) if state.fresh_since else None
-        fresh = labelled_rows(self.project, champion, since=since)
-        if fresh.num_rows < self.spec.min_labels:
-            self.steps.append(
-                f"waiting for labels: {fresh.num_rows}/{self.spec.min_labels} fresh labelled rows"
-            )
-            return state
-        fresh = fresh.slice(max(0, fresh.num_rows - self.spec.window_rows))
-        mode, why = self.data_mode(state)
-        history = labelled_rows(self.project, champion) if mode == "all" else None
-        # A new concept makes earlier held-out rows wrong, otherwise they still judge:
-        # a change starts a new pool, and the retrainings that learn it share it.
-        starts = mode == "window" and state.concept_since is None
-        pool = None if starts else state.holdout_pool
-        concept = state.fresh_since if starts else state.concept_since
-        data = retraining_data(
-            self.project,
-            champion,
-            fresh,
-            mode=mode,
-            holdout=self.spec.holdout,
-            seed=state.cycle,
-            history=history,
-            earlier_holdout=pool,
-            max_holdout_rows=self.spec.max_holdout_rows,
-        )
-        newest = pc.max(fresh.column("time")).as_py() if "time" in fresh.column_names else None
-        details = {
-            **data.to_dict(),
-            "mode": mode,
-            "why": why,
-            "newest": None if newest is None else _iso(newest + timedelta(microseconds=1)),
-        }
-        return self.record(
-            state.next(
-                phase="retraining",
-                data=details,
-                holdout_pool=data.holdout_ref,
-                concept_since=concept or state.fresh_since if mode == "window" else concept,
-            ),
-            "data",
-            f"{data.train_ref} to train on ({'; '.join(data.parts)}), "
-            f"{data.holdout_ref} ({data.holdout_rows} rows) held out for the gate; "
-            f"{mode}: {why}",
-        )
-
-    # -- retraining: an ordinary run with the champion's spec -----------------------------
-
-    def retrain(self, state: LoopState) -> LoopState:
-        from mlcycle.train import resume, train
-        from mlcycle.workflow import register
-
-        assert state.data is not None
-        champion = self.champion()
-        name = f"loop-{self.model}-c{state.cycle}"
-        existing = self.project.store.list_runs(name=name, limit=1)
-        params = dict(champion.lineage.get("params", {}).get("train") or {})
-        params.pop("data", None)
-        if existing and existing[0].status == "finished":
-            run_id = existing[0].id
-        elif existing and existing[0].status == "running":
-            run_id = resume(self.project, existing[0].id).run_id
-            self.steps.append(f"resumed the interrupted run {run_id[:8]}")
-        else:
-            outcome = train(
-                self.project,
-                data=state.data["train_ref"],
-                overrides={f"train.{k}": v for k, v in params.items()},
-                name=name,
-            )
-            run_id = outcome.run_id
-        made = [
-            v for v in self.project.store.registry.list_versions(self.model) if v.run_id == run_id
-        ]
-        if made:
-            version = made[0]
-            self.project.store.registry.set_alias(
-                self.model, version.version, CHALLENGER, actor=self.project.actor, reason="loop"
-            )
-        else:
-            version = register(
-                self.project,
-                run_id,
-                self.model,
-                alias=CHALLENGER,
-                description=f"challenger of cycle {state.cycle}: {'; '.join(state.triggers)}",
-                reason=f"loop cycle {state.cycle}: retrained on {state.data['train_ref']}",
-            )
-        return self.record(
-            state.next(phase="gating", run=run_id, challenger=version.version),
-            "retrained",
-            f"run {run_id[:8]} on {state.data['train_ref']} registered as "
-            f"{self.model}@{version.version} (@{CHALLENGER})",
-        )
-
-    # -- gating: the same fresh held-out rows for both -------------------------------------
-
-    def judge(self, state: LoopState) -> LoopState:
-        from mlcycle.registry import load
-
-        assert state.data is not None and state.challenger is not None
-        champion = self.champion()
-        holdout = self.project.datasets.load(state.data["holdout_ref"])
-        monitor_spec = self.project.spec.monitor
-        verdict = gate(
-            load(champion.ref, project=self.project),
-            load(f"{self.model}@{state.challenger}", project=self.project),
-            holdout,
-            target=str(champion.signature.get("target")),
-            spec=self.spec.gate,
-            sensitive=monitor_spec.fairness.sensitive,
-            positive_label=monitor_spec.fairness.positive_label,
-            seed=state.cycle,
-        )
-        details = verdict.to_dict()
-        reason = "; ".join(verdict.reasons)
-        self.project.store.record_event(
-            "gate.promoted" if verdict.promote else "gate.rejected",
-            "model",
-            self.model,
-            actor=self.project.actor,
-            reason=reason,
-            details={
-                "challenger_version": state.challenger,
-                "champion_version": champion.version,
-                **details,
-            },
-        )
-        if not verdict.promote:
-            # Two challengers in a row, each trained on more rows, no better than the
-            # champion end the "keep improving" streak (one may be the noise of a
-            # training run); one better by min_delta but not yet significant only
-            # waits for more held-out rows.
-            misses = state.misses + (0 if verdict.improved else 1)
-            finished = self.finished(
-                state, champion.version, improving=state.improving and misses < MAX_MISSES
-            )
-            return self.record(
-                finished.next(misses=misses if finished.improving else 0),
-                "rejected",
-                f"{self.model}@{state.challenger} stays registered, not promoted: {reason}",
-            )
-        state = state.next(gate=details)
-        rollout = self.spec.rollout
-        if rollout.mode == "direct":
-            return self.promote(state, f"gate passed ({reason}); direct rollout")
-        return self.start_step(state.next(phase="rollout"), 0, f"gate passed: {reason}")
-
-    # -- rollout ---------------------------------------------------------------------------
-
-    def plan(self) -> list[Traffic]:
-        rollout = self.spec.rollout
-        steps = [Traffic(None, "canary", share * 100) for share in rollout.steps]
-        if rollout.mode == "shadow":
-            steps.insert(0, Traffic(None, "shadow", 100.0))
-        return steps
-
-    def start_step(self, state: LoopState, step: int, why: str) -> LoopState:
-        assert state.challenger is not None
-        planned = self.plan()[step]
-        traffic = Traffic(state.challenger, planned.mode, planned.percent)
-        what = (
-            "mirrors all traffic"
-            if traffic.mode == "shadow"
-            else f"answers {traffic.percent:g}% of traffic"
-        )
-        set_traffic(self.project.store, self.model, traffic, actor=self.project.actor, reason=why)
-        return self.record(
-            state.next(step=step, step_started=_iso(_now())),
-            "rollout_step",
-            f"step {step + 1}/{len(self.plan())}: {self.model}@{state.challenger} {what} ({why})",
-        )
-
-    def bake(self, state: LoopState) -> LoopState:
-        assert state.challenger is not None and state.step_started is not None
-        started = datetime.fromisoformat(state.step_started)
-        plan = self.plan()
-        mode = plan[state.step].mode
-        figures = live_figures(
-            self.project,
-            self.model,
-            self.champion().version,
-            state.challenger,
-            started,
-            "shadow" if mode == "shadow" else "canary",
-        )
-        verdict, reasons = judge_step(
-            figures, self.spec.rollout, elapsed_s=(_now() - started).total_seconds()
-        )
-        if verdict == "wait":
-            self.steps.append(reasons[0])
-            return state
-        if verdict == "fail":
-            set_traffic(
-                self.project.store,
-                self.model,
-                Traffic(None, "off", 0.0),
-                actor=self.project.actor,
-                reason="rolled back",
-            )
-            return self.record(
-                self.finished(state, self.champion().version, improving=False),
-                "rolled_back",
-                f"{self.model}@{state.challenger} rolled back at step {state.step + 1}: "
-                + "; ".join(reasons),
-            )
-        if state.step + 1 < len(plan):
-            return self.start_step(state, state.step + 1, "; ".join(reasons))
-        return self.promote(state, "; ".join(reasons))
-
-    def promote(self, state: LoopState, why: str) -> LoopState:
-        assert state.challenger is not None
-        registry = self.project.store.registry
-        before = self.champion().version
-        if before != state.challenger:
-            registry.set_alias(
-                self.model,
-                state.challenger,
-                CHAMPION,
-                actor=self.project.actor,
-                reason=f"loop cycle {state.cycle}: {why}",
-            )
-        set_traffic(
-            self.project.store,
-            self.model,
-            Traffic(None, "off", 0.0),
-            actor=self.project.actor,
-            reason="promoted",
-        )
-        # @challenger named the version that is @champion now: take it off
-        registry.remove_alias(
-            self.model,
-            CHALLENGER,
-            actor=self.project.actor,
-            reason=f"loop cycle {state.cycle}: promoted to @{CHAMPION}",
-        )
-        promoted = self.finished(state, state.challenger, improving=True, promoted=True)
-        newest = (state.data or {}).get("newest")
-        gate = state.gate or {}
-        reference = (
-            {
-                "version": state.challenger,
-                "metric": gate["metric"],
-                "value": _conservative(gate["metric"], gate["challenger"], gate["rows"]),
-                "rows": gate["rows"],
-            }
-            if gate.get("challenger") is not None
-            else None
-        )
-        return self.record(
-            promoted.next(data_since=newest or promoted.last_retrain, reference=reference),
-            "promoted",
-            f"{self.model}@{state.challenger} is @{CHAMPION} (was {before}): {why}",
-        )
-
-    def finished(
-        self, state: LoopState, champion: int, *, improving: bool, promoted: bool = False
-    ) -> LoopState:
-        now = _iso(_now())
-        return LoopState(
-            phase="idle",
-            cycle=state.cycle + 1,
-            champion=champion,
-            last_healthy=now,
-            last_retrain=now,
-            improving=improving and self.spec.triggers.keep_improving is not None,
-            holdout_pool=state.holdout_pool,
-            data_since=state.data_since,
-            promoted_last=promoted,
-            reference=state.reference,
-            # a promotion ends the learning of a change: the champion embodies it now
-            concept_since=None if promoted else state.concept_since,
-        )
+    step: str
+    run: Callable[[Work, LoopState], LoopState]
 
 
-def _advance(work: _Tick, state: LoopState) -> LoopState:
-    """Moves ``state`` along as far as it goes without waiting (each phase at most once)."""
-    project, name = work.project, work.model
+#: The state machine: what each phase does. A phase's function moves the state along
+#: (or leaves it, to wait) and records each transition.
+PHASES: dict[str, PhaseStep] = {
+    "idle": PhaseStep("check", idle),
+    "triggered": PhaseStep("collect", collect),
+    "retraining": PhaseStep("retrain", retrain),
+    "gating": PhaseStep("judge", judge),
+    "rollout": PhaseStep("bake", bake),
+}
+
+
+def _advance(work: Work, state: LoopState) -> LoopState:
+    """Moves ``state`` along as far as it goes without waiting (each phase at most once).
+
+    The champion is monitored first, every tick (the story's timeline); then
+    each phase runs until one waits (the state is unchanged) or a cycle ends
+    (the loop is idle again).
+    """
     work.phase, work.step = state.phase, "monitor"
-    observed = work.observe()
+    work.observed = observe(work)
     for _ in range(8):  # each phase at most once per tick, plus rollout steps
         before = state
-        work.phase = state.phase
-        if state.phase == "idle":
-            work.step = "check"
-            state = work.check(state, observed)
-            if state.phase == "idle":
-                if state != before:  # remember the healthy check (the fresh data starts after it)
-                    state = write_state(
-                        project.store,
-                        name,
-                        state,
-                        action="checked",
-                        reason=work.steps[-1],
-                        actor=project.actor,
-                    )
-                break
-        elif state.phase == "triggered":
-            work.step = "collect"
-            state = work.collect(state)
-        elif state.phase == "retraining":
-            work.step = "retrain"
-            state = work.retrain(state)
-        elif state.phase == "gating":
-            work.step = "judge"
-            state = work.judge(state)
-            if state.phase == "idle":
-                break
-        elif state.phase == "rollout":
-            work.step = "bake"
-            state = work.bake(state)
-            if state.phase == "idle":
-                break
-        if state == before:
+        phase = PHASES.get(state.phase)
+        if phase is None:  # only a hand-edited event could say so
+            raise MlcycleError(
+                f"loop state: unknown phase {state.phase!r} (expected one of {list(PHASES)})"
+            )
+        work.phase, work.step = state.phase, phase.step
+        state = phase.run(work, state)
+        if state == before or state.phase == "idle":
             break
     return state
 
@@ -647,14 +167,14 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _failed(
-    project: Project, work: _Tick, start: LoopState, exc: Exception, interval_s: float
+    project: Project, work: Work, start: LoopState, exc: Exception, interval_s: float
 ) -> TickError:
     """Record a failed tick as a ``loop.error`` event; the error to raise."""
     configuration = isinstance(exc, SpecError)
     errors = start.errors + 1
     message = _one_line(exc)
     error: dict[str, Any] = {
-        "at": _iso(_now()),
+        "at": iso(now()),
         "phase": work.phase,
         "step": work.step,
         "type": type(exc).__name__,
@@ -684,31 +204,6 @@ def _failed(
     return TickError(f"loop tick failed in {what}", error)
 
 
-# Rates in [0, 1] whose uncertainty on n rows is about a proportion's.
-_RATES = frozenset(
-    {"accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc"}
-)
-
-
-def _conservative(metric: str, value: float, rows: int) -> float:
-    """The lower end of a 95 % interval (Wilson's) of a rate measured on ``rows`` rows.
-
-    A challenger that won on a few dozen held-out rows looks better there than it
-    is; holding it to that figure would call its ordinary days a drop. Other
-    metrics keep their value.
-
-    Example:
-        >>> round(_conservative("accuracy", 0.9, 60), 3), _conservative("rmse", 0.3, 60)
-        (0.799, 0.3)
-    """
-    if metric not in _RATES or not 0.0 <= value <= 1.0 or rows <= 0:
-        return value
-    z, n = 1.96, float(rows)
-    centre = (value + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(value * (1 - value) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half)
-
-
 def tick(
     project: Project, model: str | None = None, *, interval_s: float | None = None
 ) -> TickResult:
@@ -722,7 +217,7 @@ def tick(
         TickError: the tick failed; a ``loop.error`` event records it.
     """
     name = loop_model(project, model)
-    work = _Tick(project, name)
+    work = Work(project, name)
     start = read_state(project.store, name)
     interval = project.spec.loop.interval_s if interval_s is None else interval_s
     try:

@@ -8,8 +8,8 @@ the state. A tick that fails appends a ``loop.error`` event: the state it
 failed in, with the error and how many ticks in a row have failed. An event is one committed row, so a process killed at any moment
 leaves either the old state or the new one, never half of each, and every
 decision stays in the audit log with its reasons. Each phase's work is
-idempotent (content-addressed datasets, a run found again by its name, a
-version found again by its run), so redoing the step a kill interrupted is
+idempotent (content-addressed datasets, a training run found again by the id
+the state records as soon as it starts, a version found again by its run), so redoing the step a kill interrupted is
 safe.
 
 One loop per model at a time: :func:`hold_lease` takes an exclusive lock on
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlcycle.errors import ConflictError
-from mlcycle.store import LoopState, Phase, history, read_state, write_state
+from mlcycle.store import LoopState, Phase, history, metadata_backend, read_state, write_state
 
 if TYPE_CHECKING:
     from mlcycle.store import MetadataStore
@@ -40,7 +40,8 @@ def hold_lease(root: Path, model: str, store: MetadataStore | None = None) -> It
     """Run the loop of ``model`` alone; raise if another process holds it.
 
     Always an exclusive file lock on ``.mlcycle/loop-<model>.lock`` (released
-    by the kernel if the process dies); with a PostgreSQL store also a session
+    by the kernel if the process dies); and the metadata backend's lease
+    (:meth:`~mlcycle.store.MetadataBackend.lease`): on PostgreSQL a session
     advisory lock, so loops on other machines sharing the store are kept out
     too (released by the server when the connection goes).
     """
@@ -56,25 +57,15 @@ def hold_lease(root: Path, model: str, store: MetadataStore | None = None) -> It
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
-        if store is None or store.backend != "postgresql":
+        if store is None:
             yield
             return
-        from sqlalchemy import text
-
-        with store.engine.connect() as connection:
-            key = {"key": f"mlcycle-loop:{model}"}
-            held = connection.execute(
-                text("SELECT pg_try_advisory_lock(hashtext(:key))"), key
-            ).scalar()
-            connection.commit()  # the lock is the session's: no transaction left open
+        backend = metadata_backend(store.backend)
+        with backend.lease(store.engine, f"mlcycle-loop:{model}") as held:
             if not held:
                 raise ConflictError(
-                    f"another mlcycle loop is running for {model!r} on the PostgreSQL store"
+                    f"another mlcycle loop is running for {model!r} on the {backend.title} store"
                 )
-            try:
-                yield
-            finally:
-                connection.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), key)
-                connection.commit()
+            yield
     finally:
         os.close(fd)

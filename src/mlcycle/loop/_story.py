@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlcycle._html import esc, fmt, html_page, section, table, write_atomic
+from mlcycle._html import esc, fmt, html_page, section, table, write_page
 from mlcycle.evaluate._figures import Figures
 from mlcycle.store import history
 
@@ -213,5 +213,5 @@ def render_story(project: Project, model: str, path: str | os.PathLike[str]) -> 
         f'<p class="note">{len(points)} monitoring runs · {len(decisions)} loop decisions</p>'
     )
     out = Path(path)
-    write_atomic(out, html_page(f"mlcycle loop — {model}", subtitle, parts))
+    write_page(out, html_page(f"mlcycle loop — {model}", subtitle, parts))
     return out

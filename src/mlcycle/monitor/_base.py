@@ -9,7 +9,7 @@ is a hypothesis test. A new test is one new subclass.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,13 +32,27 @@ class DriftTest(ABC):
     more than about 5 % of windows that did not move (see
     :mod:`mlcycle.monitor._report` for how the figures were measured).
 
-    Inputs have missing values already removed; both are non-empty.
+    Inputs have missing values already removed, unless the test sets
+    :attr:`accepts_nan` (it ignores NaN itself, saving a copy); both are
+    non-empty. A test is constructed without arguments and registered by name
+    in :data:`mlcycle.plugins.DRIFT_TESTS` (the name the spec's
+    ``monitor.columns.<column>.test`` uses).
+
+    Example:
+        >>> import numpy as np
+        >>> class MeanShift(DriftTest):
+        ...     name, kind, default_threshold = "mean_shift", "distance", 0.5
+        ...     def compute(self, reference, current):
+        ...         return abs(float(np.mean(current) - np.mean(reference))), None
+        >>> MeanShift().compute(np.zeros(3), np.ones(3))
+        (1.0, None)
     """
 
     name: str
     kind: TestKind
     default_threshold: float
     min_rows: int = 30
+    accepts_nan: ClassVar[bool] = False
 
     @abstractmethod
     def compute(

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlcycle._html import esc, fmt, html_page, section, table, write_atomic
+from mlcycle._html import esc, fmt, html_page, section, table, write_page
 from mlcycle.evaluate._figures import Figures
 
 __all__ = ["render_monitor_report"]
@@ -372,5 +372,5 @@ def render_monitor_report(report: Mapping[str, Any], path: str | os.PathLike[str
         f"{esc(window.get('rows', 0))} rows, {esc(window.get('labelled', 0))} labelled</p>"
     )
     out = Path(path)
-    write_atomic(out, html_page(f"mlcycle monitor — {report.get('model', '')}", subtitle, parts))
+    write_page(out, html_page(f"mlcycle monitor — {report.get('model', '')}", subtitle, parts))
     return out

@@ -14,7 +14,6 @@ numpy releases the GIL in all of these steps.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
+from mlcycle._system import cores
 from mlcycle.monitor._base import DriftTest
 
 __all__ = ["KSTest", "WassersteinTest"]
@@ -44,15 +44,9 @@ except ImportError:  # pragma: no cover - only if scipy moves its private helper
     _attempt_exact_2kssamp = None
 
 
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1  # pragma: no cover - macOS, Windows
-
-
 def parallel_map(fn: Callable[[_T], _R], items: Sequence[_T], parallel: bool) -> list[_R]:
     """``[fn(x) for x in items]``, on one thread per available core when ``parallel``."""
-    workers = min(len(items), _cores())
+    workers = min(len(items), cores())
     if not parallel or workers <= 1:
         return [fn(x) for x in items]
     with ThreadPoolExecutor(workers, thread_name_prefix="mlcycle-drift") as pool:
@@ -101,6 +95,8 @@ class _EcdfTest(DriftTest):
     :meth:`compute` also accepts NaN (missing values) and ignores them, so
     callers need not filter a column first.
     """
+
+    accepts_nan = True
 
     def compute_many(
         self, reference: NDArray[np.float64], current: NDArray[np.float64]

@@ -27,6 +27,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlcycle._numbers import finite
 from mlcycle.errors import DataError, SpecError
 from mlcycle.evaluate import (
     Metric,
@@ -717,7 +718,7 @@ class CBPE:
         )
         values = {name: float(v[0]) for name, v in expected.items()}
         if n_boot == 0:
-            return {m: Estimate(_finite(values[m]), None, None) for m in self.METRICS}
+            return {m: Estimate(finite(values[m]), None, None) for m in self.METRICS}
 
         draws = self._simulate(q, pred, ranking, n_boot, seed)
         alpha = 1.0 - confidence
@@ -725,7 +726,7 @@ class CBPE:
         for m in self.METRICS:
             defined = draws[m][np.isfinite(draws[m])]
             if defined.size == 0 or not math.isfinite(values[m]):
-                out[m] = Estimate(_finite(values[m]), None, None)
+                out[m] = Estimate(finite(values[m]), None, None)
                 continue
             low, high = np.quantile(defined, [alpha / 2, 1 - alpha / 2])
             out[m] = Estimate(values[m], float(low), float(high))
@@ -841,10 +842,6 @@ class CBPE:
             )
         except (SpecError, DataError) as exc:
             raise DataError(f"cbpe: {exc}") from None
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def _calibrator(item: Any, where: str) -> Calibrator:

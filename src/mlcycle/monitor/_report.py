@@ -44,7 +44,7 @@ so they, and out-of-distribution shares, need 30 rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -56,17 +56,9 @@ from numpy.typing import NDArray
 
 from mlcycle.errors import DataError, SpecError
 from mlcycle.monitor._base import DriftTest
-from mlcycle.monitor._counts import (
-    DEFAULT_BINS,
-    ChiSquaredGoodnessOfFitTest,
-    ChiSquaredTest,
-    CountDriftTest,
-    JensenShannonTest,
-    PSITest,
-    ZTest,
-    is_numeric,
-)
-from mlcycle.monitor._numeric import PARALLEL_MIN_VALUES, KSTest, WassersteinTest, parallel_map
+from mlcycle.monitor._counts import DEFAULT_BINS, CountDriftTest, is_numeric
+from mlcycle.monitor._numeric import PARALLEL_MIN_VALUES, parallel_map
+from mlcycle.plugins import DRIFT_TESTS
 
 __all__ = [
     "TESTS",
@@ -84,15 +76,8 @@ Correction = Literal["none", "bonferroni", "benjamini-hochberg"]
 Defaults = Literal["mlcycle", "evidently"]
 Columns = Mapping[str, Any]
 
-TESTS: dict[str, Callable[[], DriftTest]] = {
-    "ks": KSTest,
-    "chi2": ChiSquaredTest,
-    "chi2_gof": ChiSquaredGoodnessOfFitTest,
-    "z": ZTest,
-    "wasserstein": WassersteinTest,
-    "jensenshannon": JensenShannonTest,
-    "psi": PSITest,
-}
+#: The drift tests by name: :data:`mlcycle.plugins.DRIFT_TESTS`, where a new one registers.
+TESTS = DRIFT_TESTS
 
 
 @dataclass(frozen=True)
@@ -106,7 +91,7 @@ class TestChoice:
 
     def __post_init__(self) -> None:
         if self.test not in TESTS:
-            raise SpecError(f"drift test {self.test!r} is unknown; expected one of {sorted(TESTS)}")
+            raise SpecError(TESTS.unknown(self.test))
 
 
 @dataclass(frozen=True)
@@ -444,7 +429,7 @@ def _statistic(test: DriftTest, kind: ColumnType, ref: Any, cur: Any) -> tuple[f
     """Runs one column's test, converting (and, where the test needs it, filtering) each side."""
     if kind == "numeric":
         ref, cur = _float64(ref), _float64(cur)
-        if type(test) not in (KSTest, WassersteinTest):  # these two ignore NaN themselves
+        if not test.accepts_nan:
             ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
         return test.compute(ref, cur)
     counts_arrow = isinstance(test, CountDriftTest)

@@ -47,6 +47,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mlcycle._system import write_atomic
+
 __all__ = ["LoggedBatch", "PredictionLog"]
 
 _logger = logging.getLogger("mlcycle.predictions")
@@ -291,7 +293,7 @@ _SEQUENCE = itertools.count()
 _Key = tuple[str, int, str]  # model, version, day: one segment folder
 
 
-def _write_atomic(table: pa.Table, folder: Path, *, sync: bool = False) -> Path:
+def _write_segment(table: pa.Table, folder: Path, *, sync: bool = False) -> Path:
     """Write ``table`` as a new segment in ``folder``: under a temporary name, then renamed.
 
     ``sync`` also flushes the file and its folder to the disk before returning,
@@ -304,7 +306,6 @@ def _write_atomic(table: pa.Table, folder: Path, *, sync: bool = False) -> Path:
     # Names sort in write order (microseconds, then this process's sequence number),
     # so a window reads its newest segments first; the random part keeps processes apart.
     final = folder / f"{now:%H%M%S%f}-{next(_SEQUENCE):08d}-{uuid.uuid4().hex[:8]}.parquet"
-    tmp = folder / f".{final.name}.part"
     # Dictionary-encode only text (ids, labels, categories): floats do not repeat.
     text = [f.name for f in table.schema if pa.types.is_string(f.type)]
     options: dict[str, Any] = {
@@ -312,29 +313,16 @@ def _write_atomic(table: pa.Table, folder: Path, *, sync: bool = False) -> Path:
         "compression_level": 1,
         "use_dictionary": text or False,
     }
-    try:
+
+    def write(tmp: Path) -> None:
         # The file is opened and closed here, not by pyarrow: when a write fails
         # (ENOSPC) pyarrow's own writer also fails to close, and the file it
-        # opened stayed open, its blocks held after the unlink below.
-        if sync:
-            with open(tmp, "wb") as sink:
-                pq.write_table(table, sink, **options)
-                sink.flush()
-                os.fsync(sink.fileno())
-        else:
-            with pa.OSFile(str(tmp), "wb") as native:
-                pq.write_table(table, native, **options)
-        tmp.replace(final)
-        if sync:  # the new name, and a new day's folder in its parent
-            for directory in (folder, folder.parent) if new_folder else (folder,):
-                fd = os.open(directory, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        # opened stayed open, its blocks held after the temporary file is unlinked.
+        with pa.OSFile(str(tmp), "wb") as native:
+            pq.write_table(table, native, **options)
+
+    # with sync, also the new name of a new day's folder in its parent
+    write_atomic(final, write, sync=sync, folders=(folder.parent,) if new_folder else ())
     return final
 
 
@@ -512,7 +500,7 @@ class PredictionLog:
                 "time": pa.repeat(pa.scalar(now, pa.timestamp("us", tz="UTC")), len(rows)),
             }
         )
-        _write_atomic(table, self.root / "feedback" / f"date={now:%Y-%m-%d}", sync=True)
+        _write_segment(table, self.root / "feedback" / f"date={now:%Y-%m-%d}", sync=True)
 
     def _convert(self) -> None:
         """Turn the buffered batches into Arrow tables (kept until they are written).
@@ -578,7 +566,7 @@ class PredictionLog:
                         if len(parts) == 1
                         else pa.concat_tables(parts, promote_options="permissive")
                     )
-                    _write_atomic(table, self._folder(key))
+                    _write_segment(table, self._folder(key))
                 except Exception as exc:
                     # one table per segment from now on: the next try concatenates less
                     failed += [(key, table)] if table is not None else [(key, p) for p in parts]

@@ -9,14 +9,15 @@ Example (in a project where ``fraud`` is registered)::
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+from mlcycle._system import cores
 from mlcycle.registry._inputs import Feeds, FeedsPlan, to_feeds
+from mlcycle.registry._ort import ORT_ERRORS, from_ort, ort_errors
 
 __all__ = ["Prediction", "Predictor", "session_options"]
 
@@ -24,8 +25,7 @@ __all__ = ["Prediction", "Predictor", "session_options"]
 def session_options(threads: int | None = None) -> ort.SessionOptions:
     """ORT options: ``threads`` intra-op threads (default: the cores available, at most 4)."""
     options = ort.SessionOptions()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    options.intra_op_num_threads = threads or max(1, min(4, cores or 1))
+    options.intra_op_num_threads = threads or min(4, cores())
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
@@ -91,9 +91,12 @@ class Predictor:
         self.signature = signature
         self.name = name
         self.version = version
-        self.session = ort.InferenceSession(
-            onnx_bytes, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
-        )
+        with ort_errors(self.ref, loading=True):
+            self.session = ort.InferenceSession(
+                onnx_bytes,
+                sess_options=session_options(threads),
+                providers=["CPUExecutionProvider"],
+            )
         self.task: str = signature["task"]
         self.classes: list[str] | None = signature.get("classes")
         self.input_specs: dict[str, Any] = {spec["name"]: spec for spec in signature["inputs"]}
@@ -113,8 +116,17 @@ class Predictor:
         return to_feeds(data, self.signature, max_rows=max_rows, plan=self.plan)
 
     def run(self, feeds: dict[str, np.ndarray[Any, Any]]) -> Prediction:
-        """Run already validated feeds."""
-        outputs = dict(zip(self._outputs, self.session.run(self._outputs, feeds), strict=True))
+        """Run already validated feeds.
+
+        Raises:
+            DataError: ONNX Runtime refused the feeds (a type, a rank, a name).
+            InferenceError: ONNX Runtime failed while running the graph.
+        """
+        try:
+            answers = self.session.run(self._outputs, feeds)
+        except ORT_ERRORS as exc:
+            raise from_ort(exc, self.ref) from exc
+        outputs = dict(zip(self._outputs, answers, strict=True))
         if self.task == "regression":
             return Prediction(None, None, outputs["value"], None, self.ref)
         return Prediction(outputs["label"], outputs["probabilities"], None, self.classes, self.ref)

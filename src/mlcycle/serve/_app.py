@@ -10,7 +10,9 @@ over the same core.
 
 Every request is validated against the model's signature before it reaches
 ONNX Runtime; bad input is a 400/413/422 naming the input, never a crash. A
-full queue answers 503 with ``Retry-After``. Each answer names the model
+full queue answers 503 with ``Retry-After``, decided before the body is read
+(:mod:`~mlcycle.serve._admission`, for the routes marked ``admit``); what
+slow clients may hold is bounded in :mod:`~mlcycle.serve._limits`. Each answer names the model
 version that produced it and is appended to the prediction log off the hot
 path. Admin routes need the bearer token the server was started with.
 Before any route, :mod:`~mlcycle.serve._guard` checks the ``Host``, a
@@ -57,6 +59,8 @@ from mlcycle.serve._v2_rest import V2Rest
 __all__ = ["Operations", "ServingApp", "create_app"]
 
 _logger = logging.getLogger("mlcycle.serve")
+
+_BUSY = {"Retry-After": "1"}
 
 
 class Operations:
@@ -114,6 +118,8 @@ class ServingApp:
         self.router = Router(routes)
         self.fallback = fallback
         self.state = fallback.state
+        # read by the uvicorn protocol (mlcycle.serve._limits) for each connection
+        self.connections = core.connections
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,7 +141,21 @@ class ServingApp:
         if hit is None:
             await self.fallback(scope, receive, send)
             return
-        reply = await self.answer(hit[0], call)
+        route = hit[0]
+        if not route.admit:
+            reply = await self.answer(route, call)
+        else:
+            # before the body is read (mlcycle.serve._admission)
+            reserved = await self.server.admit()
+            if reserved is None:
+                self.server.count(route.name, 503, 0.0)
+                message = self.server.admission.message
+                await send_reply(send, json_reply({"error": message}, status=503, headers=_BUSY))
+                return
+            try:
+                reply = await self.answer(route, call)
+            finally:
+                self.server.admission.leave(reserved)
         if reply is not None:  # else the client is gone: nobody to answer
             await send_reply(send, reply)
 

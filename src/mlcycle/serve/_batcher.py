@@ -8,13 +8,12 @@ batch. Gathering lets the event loop turn once and goes on (up to
 ``max_delay_ms``) only while requests keep arriving, so a lone request waits
 for nothing, while a busy server fills its batches.
 The queue is bounded in rows: past ``max_queue_rows`` a request is refused
-at once with :class:`Overloaded` instead of growing memory and latency.
+at once with :class:`~mlcycle.errors.Overloaded` instead of growing memory and latency.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from mlcycle._system import cores
+from mlcycle.errors import Overloaded
 from mlcycle.registry._inputs import Feeds as RegistryFeeds
 
 __all__ = ["Batcher", "Overloaded"]
@@ -31,21 +32,8 @@ __all__ = ["Batcher", "Overloaded"]
 INLINE_S = 0.0002  # calls expected to be shorter than this run on the event loop's thread
 
 
-def _one_core() -> bool:
-    """The process may run on one core only (``taskset``, a container's cpuset)."""
-    return hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) == 1
-
-
 Feeds = dict[str, np.ndarray[Any, Any]]
 Outputs = dict[str, np.ndarray[Any, Any]]
-
-
-class Overloaded(Exception):
-    """The queue is full: the caller should retry after ``retry_after`` seconds."""
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"server overloaded: retry after {retry_after:g} s")
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -100,13 +88,15 @@ class Batcher:
         self.run = run
         # On one core a worker thread cannot run beside the event loop: the hop
         # to it and back is pure cost, so every call runs inline.
-        self.inline = _one_core() if inline is None else inline
+        self.inline = cores() == 1 if inline is None else inline
         self.executor = executor
         self.max_batch_rows = max_batch_rows
         self.max_delay_s = max_delay_ms / 1000
         self.max_queue_rows = max_queue_rows
         self.on_batch = on_batch
         self.queued_rows = 0
+        # moving average of the rows a request brings: what admission reserves for one
+        self.request_rows = 1.0
         self._waiting: deque[_Item] = deque()
         self._busy = False  # a batch is being gathered or run (by a leader or the runner)
         self._runner: asyncio.Task[None] | None = None
@@ -125,6 +115,7 @@ class Batcher:
         """
         if self._closing:
             raise Overloaded(1.0)
+        self.request_rows += 0.2 * (rows - self.request_rows)
         if self.queued_rows + rows > self.max_queue_rows and self.queued_rows > 0:
             raise Overloaded(max(0.05, self.queued_rows / max(self.max_batch_rows, 1) * 0.01))
         self.queued_rows += rows

@@ -19,7 +19,6 @@ yet done before the event loop reads the next request.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,15 +27,17 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from mlcycle.errors import DataError, MlcycleError
+from mlcycle._system import cores
+from mlcycle.errors import DataError, MlcycleError, Overloaded
 from mlcycle.predictions import LoggedBatch, PredictionLog
 from mlcycle.registry import Feeds
-from mlcycle.serve._batcher import Overloaded
+from mlcycle.serve._admission import Admission
 from mlcycle.serve._deployment import OOD_FLAG, OOD_SCORE, Deployment, LoadedModel, ServeSettings
 from mlcycle.serve._errors import Refusal
 from mlcycle.serve._feedback import RecentIds, bearer_matches
 from mlcycle.serve._guard import Guard
 from mlcycle.serve._ids import RequestIds, client_id
+from mlcycle.serve._limits import BodyBudget, ConnectionLimits, Connections, LimitsCollector
 
 __all__ = ["Core", "Metrics", "ascii_int", "row_ids"]
 
@@ -102,8 +103,7 @@ class Core:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
-        self.executor = ThreadPoolExecutor(max_workers=max(1, cores), thread_name_prefix="ort")
+        self.executor = ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="ort")
         self.deployment = Deployment(settings, self.executor, on_batch=self._on_batch)
         bound = {} if settings.log_max_rows is None else {"max_buffer_rows": settings.log_max_rows}
         self.log = PredictionLog(
@@ -115,6 +115,12 @@ class Core:
         self.ids = RequestIds()
         self.recent = RecentIds()  # ids answered lately: /feedback says which labels matched
         self.guard = Guard(settings.allowed_hosts)
+        self.admission = Admission(settings.max_queue_rows, settings.admission_wait_s)
+        self.bodies = BodyBudget(settings.max_pending_body_bytes)
+        self.connections = Connections(ConnectionLimits.of(settings))  # read by the protocol
+        self.metrics.registry.register(
+            LimitsCollector(self.connections, self.admission, self.bodies)
+        )
         self._background: set[asyncio.Task[None]] = set()
         self._answers: dict[tuple[str, int | str], tuple[Any, Any]] = {}
         self._children: dict[tuple[str, str], Any] = {}  # (metric, label) -> its child
@@ -137,6 +143,12 @@ class Core:
         if child is None:
             child = self._children[(metric, label)] = getattr(self.metrics, metric).labels(label)
         return child
+
+    async def admit(self) -> float | None:
+        """Rows reserved for a prediction request about to be read; None: answer it 503."""
+        primary = self.deployment.primary
+        estimate = primary.batcher.request_rows if primary is not None else 1.0
+        return await self.admission.enter(estimate)
 
     def _on_batch(self, rows: int, seconds: float) -> None:
         self.metrics.batch_rows.observe(rows)
@@ -225,9 +237,11 @@ class Core:
             raise Refusal(
                 503, str(exc), {"Retry-After": str(max(1, round(exc.retry_after)))}
             ) from None
-        except Exception:
+        except Exception as exc:
             # a failed inference is logged too: a rollout compares error rates per version
             self._log(model, "error", request_id, feeds, {}, started)
+            if isinstance(exc, DataError):  # ONNX Runtime refused the inputs (registry._ort)
+                raise Refusal(422, str(exc)) from None
             raise
         loop = asyncio.get_running_loop()
         loop.call_soon(self._served, model, request_id, feeds, outputs, rows, started)

@@ -27,6 +27,7 @@ import numpy as np
 
 from mlcycle.errors import MlcycleError, NotFoundError
 from mlcycle.registry import OODDetector, Predictor, load
+from mlcycle.registry._ort import ORT_ERRORS, from_ort, ort_errors
 from mlcycle.serve._batcher import Batcher, Feeds, Outputs
 from mlcycle.serve._guard import LOOPBACK
 from mlcycle.store import ProjectStores, StoreHandle, read_traffic
@@ -60,6 +61,10 @@ class ServeSettings:
     ``allowed_hosts``: the ``Host`` names the server answers to (421 for
     others); loopback by default, :func:`~mlcycle.serve._guard.allowed_hosts`
     adds the bind address and more, ``("*",)`` allows any.
+
+    ``max_connections``, ``header_timeout_s``, ``body_timeout_s``,
+    ``keepalive_timeout_s`` and ``max_pending_body_bytes`` bound what slow or
+    numerous clients hold (:mod:`~mlcycle.serve._limits`).
     """
 
     project: Path
@@ -70,6 +75,7 @@ class ServeSettings:
     max_batch_rows: int = 64
     max_delay_ms: float = 2.0
     max_queue_rows: int = 4096
+    admission_wait_s: float = 1.0  # a request the queue has no room for waits, unread, this long
     max_request_rows: int = 1024
     max_body_bytes: int = 8 * 1024 * 1024
     poll_s: float = 2.0
@@ -79,6 +85,12 @@ class ServeSettings:
     log_flush_s: float = 1.0
     log_max_rows: int | None = None  # rows the log holds unwritten; None: its default
     feedback_token: str | None = None  # when set, /feedback needs it as a Bearer token
+    # what slow or many clients may hold (mlcycle.serve._limits)
+    max_connections: int = 2048
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keepalive_timeout_s: float = 5.0
+    max_pending_body_bytes: int = 64 * 1024 * 1024
     grpc_port: int | None = None  # the Open Inference Protocol over gRPC too, on this port
     grpc_host: str = "127.0.0.1"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -165,12 +177,17 @@ class Deployment:
     def _load(self, ref: str) -> LoadedModel:
         predictor = load(ref, project=self.stores, threads=self.settings.threads)
         outputs = [o.name for o in predictor.session.get_outputs()]
-        predictor.session.run(outputs, _sample_feeds(predictor))  # warm up before serving
+        with ort_errors(predictor.ref):
+            predictor.session.run(outputs, _sample_feeds(predictor))  # warm up before serving
         ood = self._ood_detector(predictor)
         failed: list[bool] = []
 
         def run(feeds: Feeds) -> Outputs:
-            answer = dict(zip(outputs, predictor.session.run(outputs, feeds), strict=True))
+            try:
+                answers = predictor.session.run(outputs, feeds)
+            except ORT_ERRORS as exc:
+                raise from_ort(exc, predictor.ref) from exc
+            answer = dict(zip(outputs, answers, strict=True))
             if ood is not None:
                 try:
                     scores = ood.score(feeds)

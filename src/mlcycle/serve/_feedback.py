@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from mlcycle._numbers import finite
 from mlcycle.errors import DataError
 
 if TYPE_CHECKING:
@@ -45,17 +46,6 @@ MAX_LABELS = 10_000  # labels in one request
 MAX_ID_CHARS = 256  # a request id's characters (a served id plus ':ROW' fits)
 RETRY_AFTER_S = 5  # asked of a client whose labels could not be written (a full disk)
 _SHOWN_CLASSES = 20  # an error lists this many of the allowed classes
-
-
-def _finite(value: Any) -> float | None:
-    """``value`` as a finite float (numbers and numeric text), else None; never a bool."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):  # text that is no number; an int past float's range
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _shown(value: Any, limit: int = 60) -> str:
@@ -86,7 +76,7 @@ class LabelRule:
         self._by_number: dict[float, str] = {}
         self._by_truth: dict[str, str] = {}  # JSON true/false for classes 'True'/'true'...
         for name in self.classes:
-            number = _finite(name)
+            number = finite(name)
             if number is not None:
                 self._by_number.setdefault(number, name)
             if name.lower() in ("true", "false"):
@@ -102,13 +92,13 @@ class LabelRule:
     def label(self, value: Any) -> str | None:
         """The label as it is stored (the class's name, or the number as text), or None."""
         if self.regression:
-            number = _finite(value)
+            number = finite(value)
             return None if number is None else repr(number)
         if isinstance(value, bool):
             return self._by_truth.get(str(value).lower())
         if isinstance(value, str) and value in self._names:
             return value
-        number = _finite(value)
+        number = finite(value)
         return None if number is None else self._by_number.get(number)
 
     def allowed(self) -> str:

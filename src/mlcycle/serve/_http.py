@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from starlette.requests import Request
@@ -27,6 +27,9 @@ from mlcycle.errors import DataError
 from mlcycle.serve._core import ascii_int
 from mlcycle.serve._errors import ClientGone, Refusal
 from mlcycle.serve._v2 import attach_binary_data
+
+if TYPE_CHECKING:
+    from mlcycle.serve._core import Core
 
 __all__ = [
     "Call",
@@ -42,6 +45,9 @@ __all__ = [
 ]
 
 _NO_PARAMS: dict[str, str] = {}
+# refused for a lack of room, not for what the request is; the connection is closed so that
+# the rest of its body is not read either
+_BUSY_CLOSE = {"Retry-After": "1", "Connection": "close"}
 _Segments = tuple[tuple[int, str], ...]  # (position, text) of a path's segments
 
 
@@ -91,13 +97,15 @@ Handler = Callable[[Call], Awaitable[Reply]]
 class Route:
     """One route: ``method`` on ``path`` (``{param}`` matches one non-empty segment).
 
-    ``name`` labels its answers in the metrics.
+    ``name`` labels its answers in the metrics. ``admit``: a prediction route,
+    admitted (or refused 503) before its body is read (:mod:`~mlcycle.serve._admission`).
     """
 
     method: str
     path: str
     name: str
     handler: Handler
+    admit: bool = False
 
 
 class Router:
@@ -148,37 +156,52 @@ def starlette_routes(
     return [StarletteRoute(r.path, endpoint(r), methods=[r.method]) for r in routes]
 
 
-async def read_body(call: Call, limit: int) -> bytes:
-    """The request's body, at most ``limit`` bytes: the one place a body is read.
+async def read_body(call: Call, core: Core) -> bytes:
+    """The request's body, at most ``max_body_bytes``: the one place a body is read.
+
+    Bodies being received hold bytes of the server-wide budget
+    (:class:`~mlcycle.serve._limits.BodyBudget`): past it, 503 and the
+    connection closed.
 
     Raises:
-        Refusal: 413 when the body (declared or received) is over ``limit``.
+        Refusal: 413 when the body (declared or received) is over the limit, 503
+            when the server holds too many body bytes already.
         ClientGone: the client disconnected first.
     """
+    limit = core.settings.max_body_bytes
     declared = call.headers.get("content-length")
     if declared is not None and (ascii_int(declared) or 0) > limit:
         raise Refusal(413, f"request body of {declared} bytes is over the limit of {limit}")
-    chunks, size = [], 0
-    while True:
-        message = await call.receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise Refusal(413, f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    bodies = core.bodies  # bytes of unfinished bodies, server-wide: 503 past their budget
+    if declared is not None and (ascii_int(declared) or 0) > bodies.free:
+        raise Refusal(503, bodies.message(ascii_int(declared)), _BUSY_CLOSE)
+    chunks, size, held = [], 0, 0
+    try:
+        while True:
+            message = await call.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise Refusal(413, f"request body is over the limit of {limit} bytes")
+            if not bodies.take(len(chunk)):
+                raise Refusal(503, bodies.message(), _BUSY_CLOSE)
+            held += len(chunk)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        bodies.give(held)
 
 
-async def json_body(call: Call, limit: int) -> Any:
+async def json_body(call: Call, core: Core) -> Any:
     """The request's JSON body; with V2's binary-data extension, its tensors filled in.
 
     Raises:
         Refusal: 400 for a body that is not JSON or binary data that does not fit its header.
     """
-    raw = await read_body(call, limit)
+    raw = await read_body(call, core)
     header = call.headers.get("inference-header-content-length")
     blob = b""
     if header is not None:

@@ -39,14 +39,14 @@ class Records:
 
     def routes(self) -> list[Route]:
         return [
-            Route("POST", "/predict", "predict", self.predict),
+            Route("POST", "/predict", "predict", self.predict, admit=True),
             Route("POST", "/feedback", "feedback", self.feedback),
         ]
 
     async def predict(self, call: Call) -> Reply:
         core = self.core
         started = time.perf_counter()
-        body = await json_body(call, core.settings.max_body_bytes)
+        body = await json_body(call, core)
         if type(body) is not dict or type(body.get("records")) is not list:
             raise Refusal(400, 'request body: expected {"records": [{column: value, ...}, ...]}')
         headers = call.headers
@@ -86,7 +86,7 @@ class Records:
                 "/feedback needs 'Authorization: Bearer <token>'",
                 **{"WWW-Authenticate": "Bearer"},
             )
-        body = await json_body(call, core.settings.max_body_bytes)
+        body = await json_body(call, core)
         items = body.get("labels") if isinstance(body, dict) else None
         if not isinstance(items, list):
             raise Refusal(

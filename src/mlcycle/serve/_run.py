@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 
 from mlcycle.serve._app import ServingApp, create_app
 from mlcycle.serve._deployment import ServeSettings
+from mlcycle.serve._limits import raise_fd_limit, uvicorn_options
 
 __all__ = ["app_from_env", "run", "serve_in_thread"]
 
@@ -45,7 +46,9 @@ def run(
         "log_level": "warning",
         "timeout_graceful_shutdown": 30,
         "server_header": False,  # do not advertise the server software
+        **uvicorn_options(settings),  # timeouts and the connection cap (mlcycle.serve._limits)
     }
+    raise_fd_limit(settings.max_connections)
     if workers > 1:
         os.environ[_ENV] = json.dumps(
             {**dataclasses.asdict(settings), "project": str(settings.project)}
@@ -71,8 +74,9 @@ def serve_in_thread(
     """
     import uvicorn
 
+    limits = uvicorn_options(app.server.settings) if isinstance(app, ServingApp) else {}
     config = uvicorn.Config(
-        app, host=host, port=port or _free_port(), log_level="warning", access_log=False
+        app, host=host, port=port or _free_port(), log_level="warning", access_log=False, **limits
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="mlcycle-serve", daemon=True)

@@ -127,8 +127,14 @@ class V2Rest:
             Route(
                 "GET", "/v2/models/{name}/versions/{version}/ready", "model_ready", self.model_ready
             ),
-            Route("POST", "/v2/models/{name}/infer", "infer", self.infer),
-            Route("POST", "/v2/models/{name}/versions/{version}/infer", "infer", self.infer),
+            Route("POST", "/v2/models/{name}/infer", "infer", self.infer, admit=True),
+            Route(
+                "POST",
+                "/v2/models/{name}/versions/{version}/infer",
+                "infer",
+                self.infer,
+                admit=True,
+            ),
         ]
 
     async def server_metadata(self, call: Call) -> Reply:
@@ -151,7 +157,7 @@ class V2Rest:
 
     async def infer(self, call: Call) -> Reply:
         started = time.perf_counter()
-        body = await json_body(call, self.core.settings.max_body_bytes)
+        body = await json_body(call, self.core)
         params = call.path_params
         done = await self.protocol.infer(
             body,

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from mlcycle.store._artifacts import Artifacts, FsspecArtifactStore
-from mlcycle.store._base import ArtifactStore, StoredBlob
-from mlcycle.store._engine import HEAD_REVISION, current_revision, head_revision, upgrade
+from mlcycle.store._base import ArtifactStore, MetadataBackend, StoredBlob
+from mlcycle.store._engine import (
+    HEAD_REVISION,
+    current_revision,
+    head_revision,
+    metadata_backend,
+    upgrade,
+)
 from mlcycle.store._metadata import MetadataStore
 from mlcycle.store._names import ALIAS_RULE, MAX_NAME_LENGTH, NAME_RULE, check_alias, check_name
 from mlcycle.store._project import (
@@ -54,6 +60,7 @@ __all__ = [
     "EventRecord",
     "FsspecArtifactStore",
     "LoopState",
+    "MetadataBackend",
     "MetadataStore",
     "MetricPoint",
     "ModelRecord",
@@ -74,6 +81,7 @@ __all__ = [
     "find_project_root",
     "head_revision",
     "history",
+    "metadata_backend",
     "parse_model_ref",
     "read_state",
     "read_traffic",

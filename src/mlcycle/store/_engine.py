@@ -1,13 +1,14 @@
 """Database engines and schema migrations.
 
-SQLite is tuned for several processes on one laptop: WAL journal, a busy
-timeout, foreign keys on, and write transactions that take the write lock at
-``BEGIN`` (``BEGIN IMMEDIATE``) so that two writers queue instead of failing
-with "database is locked" half-way through. Read transactions (the store's
-``_read()`` sessions, the schema check on open) begin deferred and never take
-the write lock: with WAL they read the last committed state while another
-process writes. A writer that waits more than a second for the lock says so
-once, in the ``mlcycle.store`` log. PostgreSQL needs none of this.
+The database itself is a metadata backend (:class:`~mlcycle.store._base.MetadataBackend`,
+registered in :data:`mlcycle.plugins.METADATA_BACKENDS` under the SQLAlchemy
+backend name of its URLs): SQLite (:mod:`mlcycle.store._sqlite`) and
+PostgreSQL (:mod:`mlcycle.store._postgres`). It makes the tuned engine, the
+one statement whose SQL differs between databases, and the migration lock;
+everything above the engine (the store's records, its transaction rules) is
+the same SQLAlchemy code for every backend. Read transactions run with the
+execution option :data:`READ_ONLY`, which a backend may use (SQLite begins
+them deferred, so a reader never takes the write lock).
 
 Migrations are applied when a store is opened. The revision is read first,
 without a lock; only when a migration is due do two processes opening the
@@ -17,134 +18,50 @@ lock), so exactly one of them upgrades.
 
 from __future__ import annotations
 
-import itertools
-import logging
-import random
-import sqlite3
-import time
 from importlib.resources import files
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from mlcycle.errors import StoreError
+from mlcycle.plugins import METADATA_BACKENDS
+
+if TYPE_CHECKING:
+    from mlcycle.store._base import MetadataBackend
 
 VERSION_TABLE = "mlcycle_alembic_version"
 HEAD_REVISION = "0005"
-_PG_MIGRATION_LOCK = 0x6D6C6379  # "mlcy"
 READ_ONLY = "mlcycle_read_only"
-BUSY_TIMEOUT_S = 60.0  # how long a SQLite writer waits for the write lock in all
-SAY_WAITING_AFTER_S = 1.0  # ... and after how long it says that it is waiting
-
-log = logging.getLogger("mlcycle.store")
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for a SQLite or PostgreSQL URL, tuned for concurrent use."""
+    """An engine for the URL's backend (:data:`mlcycle.plugins.METADATA_BACKENDS`), tuned for it.
+
+    Raises:
+        StoreError: not a database URL, or no metadata backend is registered for it.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise StoreError(f"store url {url!r} is not a database URL") from None
     backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_S})
-        _tune_sqlite(engine, parsed.database or ":memory:")
-        return engine
-    if backend == "postgresql":
-        if parsed.get_driver_name() in ("psycopg2", ""):
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        try:
-            return create_engine(parsed, pool_pre_ping=True)
-        except ModuleNotFoundError:
-            raise StoreError("PostgreSQL needs psycopg: pip install 'mlcycle[postgres]'") from None
-    raise StoreError(
-        f"store url {url!r}: backend {backend!r} is not supported (sqlite, postgresql)"
-    )
+    if backend not in METADATA_BACKENDS:
+        raise StoreError(
+            f"store url {url!r}: backend {backend!r} is not supported "
+            f"({', '.join(METADATA_BACKENDS.names())})"
+        )
+    return metadata_backend(backend).create_engine(parsed)
 
 
-def _tune_sqlite(engine: Engine, where: str) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control away from pysqlite; "begin" below issues BEGIN itself.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-        _enable_wal(cursor)
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        if connection.get_execution_options().get(READ_ONLY):
-            connection.exec_driver_sql("BEGIN")  # deferred: a reader never takes the write lock
-        else:
-            _begin_immediate(connection.connection.dbapi_connection, where)
-
-
-def _begin_immediate(dbapi_connection: Any, where: str) -> None:
-    """``BEGIN IMMEDIATE``; if another process holds the write lock, say so once, then wait.
-
-    The first second is waited silently (most writes are that short); then the
-    wait goes on for the rest of :data:`BUSY_TIMEOUT_S` after one log line.
-    """
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout={int(SAY_WAITING_AFTER_S * 1000)}")
-        try:
-            cursor.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise
-        log.warning("waiting for the store's write lock on %s (held by another process)…", where)
-        cursor.execute(f"PRAGMA busy_timeout={int((BUSY_TIMEOUT_S - SAY_WAITING_AFTER_S) * 1000)}")
-        try:
-            cursor.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise
-            raise StoreError(
-                f"the store's write lock on {where} was held by another process for over "
-                f"{BUSY_TIMEOUT_S:.0f} s: gave up waiting (a long-running command, or a "
-                "process stopped while writing)"
-            ) from None
-    finally:
-        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-        cursor.close()
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED") or (
-        "locked" in str(exc)
-    )
-
-
-def _enable_wal(cursor: Any) -> None:
-    """Switch a database to WAL once; retry while another process does the same.
-
-    Two connections converting a new database at the same moment can get
-    SQLITE_BUSY without the busy handler running (SQLite's deadlock avoidance),
-    so the conversion is retried here.
-    """
-    for attempt in itertools.count():
-        try:
-            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt >= 200:
-                raise
-            time.sleep(0.01 + random.random() * 0.05)
+def metadata_backend(name: str) -> MetadataBackend:
+    """The metadata backend of SQLAlchemy backend (dialect) ``name``."""
+    return METADATA_BACKENDS.get(name)()
 
 
 def _alembic_config(connection: Connection) -> Config:
@@ -180,10 +97,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         if revision == "head" and current_revision(engine) == HEAD_REVISION:
             return
         with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
-                )
+            metadata_backend(connection.dialect.name).lock_migrations(connection)
             context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
             current = context.get_current_revision()
             if current == revision or (revision == "head" and current == HEAD_REVISION):

@@ -16,12 +16,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
 from mlcycle import _settings
+from mlcycle._system import Closing
 from mlcycle.errors import NotFoundError
-from mlcycle.store._artifacts import Artifacts, FsspecArtifactStore
+from mlcycle.plugins import ARTIFACT_STORES
+from mlcycle.store._artifacts import Artifacts
 from mlcycle.store._metadata import MetadataStore
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class StoreHandle(Protocol):
 
 
 @dataclass
-class ProjectStores:
+class ProjectStores(Closing):
     """The metadata and artifact stores of one project folder. :meth:`close` when done.
 
     Example:
@@ -113,19 +114,9 @@ class ProjectStores:
         uri = _settings.artifacts_uri() or spec.artifacts.uri or str(state / "artifacts")
         if "://" not in uri and not Path(uri).is_absolute():
             uri = str(root / uri)
-        return cls(root, store, Artifacts(FsspecArtifactStore(uri), store))
+        blobs = ARTIFACT_STORES.get(spec.artifacts.backend)(uri)
+        return cls(root, store, Artifacts(blobs, store))
 
     def close(self) -> None:
         """Release database connections."""
         self.store.close()
-
-    def __enter__(self) -> ProjectStores:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -268,11 +268,7 @@ class RegistryStore:
         """Point ``alias`` at ``version``; returns the version it pointed to before."""
         check_alias(alias)
         with self._store._write() as session:
-            model = session.scalars(
-                select(t.RegisteredModel).where(t.RegisteredModel.name == name).with_for_update()
-            ).first()
-            if model is None:
-                raise NotFoundError(f"model {name!r} is not registered")
+            model = self._model(session, name, lock=True)
             row = session.scalars(
                 select(t.ModelVersion).where(
                     t.ModelVersion.model_id == model.id, t.ModelVersion.version == version
@@ -332,11 +328,7 @@ class RegistryStore:
         Recorded as an ``alias.moved`` event to ``None``, so the history shows it.
         """
         with self._store._write() as session:
-            model = session.scalars(
-                select(t.RegisteredModel).where(t.RegisteredModel.name == name).with_for_update()
-            ).first()
-            if model is None:
-                raise NotFoundError(f"model {name!r} is not registered")
+            model = self._model(session, name, lock=True)
             current = session.get(t.ModelAlias, (model.id, alias))
             if current is None:
                 return None
@@ -383,10 +375,10 @@ class RegistryStore:
 
     # -- helpers ------------------------------------------------------------------
 
-    def _model(self, session: Session, name: str) -> t.RegisteredModel:
-        model = session.scalars(
-            select(t.RegisteredModel).where(t.RegisteredModel.name == name)
-        ).first()
+    def _model(self, session: Session, name: str, *, lock: bool = False) -> t.RegisteredModel:
+        """The model's row (``lock``: held for update until the transaction ends)."""
+        query = select(t.RegisteredModel).where(t.RegisteredModel.name == name)
+        model = session.scalars(query.with_for_update() if lock else query).first()
         if model is None:
             known = session.scalars(
                 select(t.RegisteredModel.name).order_by(t.RegisteredModel.name)

@@ -102,6 +102,7 @@ class LoopState:
     last_healthy: str | None = None
     last_retrain: str | None = None
     data: dict[str, Any] | None = None
+    # the cycle's training run: recorded as soon as it starts, so a killed loop resumes it
     run: str | None = None
     gate: dict[str, Any] | None = None
     step: int = 0

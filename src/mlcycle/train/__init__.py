@@ -11,30 +11,45 @@ Example:
 
 from __future__ import annotations
 
+from mlcycle.train._base import Executor, ModelKind, ModelParts
 from mlcycle.train._checkpoint import Checkpoint
+from mlcycle.train._executor import LocalExecutor, TrainJob, resume, train
 from mlcycle.train._export import export_onnx
 from mlcycle.train._features import Encoded, FeatureLayout, encode, encode_target, fit_layout
-from mlcycle.train._loop import EpochReport, FitResult, TrainData, fit, pick_device, predict
+from mlcycle.train._loop import (
+    EpochReport,
+    FitResult,
+    TrainData,
+    fit,
+    head_width,
+    pick_device,
+    predict,
+)
 from mlcycle.train._models import MlcycleNet, build_model, init_weights
 from mlcycle.train._parity import PARITY_ATOL, check_parity, verify_export
+from mlcycle.train._progress import EpochProgress
 from mlcycle.train._run import (
     TrainOutcome,
     evaluate_run,
     load_model,
     resolve_data,
-    resume,
-    train,
 )
 
 __all__ = [
     "PARITY_ATOL",
     "Checkpoint",
     "Encoded",
+    "EpochProgress",
     "EpochReport",
+    "Executor",
     "FeatureLayout",
     "FitResult",
+    "LocalExecutor",
     "MlcycleNet",
+    "ModelKind",
+    "ModelParts",
     "TrainData",
+    "TrainJob",
     "TrainOutcome",
     "build_model",
     "check_parity",
@@ -44,6 +59,7 @@ __all__ = [
     "export_onnx",
     "fit",
     "fit_layout",
+    "head_width",
     "init_weights",
     "load_model",
     "pick_device",

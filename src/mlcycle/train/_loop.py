@@ -27,7 +27,7 @@ from mlcycle.train._checkpoint import Checkpoint
 from mlcycle.train._features import Encoded
 from mlcycle.train._models import MlcycleNet
 
-__all__ = ["EpochReport", "FitResult", "TrainData", "fit", "pick_device", "predict"]
+__all__ = ["EpochReport", "FitResult", "TrainData", "fit", "head_width", "pick_device", "predict"]
 
 # Validation metrics recorded every epoch (cheap: no sort per class); the
 # early-stopping metric, any of the metric table's, is added when not among them.
@@ -98,11 +98,28 @@ def _take(inputs: dict[str, Tensor], index: Tensor) -> dict[str, Tensor]:
     return {name: value[index] for name, value in inputs.items()}
 
 
-def _loss_fn(spec: TrainSpec, data: TrainData, device: torch.device) -> tuple[nn.Module, int]:
-    """The loss module and the number of model outputs it needs."""
-    loss = spec.loss
-    if loss == "auto":
-        loss = "mse" if data.task == "regression" else "cross_entropy"
+def _loss_name(spec: TrainSpec, task: str) -> str:
+    if spec.loss == "auto":
+        return "mse" if task == "regression" else "cross_entropy"
+    return spec.loss
+
+
+def head_width(spec: TrainSpec, task: str, n_classes: int) -> int:
+    """Outputs per row the model needs for its loss: the one place the head's width is decided.
+
+    One for regression and for binary classification trained with BCE (a logit
+    for the second class); one logit per class otherwise.
+
+    Example:
+        >>> head_width(TrainSpec(), "multiclass", 3), head_width(TrainSpec(loss="bce"), "binary", 2)
+        (3, 1)
+    """
+    return n_classes if _loss_name(spec, task) == "cross_entropy" else 1
+
+
+def _loss_fn(spec: TrainSpec, data: TrainData, device: torch.device) -> nn.Module:
+    """The loss module; the model has :func:`head_width` outputs."""
+    loss = _loss_name(spec, data.task)
     classification = data.task != "regression"
     if classification != (loss in {"cross_entropy", "bce"}):
         raise SpecError(f"train.loss: {loss!r} does not fit a {data.task} task")
@@ -111,11 +128,11 @@ def _loss_fn(spec: TrainSpec, data: TrainData, device: torch.device) -> tuple[nn
     weights = _class_weights(spec, data)
     if loss == "cross_entropy":
         w = torch.tensor(weights, dtype=torch.float32, device=device) if weights else None
-        return nn.CrossEntropyLoss(weight=w), data.n_classes
+        return nn.CrossEntropyLoss(weight=w)
     if loss == "bce":
         pos = torch.tensor(weights[1] / weights[0], device=device) if weights else None
-        return nn.BCEWithLogitsLoss(pos_weight=pos), 1
-    return (nn.MSELoss() if loss == "mse" else nn.HuberLoss()), 1
+        return nn.BCEWithLogitsLoss(pos_weight=pos)
+    return nn.MSELoss() if loss == "mse" else nn.HuberLoss()
 
 
 def _class_weights(spec: TrainSpec, data: TrainData) -> list[float] | None:
@@ -291,7 +308,7 @@ def fit(
     if metric != "loss" and metric not in epoch_metrics:
         epoch_metrics = (*epoch_metrics, metric)
     model.to(device)
-    loss_fn, _ = _loss_fn(spec, data, device)
+    loss_fn = _loss_fn(spec, data, device)
     loss_fn.to(device)
     optimizer = _optimizer(spec, model)
     plateau = (

@@ -10,11 +10,7 @@ with the weights.
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mlcycle.errors import SpecError
+from mlcycle.plugins import MODEL_KINDS
 from mlcycle.spec import ModelSpec
 from mlcycle.train._features import FeatureLayout
 
@@ -95,15 +91,6 @@ def _batch_size(*tensors: Tensor | None) -> int:
     raise ValueError("no inputs")
 
 
-def _mlp(width: int, hidden: tuple[int, ...], dropout: float, n_out: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for size in hidden:
-        layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
-        width = size
-    layers.append(nn.Linear(width, n_out))
-    return nn.Sequential(*layers)
-
-
 class MlcycleNet(nn.Module):
     """Preprocessing + a body; the common face of every model mlcycle trains.
 
@@ -159,65 +146,6 @@ class MlcycleNet(nn.Module):
         return torch.softmax(raw, dim=1)
 
 
-def _conv_stack(
-    shape: tuple[int, int, int], channels: tuple[int, ...]
-) -> tuple[nn.Sequential, int]:
-    layers: list[nn.Module] = []
-    c, h, w = shape
-    for out in channels:
-        layers += [nn.Conv2d(c, out, kernel_size=3, padding=1), nn.ReLU()]
-        if min(h, w) >= 4:
-            layers.append(nn.MaxPool2d(2))
-            h, w = h // 2, w // 2
-        c = out
-    return nn.Sequential(*layers), c * h * w
-
-
-@contextmanager
-def _importable_from(folder: Path | None) -> Iterator[None]:
-    """``folder`` first on the import path while a factory is imported and called.
-
-    A factory in the project folder is found as ``PYTHONPATH=.`` would find it,
-    whatever the working directory, and the path is as it was afterwards.
-    """
-    entry = str(folder) if folder is not None else None
-    if entry is None or entry in sys.path:
-        yield
-        return
-    sys.path.insert(0, entry)
-    try:
-        yield
-    finally:
-        sys.path.remove(entry)
-
-
-def _custom(
-    spec: ModelSpec, in_features: int, n_out: int, layout: FeatureLayout, root: Path | None
-) -> nn.Module:
-    assert spec.factory is not None
-    module_name, _, attr = spec.factory.partition(":")
-    with _importable_from(root):
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            where = f" (looked in {root} too)" if root is not None else ""
-            raise SpecError(
-                f"train.model.factory: {spec.factory!r} cannot be imported{where}: {exc}"
-            ) from None
-        module = factory(
-            in_features=in_features,
-            n_outputs=n_out,
-            image_shape=layout.image_shape,
-            **spec.options,
-        )
-    if not isinstance(module, nn.Module):
-        raise SpecError(
-            f"train.model.factory: {spec.factory!r} returned {type(module).__name__}, "
-            "expected a torch.nn.Module"
-        )
-    return module
-
-
 def init_weights(model: nn.Module, scheme: str, std: float = 0.02) -> None:
     """Initialise Linear and Conv weights (biases to zero); ``default`` keeps PyTorch's."""
     if scheme == "default":
@@ -246,35 +174,24 @@ def build_model(
 ) -> MlcycleNet:
     """Build (and initialise, from the current torch seed) the network the spec asks for.
 
+    The preprocessing is mlcycle's; the body is the model kind's
+    (``spec.kind``, looked up in :data:`mlcycle.plugins.MODEL_KINDS`), ending
+    in ``n_outputs`` values (:func:`~mlcycle.train._loop.head_width`).
     ``root`` (the project folder) is where a ``custom`` factory's module is
     looked for before the import path.
 
     Raises:
-        SpecError: ``cnn`` without an image column, or a broken custom factory.
+        SpecError: an unknown kind, ``cnn`` without an image column, or a broken
+            custom factory.
     """
     preprocess = Preprocess(layout, spec.categorical, spec.embedding_dim)
-    conv = None
-    image_width = preprocess.image_width
-    if spec.kind == "cnn":
-        if preprocess.image_channels_shape is None:
-            raise SpecError(
-                "train.model.kind: 'cnn' needs an image column; this dataset has none (use mlp)"
-            )
-        conv, image_width = _conv_stack(preprocess.image_channels_shape, spec.channels)
-    in_features = preprocess.tabular_width + image_width
-    if spec.kind == "custom":
-        body = _custom(spec, in_features, n_outputs, layout, root)
-    else:
-        hidden = spec.hidden[:1] if spec.kind == "cnn" else spec.hidden
-        body = _mlp(in_features, hidden, spec.dropout, n_outputs)
-        if spec.kind == "cnn":
-            body = nn.Sequential(nn.Dropout(spec.dropout), *body)
+    parts = MODEL_KINDS.get(spec.kind)().build(spec, preprocess, n_outputs, root=root)
     model = MlcycleNet(
         preprocess,
         task,
         n_outputs,
-        body=body,
-        conv=conv,
+        body=parts.body,
+        conv=parts.image,
         target_mean=target_mean,
         target_std=target_std,
     )

@@ -6,6 +6,13 @@ training rows, trains with :func:`~mlcycle.train._loop.fit`, checkpoints every
 epoch into the artifact store, evaluates on the test rows that neither
 training nor early stopping saw, writes the HTML report and records it all on
 the run. :func:`resume` continues a run whose process died.
+
+Each epoch is reported to an ``on_progress`` callback
+(:class:`~mlcycle.train.EpochProgress`, :mod:`mlcycle.train._progress`):
+the stage draws nothing, ``mlcycle train`` draws a Rich bar from the events.
+Where the run ran (:mod:`~mlcycle.train._environment`: packages, git) and
+what the model costs (:mod:`~mlcycle.train._cost`: FLOPs, memory) are
+measured in modules of their own.
 """
 
 from __future__ import annotations
@@ -13,25 +20,17 @@ from __future__ import annotations
 import copy
 import json
 import math
-import platform
-import resource
-import subprocess
-import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
-from torch.utils.flop_counter import FlopCounterMode
 
 from mlcycle._runs import ActiveRun
 from mlcycle.data import Schema
@@ -39,10 +38,13 @@ from mlcycle.errors import ConflictError, DataError, NotFoundError, SpecError
 from mlcycle.spec import EvaluateSpec, ModelSpec, Spec, TrainSpec, format_validation_error
 from mlcycle.store import DatasetVersionRecord
 from mlcycle.train._checkpoint import Checkpoint
+from mlcycle.train._cost import flops_per_sample, peak_memory_mb
+from mlcycle.train._environment import environment
 from mlcycle.train._evaluation import evaluate_model
 from mlcycle.train._features import FeatureLayout, encode, encode_target, fit_layout
-from mlcycle.train._loop import EpochReport, FitResult, TrainData, fit, pick_device
+from mlcycle.train._loop import EpochReport, FitResult, TrainData, fit, head_width, pick_device
 from mlcycle.train._models import MlcycleNet, build_model, model_config
+from mlcycle.train._progress import Pace, ProgressCallback, print_progress
 
 if TYPE_CHECKING:
     from mlcycle.project import Project
@@ -53,8 +55,8 @@ __all__ = [
     "evaluate_run",
     "load_model",
     "resolve_data",
-    "resume",
-    "train",
+    "resume_here",
+    "train_here",
 ]
 
 SAFETENSORS = "application/vnd.safetensors"
@@ -98,40 +100,6 @@ def resolve_data(
     return project.datasets.get(ref).ref
 
 
-def _environment(root: Path) -> dict[str, Any]:
-    packages = {}
-    for name in ("mlcycle", "torch", "numpy", "pyarrow", "scikit-learn", "onnxruntime"):
-        try:
-            packages[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    git = None
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        if commit.returncode == 0:
-            dirty = subprocess.run(
-                ["git", "-C", str(root), "status", "--porcelain"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-            )
-            git = {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-    except (OSError, subprocess.TimeoutExpired):
-        git = None
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "packages": packages,
-        "torch_threads": torch.get_num_threads(),
-        "git": git,
-    }
-
-
 @dataclass
 class _Prepared:
     version: DatasetVersionRecord
@@ -170,7 +138,7 @@ def _prepare(project: Project, version: DatasetVersionRecord) -> _Prepared:
 
 def _build(spec: TrainSpec, prepared: _Prepared, root: Path) -> MlcycleNet:
     data = prepared.data
-    n_out = 1 if data.task == "regression" or spec.loss == "bce" else data.n_classes
+    n_out = head_width(spec, data.task, data.n_classes)
     target_mean, target_std = 0.0, 1.0
     if data.task == "regression":
         target_mean = float(data.train_y.mean())
@@ -187,59 +155,14 @@ def _build(spec: TrainSpec, prepared: _Prepared, root: Path) -> MlcycleNet:
     )
 
 
-def _flops_per_sample(model: MlcycleNet, data: TrainData) -> int:
-    sample = {}
-    for name in ("numeric", "categorical", "image"):
-        value = getattr(data.val_x, name)
-        if value is not None:
-            sample[name] = torch.from_numpy(value[:1])
-    device = next(model.parameters()).device
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model.cpu()(**sample)
-    model.to(device)
-    return int(counter.get_total_flops())
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class _Progress:
-    """A Rich progress bar with the live loss and validation metric (or nothing)."""
-
-    def __init__(self, quiet: bool, total: int, metric: str, done: int = 0) -> None:
-        self.metric = metric
-        self.bar: Progress | None = None
-        if not quiet:
-            self.bar = Progress(
-                TextColumn("[bold]epoch"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[status]}"),
-                console=Console(stderr=True),
-                transient=False,
-            )
-            self.task = self.bar.add_task("train", total=total, completed=done, status="")
-
-    def __enter__(self) -> _Progress:
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-    def update(self, report: EpochReport) -> None:
-        if self.bar is None:
-            return
-        m = report.metrics
-        status = f"loss {m['train_loss']:.4f}  val {self.metric} {m[f'val_{self.metric}']:.4f}"
-        self.bar.update(self.task, completed=report.epoch + 1, status=status)
+def _pace(
+    spec: TrainSpec, quiet: bool, on_progress: ProgressCallback | None, done: int = 0
+) -> Pace | None:
+    """What reports each epoch's progress: ``on_progress``, else a printed line unless quiet."""
+    callback = on_progress or (None if quiet else print_progress)
+    if callback is None:
+        return None
+    return Pace(callback, spec.max_epochs, spec.early_stopping.metric, done)
 
 
 class EpochRecorder:
@@ -257,7 +180,10 @@ class EpochRecorder:
     """
 
     def __init__(
-        self, run: ActiveRun, progress: _Progress | None = None, min_interval_s: float = 0.0
+        self,
+        run: ActiveRun,
+        progress: Callable[[EpochReport], None] | None = None,
+        min_interval_s: float = 0.0,
     ) -> None:
         self.run = run
         self.progress = progress
@@ -270,7 +196,7 @@ class EpochRecorder:
 
     def __call__(self, report: EpochReport) -> None:
         if self.progress is not None:
-            self.progress.update(report)
+            self.progress(report)
         self._metrics.append((report.epoch, report.metrics))
         if self._pending is not None:
             if self.min_interval_s > 0 and not self._pending.done():
@@ -361,8 +287,8 @@ def _finish(
         "train_seconds": result.train_seconds,
         "samples_per_s": result.samples_seen / max(result.train_seconds, 1e-9),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "flops_per_sample": _flops_per_sample(model, prepared.data),
-        "peak_memory_mb": _peak_memory_mb(device),
+        "flops_per_sample": flops_per_sample(model, prepared.data),
+        "peak_memory_mb": peak_memory_mb(device),
         "device": result.device,
         **evaluation.summary,
     }
@@ -376,7 +302,7 @@ def _finish(
     )
 
 
-def train(
+def train_here(
     project: Project,
     *,
     data: str | None = None,
@@ -385,21 +311,10 @@ def train(
     device: str | None = None,
     quiet: bool = True,
     name: str | None = None,
+    on_start: Callable[[str], None] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> TrainOutcome:
-    """Train a model on a dataset version of ``project`` and evaluate it on the test split.
-
-    Args:
-        data: ``NAME[@VERSION]`` (or a source to version first); default ``train.data``
-            or the project's only dataset.
-        model: ``mlp``, ``cnn`` or ``custom``, overriding ``train.model.kind``.
-        overrides: dotted spec keys (``lr``, ``train.model.hidden``) for this run only.
-        device: ``auto``, ``cpu``, ``cuda``; overrides ``train.device``.
-        quiet: no progress bar.
-
-    Raises:
-        SpecError: an override or the spec does not fit the data.
-        DataError: the dataset cannot be trained on (no target, no validation rows).
-    """
+    """:func:`~mlcycle.train.train` in this process (what every executor ends up running)."""
     changes: dict[str, Any] = dict(overrides or {})
     if model is not None:
         changes["train.model.kind"] = model
@@ -419,17 +334,17 @@ def train(
             "dataset": prepared.version.ref,
             "split": prepared.split_counts,
             "overrides": {k: v for k, v in changes.items()},
-            "environment": _environment(project.root),
+            "environment": environment(project.root),
         },
         dataset=prepared.version.ref,
         tags={"model": tspec.model.kind, "task": prepared.data.task},
     )
     with run:
         run.heartbeat()
-        with (
-            _Progress(quiet, tspec.max_epochs, tspec.early_stopping.metric) as progress,
-            EpochRecorder(run, progress, tspec.checkpoint_interval_s) as recorder,
-        ):
+        if on_start is not None:
+            on_start(run.id)
+        progress = _pace(tspec, quiet, on_progress)
+        with EpochRecorder(run, progress, tspec.checkpoint_interval_s) as recorder:
             result = fit(
                 tspec,
                 net,
@@ -441,15 +356,14 @@ def train(
         return _finish(project, run, tspec, spec.evaluate, prepared, result)
 
 
-def resume(project: Project, run_id: str, *, quiet: bool = True) -> TrainOutcome:
-    """Continue a run whose process was killed, from its last checkpoint.
-
-    On the CPU the resumed run ends with the same weights as an uninterrupted one.
-
-    Raises:
-        ConflictError: the run already finished.
-        NotFoundError: no such run.
-    """
+def resume_here(
+    project: Project,
+    run_id: str,
+    *,
+    quiet: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> TrainOutcome:
+    """:func:`~mlcycle.train.resume` in this process (what every executor ends up running)."""
     record = project.runs.get(run_id)
     if record.status == "finished":
         raise ConflictError(f"run {record.id} is finished: there is nothing to resume")
@@ -478,10 +392,8 @@ def resume(project: Project, run_id: str, *, quiet: bool = True) -> TrainOutcome
     done = checkpoint.epoch + 1 if checkpoint else 0
     with run:
         run.heartbeat()
-        with (
-            _Progress(quiet, tspec.max_epochs, tspec.early_stopping.metric, done) as progress,
-            EpochRecorder(run, progress, tspec.checkpoint_interval_s) as recorder,
-        ):
+        progress = _pace(tspec, quiet, on_progress, done)
+        with EpochRecorder(run, progress, tspec.checkpoint_interval_s) as recorder:
             result = fit(
                 tspec,
                 net,

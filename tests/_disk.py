@@ -1,17 +1,16 @@
-"""Full disks: an injected one (``full_disk``: ENOSPC while ``full`` is set) and a real tiny one."""
+"""Full disks for the tests of every writer: an injected one and a real tiny one.
+
+The fixtures ``full_disk`` (ENOSPC from ``pyarrow.parquet.write_table`` while
+``full`` is set) and ``tiny_fs`` (a real 64 KiB tmpfs) are in ``tests/conftest.py``.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
-import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pyarrow.parquet as pq
-import pytest
 
 
 class FullDisk:
@@ -50,33 +49,6 @@ class FullDisk:
         with self._changed:
             if not self._changed.wait_for(lambda: self.failures >= count, timeout):
                 raise AssertionError(f"{self.failures} failed writes, waited for {count}")
-
-
-@pytest.fixture
-def full_disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[FullDisk]:
-    disk = FullDisk(pq.write_table)
-    monkeypatch.setattr(pq, "write_table", disk.write_table)
-    yield disk
-    disk.full.clear()
-
-
-@pytest.fixture
-def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    """A real 64 KiB filesystem (tmpfs), where this test may mount one (root on Linux)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "--lazy", str(mount)], check=True)
 
 
 def fill(folder: Path) -> Path:
