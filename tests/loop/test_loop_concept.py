@@ -9,7 +9,8 @@ default except the rollout's bake time (a wall-clock wait that paces
 production traffic, not what this test is about). The loop must notice within
 500 rows of the change, promote a challenger, and keep improving while labels
 come in, to within 3 points of a model trained on the post-change rows alone
-after at most 5,000 post-change rows. The control stream never switches and
+after at most 5,000 labelled post-change rows (traffic without labels after
+them lets a rollout under way finish). The control stream never switches and
 must never trigger.
 """
 
@@ -79,7 +80,18 @@ def test_default_settings_recover_from_a_change_of_concept(tmp_path: Path) -> No
             champion = project.store.registry.get("agrawal@champion").version
             if promoted is None and champion != 1:
                 promoted = served
+        # A canary needs requests, not labels: traffic without labels lets a rollout under
+        # way finish (nothing new is learnt from it: no label, no trigger).
+        unlabelled = stream(3000, CHUNK, change_at=None, before=3, after=3, seed=11)
+        for _, frame in unlabelled:
+            if read_state(project.store, "agrawal").phase != "rollout":
+                break
+            client.replay(frame, FEATURES, TARGET, labelled=False)
+            served += len(frame)
+            wait_logged(project, "agrawal", served)
+            decisions += [f"[row {served}, no labels] {s}" for s in tick(project).steps]
     text = "\n".join(decisions)
+    print(text)  # the loop's story, shown when the test fails
     assert detected is not None and CHANGE_AT < detected <= CHANGE_AT + 500, text
     assert "performance drop" in text and "window: the champion's performance dropped" in text
     assert promoted is not None, text

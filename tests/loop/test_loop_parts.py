@@ -276,3 +276,37 @@ def test_held_out_rows_of_earlier_cycles_join_the_gate(champion: Project) -> Non
     earlier = champion.datasets.load(first.holdout_ref).to_pandas()[FEATURES].to_numpy()
     # the earlier cycle's held-out rows were never trained on
     assert not any(tuple(np.round(r, 5)) in train_rows for r in earlier)
+
+
+def test_a_full_holdout_pool_renews_its_oldest_rows(champion: Project) -> None:
+    """Past ``max_holdout_rows`` the oldest held-out rows go to training and fresh ones judge."""
+    version = champion.store.registry.get("stream@champion")
+    fresh = _fresh(champion, version, seed=7)
+    half = fresh.num_rows * 2 // 3  # the first cycle holds out more than the second
+    first = retraining_data(
+        champion, version, fresh.slice(0, half), mode="window", holdout=0.25, seed=0
+    )
+    cap = first.holdout_rows  # the pool is full after the first cycle
+    second = retraining_data(
+        champion,
+        version,
+        fresh.slice(half),
+        mode="reference+window",
+        holdout=0.25,
+        seed=1,
+        earlier_holdout=first.holdout_ref,
+        max_holdout_rows=cap,
+    )
+    new = round((fresh.num_rows - half) * 0.25)
+    assert 0 < new < cap
+    assert second.holdout_rows == cap  # the cap holds
+    before = champion.datasets.load(first.holdout_ref).to_pandas()[FEATURES].to_numpy()
+    pooled = champion.datasets.load(second.holdout_ref).to_pandas()[FEATURES].to_numpy()
+    key = lambda rows: [tuple(np.round(r, 5)) for r in rows]  # noqa: E731
+    # the oldest rows left the pool, the newest stayed, fresh rows came in
+    assert key(pooled[: cap - new]) == key(before[new:])
+    assert not set(key(pooled[cap - new :])) & set(key(before))
+    trained = set(key(champion.datasets.load(second.train_ref).to_pandas()[FEATURES].to_numpy()))
+    assert set(key(before[:new])) <= trained  # released rows train
+    assert not set(key(pooled)) & trained  # nothing that judges trains
+    assert any("released to make room" in p for p in second.parts)

@@ -51,8 +51,10 @@ class ReplayClient:
             self.latencies.append((time.perf_counter() - started) * 1000)
         return answer
 
-    def replay(self, frame: pd.DataFrame, features: list[str], target: str) -> dict[str, Any]:
-        """Predict every row, then post the true labels late.
+    def replay(
+        self, frame: pd.DataFrame, features: list[str], target: str, *, labelled: bool = True
+    ) -> dict[str, Any]:
+        """Predict every row, then post the true labels late (unless not ``labelled``).
 
         Returns:
             ``{"accuracy": share of served answers that were right,
@@ -72,7 +74,8 @@ class ReplayClient:
             versions[answer["version"]] = versions.get(answer["version"], 0) + len(part)
             ids = answer.get("row_ids") or [rid]  # the id of each row's answer
             labels += [{"request_id": i, "label": t} for i, t in zip(ids, truth, strict=True)]
-        self.post("/feedback", {"labels": labels})
+        if labelled:
+            self.post("/feedback", {"labels": labels})
         return {"accuracy": correct / max(len(frame), 1), "versions": versions}
 
     def close(self) -> None:

@@ -164,8 +164,9 @@ def retraining_data(
     dataset version) holds rows earlier cycles held out, which no model trained
     on: they join this cycle's held-out rows, so the gate judges on more rows
     each cycle (the caller drops them when the concept changed), up to
-    ``max_holdout_rows``: past that the gate has rows enough, and every fresh
-    row goes to training.
+    ``max_holdout_rows``: past that the oldest of them are released to training
+    to make room for this cycle's held-out rows, so the rows that judge keep
+    renewing.
 
     Raises:
         DataError: too few fresh rows to hold some out.
@@ -185,12 +186,26 @@ def retraining_data(
         if features.num_rows < 2:
             raise DataError(f"{features.num_rows} fresh labelled rows not held out before")
     k = max(1, round(features.num_rows * holdout))
+    released = None
+    if max_holdout_rows is not None and earlier is not None and earlier.num_rows:
+        # A full pool renews itself: its oldest rows make room for this cycle's, so the
+        # gate does not judge every challenger on the rows that chose the champion (the
+        # champion's score there is biased upwards). Released rows go to training.
+        drop = min(earlier.num_rows, max(0, earlier.num_rows + k - max_holdout_rows))
+        if drop:
+            released, earlier = earlier.slice(0, drop), earlier.slice(drop)
     if max_holdout_rows is not None:
         room = max_holdout_rows - (0 if earlier is None else earlier.num_rows)
-        k = min(k, max(room, 0 if earlier is not None and earlier.num_rows else 1))
+        k = min(k, max(room, 1))
     train_part, held = _cut(features, k, seed)
     parts = [f"{train_part.num_rows} fresh labelled rows from the prediction log"]
     stacked = [train_part]
+    if released is not None:
+        stacked.append(released)
+        parts.append(
+            f"{released.num_rows} rows earlier cycles held out, released to make room in the "
+            f"gate's {max_holdout_rows} rows for fresh ones"
+        )
     if mode in ("reference+window", "all"):
         reference = project.datasets.load(str(champion.lineage["dataset"]))
         stacked.insert(0, _align(reference, train_part.schema, target, regression))
@@ -202,6 +217,8 @@ def retraining_data(
         older = history.drop_columns([c for c in ("time",) if c in history.column_names])
         older = _align(older, train_part.schema, target, regression)
         older = older.filter(pa.array(_not_in(older, held)))  # nothing held out trains
+        if released is not None:  # already stacked
+            older = older.filter(pa.array(_not_in(older, released)))
         stacked.insert(1, older)
         parts.insert(1, f"{older.num_rows} earlier labelled rows")
     train_table = pa.concat_tables(stacked)
