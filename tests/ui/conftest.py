@@ -1,0 +1,69 @@
+"""A small real project for the dashboard: two trained iris runs (one registered) and a few more.
+
+The two training runs are real (two epochs of iris, evaluated, with their
+reports); the others are recorded through the same run API the stages use,
+with known test metrics, tags and curves, so that filters, sorting and pages
+have an exact answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mlcycle import Project
+from mlcycle.serve import serve_in_thread
+from mlcycle.train import train
+from mlcycle.ui import create_app
+from mlcycle.workflow import register
+
+TOKEN = "ui-test-token-5f2a"
+# name -> (experiment, status, tags, test accuracy): the recorded runs besides the trained two
+RECORDED = {
+    "sweep-0": ("sweep", "finished", {"team": "a"}, 0.50),
+    "sweep-1": ("sweep", "finished", {"team": "a"}, 0.70),
+    "sweep-2": ("sweep", "finished", {"team": "b"}, 0.90),
+    "sweep-3": ("sweep", "failed", {"team": "b"}, 0.95),
+    "sweep-4": ("sweep", "finished", {"team": "b"}, 0.99),
+}
+
+
+@dataclass(frozen=True)
+class Site:
+    project: Project
+    url: str
+    trained: list[str]  # the two training runs' ids, oldest first
+    recorded: dict[str, str]  # name -> id
+    model: str
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    root: Path = tmp_path_factory.mktemp("ui") / "project"
+    project = Project.init(root, name="uitest")
+    trained = []
+    for seed in (0, 1):
+        outcome = train(project, data="sklearn:iris", overrides={"max_epochs": 2, "seed": seed})
+        trained.append(outcome.run_id)
+    version = register(project, trained[0], "iris", alias="champion")
+    assert version.version == 1
+    register(project, trained[1], "iris")
+    recorded = {}
+    for name, (experiment, status, tags, accuracy) in RECORDED.items():
+        with project.runs.start(
+            name, params={"lr": accuracy / 10}, tags=tags, experiment=experiment
+        ) as run:
+            run.log_metrics_rows(
+                (epoch, {"val_loss": 1.0 - accuracy * epoch / 3}) for epoch in range(1, 4)
+            )
+            run.update_summary({"test": {"accuracy": accuracy}})
+            if status != "finished":
+                run.finish(status)  # type: ignore[arg-type]
+        recorded[name] = run.id
+    app = create_app(project, admin_token=TOKEN)
+    with serve_in_thread(app) as url:
+        yield Site(project=project, url=url, trained=trained, recorded=recorded, model="iris")
+    project.close()
