@@ -54,10 +54,14 @@ Then a CNN on Fashion-MNIST images (``image`` FP32 [N, 28, 28], one image
 per request): mlcycle with batching on (``--max-batch 64 --max-delay-ms 2``)
 against off (``--max-batch 1``) and the minimal handler.
 
+Then gradient-boosted trees (``train.model.kind: gbm``, LightGBM's defaults)
+on the MLP's rows, single-row requests, served by mlcycle and the minimal
+handler (``--gbm-arms``), its req/s beside the MLP's mlcycle arm (issue 19).
+
 Usage::
 
     .venv/bin/python bench/serving.py [--duration 10] [--connections 1,8,32]
-        [--arms mlcycle,minimal,...] [--repeats 2] [--sections mlp,cnn] [--keep]
+        [--arms mlcycle,minimal,...] [--repeats 2] [--sections mlp,cnn,gbm] [--keep]
 
 About 15 minutes with the defaults, plus the peers' installs on first use.
 """
@@ -116,6 +120,7 @@ PY_LOAD = {"mlcycle-grpc": "grpc", "mlcycle-pyhttp": "http"}
 ENV_OF = {"bare": "minimal"}
 FULL_PEERS = ("kserve", "mlflow", "litserve", "bentoml")
 CNN_ARMS = ("mlcycle", "mlcycle-nobatch", "minimal")
+GBM_ARMS = ("mlcycle", "minimal")
 ORT_VERSION = ort.__version__
 # Each peer's venv: the peer pinned at the version this bench was written against,
 # the ONNX Runtime mlcycle runs.
@@ -259,15 +264,16 @@ def build_models(root: Path, sections: list[str], cnn_data: str) -> dict[str, Mo
 
     models: dict[str, Model] = {}
     with Project.init(root / "proj", name="bench") as p:
-        if "mlp" in sections:
-            rng = np.random.default_rng(0)
-            n = 3000
-            X = rng.normal(size=(n, N_FEATURES)).astype("float32")
-            y = X[:, :5].sum(1) > 0
+        rng = np.random.default_rng(0)
+        n = 3000
+        X = rng.normal(size=(n, N_FEATURES)).astype("float32")
+        y = X[:, :5].sum(1) > 0
+        if "mlp" in sections or "gbm" in sections:
             table = pa.table(
                 {**{f"f{i}": X[:, i] for i in range(N_FEATURES)}, "y": np.where(y, "pos", "neg")}
             )
             p.datasets.add(table, name="synth", target="y")
+        if "mlp" in sections:
             started = time.monotonic()
             run = train(
                 p, data="synth", overrides={"max_epochs": 3, "model.hidden": [64, 32]}
@@ -281,6 +287,22 @@ def build_models(root: Path, sections: list[str], cnn_data: str) -> dict[str, Mo
             )
             models["mlp"] = Model("mlp", "mlp", path, row, label, probs)
             say(f"[model] MLP trained and registered in {time.monotonic() - started:.0f} s")
+        if "gbm" in sections:  # gradient-boosted trees on the same rows, LightGBM's defaults
+            started = time.monotonic()
+            run = train(p, data="synth", model="gbm").run_id
+            v = register(p, run, "gbm", alias="champion")
+            path = root / "gbm.onnx"
+            path.write_bytes(p.artifacts.read_bytes(v.files["model.onnx"]))
+            row = {f"f{i}": float(X[0, i]) for i in range(N_FEATURES)}
+            label, probs = reference(
+                path, {k: np.array([v], dtype=np.float32) for k, v in row.items()}
+            )
+            models["gbm"] = Model("gbm", "gbm", path, row, label, probs)
+            trees = p.runs.get(run).summary["trees"]
+            say(
+                f"[model] gbm ({trees} trees) trained and registered in "
+                f"{time.monotonic() - started:.0f} s"
+            )
         if "cnn" in sections:
             started = time.monotonic()
             try:
@@ -949,10 +971,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", default="1,8,32", help="comma-separated connection counts")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per arm and point")
     ap.add_argument("--arms", default=",".join(MLP_ARMS), help="MLP arms: " + ",".join(MLP_ARMS))
-    ap.add_argument("--sections", default="mlp,cnn", help="mlp, cnn or both")
+    ap.add_argument("--sections", default="mlp,cnn,gbm", help="any of mlp, cnn, gbm")
     ap.add_argument("--cnn-connections", default="32")
     ap.add_argument("--cnn-arms", default=",".join(CNN_ARMS))
     ap.add_argument("--cnn-data", default=CNN_DATA, help="image dataset for the CNN")
+    ap.add_argument("--gbm-arms", default=",".join(GBM_ARMS), help="arms serving the gbm")
     ap.add_argument(
         "--max-noise",
         type=float,
@@ -972,7 +995,8 @@ def main(argv: list[str] | None = None) -> int:
     sections = [s for s in args.sections.split(",") if s]
     mlp_arms = [a for a in args.arms.split(",") if a] if "mlp" in sections else []
     cnn_arms = [a for a in args.cnn_arms.split(",") if a] if "cnn" in sections else []
-    for arm in {*mlp_arms, *cnn_arms}:
+    gbm_arms = [a for a in args.gbm_arms.split(",") if a] if "gbm" in sections else []
+    for arm in {*mlp_arms, *cnn_arms, *gbm_arms}:
         if arm not in MLP_ARMS:
             ap.error(f"unknown arm {arm!r}")
     server_core, load_core = cores()
@@ -988,8 +1012,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     launch_kw = {"mlcycle_cmd": mlcycle_cmd, "mlcycle_env": {}}
 
-    unavailable: dict[str, dict[str, str]] = {"mlp": {}, "cnn": {}}
-    peers = sorted({a for a in (*mlp_arms, *cnn_arms) if not a.startswith("mlcycle")})
+    unavailable: dict[str, dict[str, str]] = {"mlp": {}, "cnn": {}, "gbm": {}}
+    peers = sorted({a for a in (*mlp_arms, *cnn_arms, *gbm_arms) if not a.startswith("mlcycle")})
     envs: dict[str, Path] = {}
     needed = sorted({ENV_OF.get(p, p) for p in peers})
     with ThreadPoolExecutor(max_workers=max(1, len(needed))) as pool:
@@ -1006,7 +1030,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             envs.update(dict.fromkeys(users, bin_dir))
     say(f"[work] {work}")
-    models = build_models(work, [s for s in ("mlp", "cnn") if s in sections], args.cnn_data)
+    models = build_models(work, [s for s in ("mlp", "cnn", "gbm") if s in sections], args.cnn_data)
     if load_core is not None:  # from here on this script and wrk stay off the server's core
         os.sched_setaffinity(0, {int(load_core)})
 
@@ -1019,6 +1043,8 @@ def main(argv: list[str] | None = None) -> int:
         plan.append(("mlp", mlp_arms, connections))
     if cnn_arms:
         plan.append(("cnn", cnn_arms, cnn_connections))
+    if gbm_arms:
+        plan.append(("gbm", gbm_arms, connections))
     try:
         for section, arms, conns in plan:
             model = models[section]
@@ -1131,9 +1157,36 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"ONNX Runtime in-process, us per row by batch size: {fmt_costs(costs['cnn'])}")
         out["cnn"] = results["cnn"]
+    if "gbm" in results:
+        rows = []
+        mlp = results.get("mlp", {}).get("mlcycle", {})
+        for arm, by_conn in results["gbm"].items():
+            for c, s in by_conn.items():
+                beside = mlp.get(c, {}).get("rps") if arm == "mlcycle" else None
+                rows.append(
+                    [
+                        arm,
+                        str(c),
+                        f"{s['rps']:,.0f}",
+                        f"{beside:,.0f}" if beside else "-",
+                        f"{s['p50_ms']:.2f}",
+                        f"{s['p99_ms']:.2f}",
+                        f"{s['rows_per_call']:.1f}" if "rows_per_call" in s else "-",
+                        f"{s['server_cpu']:.2f}",
+                        str(s["errors"]),
+                    ]
+                )
+        header = ["arm", "conns", "req/s", "MLP req/s", "p50 ms", "p99 ms", "rows/call"]
+        print(
+            "\ngbm (LightGBM, 30 features), single-row requests, beside the MLP's mlcycle arm\n"
+            + table(rows, [*header, "server cores", "errors"])
+        )
+        print(f"ONNX Runtime in-process, us per row by batch size: {fmt_costs(costs['gbm'])}")
+        out["gbm"] = results["gbm"]
+    arms_of = {"mlp": mlp_arms, "cnn": cnn_arms, "gbm": gbm_arms}
     for section, gone in unavailable.items():
         for arm, why in gone.items():
-            if arm in (mlp_arms if section == "mlp" else cnn_arms):
+            if arm in arms_of[section]:
                 print(f"{section} {arm}: {why}")
     print(json.dumps(out, default=str))
     return 0

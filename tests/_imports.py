@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 #: torch (training), scikit-learn, scipy and pandas (evaluation, monitoring, data), and
-#: the stages that use them. A server, ``mlcycle.load(...).predict`` and an edge bundle
-#: hold ONNX Runtime, numpy, pyarrow and the web stack.
+#: the stages that use them, and Ray (an executor's library). A server,
+#: ``mlcycle.load(...).predict`` and an edge bundle hold ONNX Runtime, numpy, pyarrow
+#: and the web stack.
 HEAVY = (
     "torch",
+    "ray",
     "sklearn",
     "scipy",
     "pandas",

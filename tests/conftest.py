@@ -28,7 +28,10 @@ PG_ADMIN_URL = os.environ.get(
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a schema of this test's own, dropped afterwards."""
+    """A PostgreSQL URL whose search_path is a schema of this test's own, dropped afterwards.
+
+    A study in a project on it also makes ``<schema>_optuna``, dropped too.
+    """
     schema = f"mlcycle_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
@@ -41,6 +44,8 @@ def pg_url() -> Iterator[str]:
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            # A study's Optuna tables live beside the store's (mlcycle.tune._storage).
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}_optuna" CASCADE'))
         admin.dispose()
 
 

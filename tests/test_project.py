@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from mlcycle import (
     ConflictError,
@@ -17,6 +18,7 @@ from mlcycle import (
     SpecError,
 )
 from mlcycle.project import SPEC_FILE, STATE_DIR
+from mlcycle.spec import parse_spec
 
 
 @pytest.fixture
@@ -31,6 +33,16 @@ def test_init_writes_a_commented_spec_and_the_state_folder(project: Project) -> 
     assert (project.root / STATE_DIR / "mlcycle.db").is_file()
     assert project.store.backend == "sqlite"
     assert [e.action for e in project.store.list_events()] == ["project.created"]
+
+
+def test_the_specs_tune_and_loop_sections_are_written_with_their_examples(
+    project: Project,
+) -> None:
+    text = (project.root / SPEC_FILE).read_text()
+    spec = parse_spec(yaml.safe_load(text))
+    assert spec.tune.sampler == "tpe" and spec.tune.n_trials == 20
+    assert "#     lr: {low: 0.0001, high: 0.03, log: true" in text
+    assert "#   tune: {n_trials: 10, timeout_s: 600.0}" in text
 
 
 def test_init_refuses_an_existing_project(project: Project) -> None:

@@ -23,6 +23,7 @@ def test_exported_members() -> None:
         "StoreError",
         "__version__",
         "load",
+        "register_model",
     ]
     for name in mlcycle.__all__:
         assert getattr(mlcycle, name) is not None

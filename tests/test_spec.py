@@ -53,11 +53,11 @@ from mlcycle.spec import Spec, load_spec, parse_spec
         ),
         (
             {"train": {"model": {"kind": "rnn"}}},
-            "train.model.kind: 'rnn': unknown model kind; registered: cnn, custom, mlp",
+            "train.model.kind: 'rnn': unknown model kind; registered: cnn, custom, gbm, linear, mlp",
         ),
         (
-            {"train": {"executor": "ray"}},
-            "train.executor: 'ray': unknown executor; registered: local",
+            {"train": {"executor": "dask"}},
+            "train.executor: 'dask': unknown executor; registered: local, ray",
         ),
         (
             {"artifacts": {"backend": "azure"}},
@@ -65,7 +65,7 @@ from mlcycle.spec import Spec, load_spec, parse_spec
         ),
         (
             {"loop": {"triggers": {"drfit": True}}},
-            "loop.triggers: unknown trigger 'drfit'; registered: drift, interval, keep_improving,"
+            "loop.triggers: unknown trigger 'drfit'; registered: attribution_drift, drift, interval, keep_improving,"
             " new_labels, ood_share, performance_drop",
         ),
         (

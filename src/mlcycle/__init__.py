@@ -26,7 +26,7 @@ from mlcycle.errors import (
 
 if TYPE_CHECKING:
     from mlcycle.project import Project
-    from mlcycle.registry import Predictor
+    from mlcycle.registry import ModelVersionRecord, Predictor
 
 __all__ = [
     "ConflictError",
@@ -41,6 +41,7 @@ __all__ = [
     "StoreError",
     "__version__",
     "load",
+    "register_model",
 ]
 
 
@@ -53,6 +54,41 @@ def load(ref: str, *, project: Any = None, threads: int | None = None) -> Predic
     from mlcycle.registry import load as _load
 
     return _load(ref, project=project, threads=threads)
+
+
+def register_model(
+    model: Any,
+    *,
+    data: str,
+    name: str,
+    alias: str | None = None,
+    project: Any = ".",
+    native_check: bool = True,
+    description: str | None = None,
+) -> ModelVersionRecord:
+    """Register a model trained elsewhere as the next version of ``name``, on dataset ``data``.
+
+    ``model``: a torch ``nn.Module``, a scikit-learn estimator or pipeline, a
+    LightGBM or XGBoost model, ONNX bytes or an ``.onnx`` path. Its graph is
+    checked against the dataset version's schema, against the native model
+    on the test rows (parity), and evaluated like a run. See
+    :func:`mlcycle.workflow.register_model`.
+
+    Example (in a project with ``breast_cancer@1``)::
+
+        mlcycle.register_model(pipeline, data="breast_cancer@1", name="cancer")
+    """
+    from mlcycle.workflow import register_model as _register_model
+
+    return _register_model(
+        model,
+        data=data,
+        name=name,
+        alias=alias,
+        project=project,
+        native_check=native_check,
+        description=description,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -10,6 +10,11 @@ second); a running run whose heartbeat is older than
 as ``interrupted`` (:meth:`Runs.state`), to be continued with
 ``mlcycle train --resume RUN``.
 
+A run started from your own training code names the dataset version it
+learns from (``runs.start(..., dataset="NAME@VERSION")``) and hands what it
+trained to :meth:`ActiveRun.register`: the model enters the registry as any
+version does (:func:`mlcycle.register_model`), its lineage naming the run.
+
 Example:
     >>> import tempfile
     >>> from mlcycle.project import Project
@@ -23,21 +28,25 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from mlcycle import _settings
-from mlcycle.store import MetricPoint, RunRecord, RunStatus
+from mlcycle.errors import ConflictError, NotFoundError
+from mlcycle.store import MetricPoint, ModelVersionRecord, RunRecord, RunStatus
 
 if TYPE_CHECKING:
     from mlcycle.project import Project
 
-__all__ = ["HEARTBEAT_S", "ActiveRun", "Runs", "resume_command"]
+__all__ = ["HEARTBEAT_S", "ActiveRun", "RunDeletion", "Runs", "resume_command"]
 
 # At most one heartbeat write per this many seconds, however often it is called.
 HEARTBEAT_S = 1.0
@@ -103,6 +112,45 @@ class ActiveRun:
         )
         self._project.store.add_run_artifact(self.id, path, record.sha256)
         return record.sha256
+
+    def register(
+        self,
+        model: Any,
+        name: str,
+        *,
+        alias: str | None = None,
+        description: str | None = None,
+    ) -> ModelVersionRecord:
+        """Register the model this run trained (a torch module, a scikit-learn pipeline...).
+
+        The run must name its dataset version (``runs.start(..., dataset="D@V")``);
+        the version is checked, evaluated and stored as
+        :func:`mlcycle.register_model` does, and records this run in its
+        lineage; the run gets the test metrics and the HTML report.
+
+        Raises:
+            ConflictError: the run names no dataset version.
+        """
+        record = self._project.store.get_run(self.id)
+        if record.dataset_version_id is None:
+            raise ConflictError(
+                f"run {self.id} names no dataset version: start it with "
+                "runs.start(..., dataset='NAME@VERSION') to register what it trained"
+            )
+        dataset = self._project.store.get_dataset_version_by_id(record.dataset_version_id)
+        # The workflows sit above the runs in the layers: looked up by module name on use,
+        # as the registry's moved names are, so that the run API imports no stage.
+        workflow = importlib.import_module("mlcycle.workflow")
+        version: ModelVersionRecord = workflow.register_model(
+            model,
+            data=dataset.ref,
+            name=name,
+            alias=alias,
+            project=self._project,
+            description=description,
+            run_id=self.id,
+        )
+        return version
 
     def finish(
         self, status: RunStatus = "finished", summary: Mapping[str, Any] | None = None
@@ -179,6 +227,78 @@ class Runs:
         return self._project.store.get_metrics(run_id, key)
 
     def list(
-        self, *, experiment: str | None = None, status: RunStatus | None = None, limit: int = 100
+        self,
+        *,
+        experiment: str | None = None,
+        status: RunStatus | None = None,
+        tags: Mapping[str, str] | None = None,
+        dataset: str | None = None,
+        limit: int | None = 100,
     ) -> list[RunRecord]:
-        return self._project.store.list_runs(experiment=experiment, status=status, limit=limit)
+        """Runs newest first, filtered in the store.
+
+        Args:
+            tags: only runs with every one of these tags at these values.
+            dataset: ``NAME`` (runs on any version of it) or ``NAME@VERSION``.
+            limit: at most this many (None: all that match).
+        """
+        name, version = (None, None)
+        if dataset is not None:
+            from mlcycle._datasets import parse_ref
+
+            name, version = parse_ref(dataset)
+        return self._project.store.list_runs(
+            experiment=experiment,
+            status=status,
+            tags=tags,
+            dataset=name,
+            dataset_version=version,
+            limit=limit,
+        )
+
+    def tag(self, run_id: str, tags: Mapping[str, str]) -> RunRecord:
+        """Set (or overwrite) tags of a run, whatever its status; the run as it is now."""
+        record = self.get(run_id)
+        self._project.store.set_tags(record.id, tags)
+        return self.get(record.id)
+
+    def delete(self, run_id: str) -> RunDeletion:
+        """Delete a run: its metadata, its report, and the artifacts nothing else uses.
+
+        An artifact another run, a dataset version or a model version also
+        refers to stays (artifacts are shared by content).
+
+        Raises:
+            ConflictError: a registered model version was made from the run.
+        """
+        record = self.get(run_id)
+        deleted, orphans = self._project.store.delete_run(record.id, actor=self._project.actor)
+        removed = 0
+        for sha in orphans:
+            try:
+                self._project.store.get_artifact(sha)
+                continue  # the same bytes were stored again meanwhile: they stay
+            except NotFoundError:
+                removed += self._project.artifacts.blobs.delete(sha)
+        report = record.summary.get("report")  # the HTML copy the evaluation left in the project
+        if isinstance(report, str) and Path(report).name == f"{deleted}.html":
+            Path(report).unlink(missing_ok=True)
+        return RunDeletion(
+            run_id=deleted,
+            name=record.name,
+            artifacts_deleted=removed,
+            artifacts_kept=len(set(record.artifacts.values())) - removed,
+        )
+
+
+@dataclass(frozen=True)
+class RunDeletion:
+    """What deleting a run removed: blobs only it used go, shared ones stay."""
+
+    run_id: str
+    name: str
+    artifacts_deleted: int
+    artifacts_kept: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

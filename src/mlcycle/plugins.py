@@ -29,7 +29,7 @@ conformance suite in ``tests/conformance/``; a plugin can run it too.
 
 Example:
     >>> "ks" in DRIFT_TESTS, MODEL_KINDS.names()
-    (True, ('cnn', 'custom', 'mlp'))
+    (True, ('cnn', 'custom', 'gbm', 'linear', 'mlp'))
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ MODEL_KINDS: Registry[type[ModelKind]] = Registry(
     {
         "mlp": "mlcycle.train._kinds:MLP",
         "cnn": "mlcycle.train._kinds:CNN",
+        "linear": "mlcycle.train._kinds:Linear",
         "custom": "mlcycle.train._kinds:Custom",
+        "gbm": "mlcycle.train._gbm:GBM",
     },
     base="mlcycle.train._base:ModelKind",
 )
@@ -72,7 +74,7 @@ MODEL_KINDS: Registry[type[ModelKind]] = Registry(
 EXECUTORS: Registry[type[Executor]] = Registry(
     "executor",
     "mlcycle.executors",
-    {"local": "mlcycle.train._executor:LocalExecutor"},
+    {"local": "mlcycle.train._executor:LocalExecutor", "ray": "mlcycle.train._ray:RayExecutor"},
     base="mlcycle.train._base:Executor",
 )
 
@@ -98,6 +100,7 @@ TRIGGERS: Registry[type[Trigger]] = Registry(
         "drift": "mlcycle.loop._triggers:DriftTrigger",
         "performance_drop": "mlcycle.loop._triggers:PerformanceDropTrigger",
         "ood_share": "mlcycle.loop._triggers:OODShareTrigger",
+        "attribution_drift": "mlcycle.loop._triggers:AttributionDriftTrigger",
         "interval": "mlcycle.loop._triggers:IntervalTrigger",
         "new_labels": "mlcycle.loop._triggers:NewLabelsTrigger",
         "keep_improving": "mlcycle.loop._triggers:KeepImprovingTrigger",

@@ -21,6 +21,7 @@ from pathlib import Path
 from mlcycle import _settings
 from mlcycle._datasets import Datasets
 from mlcycle._runs import Runs
+from mlcycle._spec_template import spec_template
 from mlcycle._system import Closing, write_atomic
 from mlcycle.errors import ConflictError, SpecError
 from mlcycle.spec import Spec, load_spec
@@ -33,43 +34,6 @@ from mlcycle.store import (
 )
 
 __all__ = ["NO_PROJECT_HINT", "SPEC_FILE", "STATE_DIR", "Project", "find_project_root"]
-
-SPEC_TEMPLATE = """\
-# mlcycle project spec. Every section is optional; mlcycle infers the rest.
-# Validated when the project is opened: an error names the field, the value
-# and what is allowed.
-
-project:
-  name: {name}
-
-# Metadata store: SQLite at .mlcycle/mlcycle.db by default. For a team, a
-# PostgreSQL URL (or set MLCYCLE_STORE_URL), e.g.
-#   url: postgresql+psycopg://user@db.example.com:5432/mlcycle
-store:
-  url: null
-
-# Artifact bytes: .mlcycle/artifacts by default; any fsspec URL (s3://bucket/prefix).
-artifacts:
-  uri: null
-
-data:
-  # Warn when the largest class has at least this many times the rows of the smallest.
-  imbalance_ratio: 3.0
-  # Per-dataset overrides of what mlcycle infers. The key is the dataset name.
-  datasets: {{}}
-  #   breast_cancer:
-  #     source: sklearn:breast_cancer      # or a CSV/Parquet file or folder
-  #     target: target                    # the column to predict
-  #     task: binary                       # binary | multiclass | regression
-  #     roles: {{patient_id: id, sex: sensitive, notes: ignore}}
-  #     types: {{zip_code: categorical}}     # numeric | categorical | boolean | image
-  #     split:
-  #       method: random                   # random (stratified) | time
-  #       validation: 0.15
-  #       test: 0.15
-  #       seed: 0
-  #       time_column: null                # for method: time
-"""
 
 
 class Project(Closing):
@@ -124,7 +88,7 @@ class Project(Closing):
         root.mkdir(parents=True, exist_ok=True)
         (root / STATE_DIR).mkdir(exist_ok=True)
         (root / STATE_DIR / ".gitignore").write_text("*\n", encoding="utf-8")
-        text = SPEC_TEMPLATE.format(name=name)
+        text = spec_template(name)
         write_atomic(spec_file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         project = cls.open(root)
         project.store.record_event(

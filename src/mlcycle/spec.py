@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -43,6 +43,7 @@ from mlcycle.plugins import (
 )
 
 __all__ = [
+    "AdversarialSpec",
     "ArtifactsSpec",
     "ColumnRole",
     "ColumnType",
@@ -53,6 +54,7 @@ __all__ = [
     "EvaluateSpec",
     "FairnessSpec",
     "GateSpec",
+    "GbmOptions",
     "LoopSpec",
     "MetricName",
     "ModelSpec",
@@ -97,6 +99,7 @@ MetricName = Literal[
     "mape",
 ]
 
+METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
 
 _SOURCE_KIND = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 
@@ -138,11 +141,17 @@ class ArtifactsSpec(_Frozen):
 
     ``None`` means ``.mlcycle/artifacts`` inside the project. ``backend`` names
     the artifact store in :data:`mlcycle.plugins.ARTIFACT_STORES` that is
-    given ``uri`` (``fsspec``: any folder or URL fsspec reads).
+    given ``uri`` (``fsspec``: any folder or URL fsspec reads) and ``options``
+    as keyword arguments (for ``s3://``: ``endpoint_url``, ``client_kwargs:
+    {region_name: ...}``; s3fs's options). Credentials, region and endpoint
+    are best left to the usual AWS variables (``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``)
+    or profile, which s3fs reads: a spec is often committed.
     """
 
     uri: str | None = None
     backend: str = "fsspec"
+    options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("backend")
     @classmethod
@@ -237,21 +246,73 @@ class DataSpec(_Frozen):
     max_classes: int = Field(default=1000, ge=3)
 
 
-class ModelSpec(_Frozen):
-    """Which network to train.
+class GbmOptions(_Frozen):
+    """``train.model.options`` of the ``gbm`` kind: LightGBM's settings, by LightGBM's names.
 
+    The defaults are LightGBM's but three: ``learning_rate`` 0.05 (not 0.1)
+    with up to ``n_estimators`` 1000 rounds (not 100), early stopping
+    choosing how many, and ``min_data_per_group`` 20 (not 100), so that a
+    category of a few thousand rows can have a split of its own.
+    At most ``n_estimators`` boosting rounds; training stops when the
+    validation metric (``train.early_stopping.metric``) has not improved by
+    ``train.early_stopping.min_delta`` for ``early_stopping_rounds`` rounds,
+    and the best round's trees are the model. ``monotone`` maps a numeric
+    feature to ``1`` (the prediction never falls as it grows) or ``-1``
+    (never rises). ``num_threads`` 0: one per 500,000 values of the training
+    matrix, at most the process's cores and 8 (threads cost more than they
+    give on small tables).
+    ``train.class_weight`` and ``train.seed`` apply as for every kind.
+
+    Example:
+        >>> GbmOptions.model_validate({"num_leaves": 15}).num_leaves
+        15
+    """
+
+    n_estimators: int = Field(default=1000, gt=0)
+    learning_rate: float = Field(default=0.05, gt=0)
+    num_leaves: int = Field(default=31, ge=2)
+    max_depth: int = Field(default=-1, ge=-1)
+    min_child_samples: int = Field(default=20, ge=1)
+    feature_fraction: float = Field(default=1.0, gt=0, le=1)
+    bagging_fraction: float = Field(default=1.0, gt=0, le=1)
+    bagging_freq: int = Field(default=0, ge=0)
+    lambda_l1: float = Field(default=0.0, ge=0)
+    lambda_l2: float = Field(default=0.0, ge=0)
+    min_split_gain: float = Field(default=0.0, ge=0)
+    cat_smooth: float = Field(default=10.0, ge=0)
+    min_data_per_group: int = Field(default=20, ge=1)
+    early_stopping_rounds: int = Field(default=50, ge=1)
+    monotone: dict[str, Literal[-1, 0, 1]] = Field(default_factory=dict)
+    num_threads: int = Field(default=0, ge=0)
+
+
+# What each kind that reads ``train.model.options`` accepts there, checked with the spec.
+KIND_OPTIONS: dict[str, type[_Frozen]] = {"gbm": GbmOptions}
+AUTO_KIND = "auto"  # train.model.kind: chosen from the data (gbm for tables, cnn for images)
+
+
+class ModelSpec(_Frozen):
+    """Which model to train.
+
+    ``activation`` follows every hidden layer of the MLP and every convolution.
     ``kind`` is a name in :data:`mlcycle.plugins.MODEL_KINDS`: ``mlp`` suits
-    tables (and flattened small images); ``cnn`` needs an image column and
+    tables (and flattened small images); ``linear`` is logistic (or, for
+    regression, ridge) regression over the same preprocessing, its L2
+    penalty ``weight_decay``; ``cnn`` needs an image column and
     adds any tabular columns to its head; ``custom`` calls ``factory``
     (``package.module:function``) with ``in_features``, ``n_outputs`` and
-    ``options`` and puts the module it returns after mlcycle's preprocessing.
-    A registered kind reads the fields it needs (``options`` for its own).
+    ``options`` and puts the module it returns after mlcycle's preprocessing;
+    ``gbm`` is gradient-boosted trees (LightGBM), set by ``options``
+    (:class:`GbmOptions`); ``auto`` picks ``gbm`` for a table and ``cnn``
+    when the data has an image column. A registered kind reads the fields it
+    needs (``options`` for its own).
     """
 
     kind: str = "mlp"
     hidden: tuple[Annotated[int, Field(gt=0)], ...] = (128, 64)
     channels: tuple[Annotated[int, Field(gt=0)], ...] = (32, 64)
     dropout: float = Field(default=0.1, ge=0, lt=1)
+    activation: Literal["relu", "gelu", "silu", "tanh", "leaky_relu"] = "relu"
     categorical: Literal["onehot", "embedding"] = "onehot"
     embedding_dim: int | None = Field(default=None, gt=0)
     init: Literal["default", "xavier", "kaiming", "normal"] = "default"
@@ -262,7 +323,18 @@ class ModelSpec(_Frozen):
     @field_validator("kind")
     @classmethod
     def _registered_kind(cls, name: str) -> str:
-        return MODEL_KINDS.check(name)
+        return name if name == AUTO_KIND else MODEL_KINDS.check(name)
+
+    @model_validator(mode="after")
+    def _kind_options(self) -> ModelSpec:
+        model = KIND_OPTIONS.get(self.kind)
+        if model is not None:
+            try:
+                model.model_validate(self.options)
+            except ValidationError as exc:
+                lines = format_validation_error(exc, model).splitlines()
+                raise ValueError(f"options of kind {self.kind!r}: " + "; ".join(lines)) from None
+        return self
 
     @model_validator(mode="after")
     def _custom_needs_factory(self) -> ModelSpec:
@@ -298,6 +370,38 @@ class ScheduleSpec(_Frozen):
     min_lr: float = Field(default=0.0, ge=0)
 
 
+class DistillSpec(_Frozen):
+    """Knowledge distillation from a registered version (``teacher``: ``NAME@VERSION``).
+
+    The loss becomes ``alpha * T^2 * KL(teacher || student at temperature T)
+    + (1 - alpha) * the task's loss``; the teacher runs in PyTorch from its
+    stored weights, once, on the training rows. Classification only.
+    """
+
+    teacher: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+(@[A-Za-z0-9_.-]+)?$")
+    temperature: float = Field(default=4.0, gt=0)
+    alpha: float = Field(default=0.7, ge=0, le=1)
+
+
+class AdversarialSpec(_Frozen):
+    """Adversarial training: attacked copies of part of every batch (``attack``: off when null).
+
+    In each batch the first ``ratio`` of the (shuffled) rows are replaced by
+    their FGSM or PGD (L-infinity) versions, generated on the fly against the
+    current weights with the training loss: ``eps`` is in units of each
+    numeric column's training standard deviation and of the training pixel
+    range for an image; categorical and boolean inputs are never moved.
+    PGD starts at a random point of the ball and takes ``steps`` steps of
+    ``2.5 * eps / steps``; FGSM takes one step of ``eps``. ``ratio`` 1 is
+    Madry et al.'s training on attacked rows only.
+    """
+
+    attack: Literal["fgsm", "pgd"] | None = None
+    eps: float = Field(default=0.1, gt=0)
+    steps: int = Field(default=3, ge=1)
+    ratio: float = Field(default=0.5, gt=0, le=1)
+
+
 class TrainSpec(_Frozen):
     """How to train: the model, the loss, the optimiser and when to stop.
 
@@ -306,7 +410,9 @@ class TrainSpec(_Frozen):
     newest is stored once per interval (0: store every one), so a kill loses
     at most that much work and fast epochs are not slowed by storage.
     ``executor`` (a name in :data:`mlcycle.plugins.EXECUTORS`) is where the
-    training runs: ``local``, this process.
+    training runs: ``local``, this process; ``ray``, a Ray cluster. ``workers``
+    above 1 trains data-parallel replicas (PyTorch DDP under Ray Train), each
+    on its share of every batch: an executor that runs one process refuses it.
     """
 
     data: str | None = None
@@ -329,6 +435,9 @@ class TrainSpec(_Frozen):
     gap_warning: float = Field(default=0.1, ge=0)
     checkpoint_interval_s: float = Field(default=1.0, ge=0)
     executor: str = "local"
+    workers: int = Field(default=1, ge=1)
+    distill: DistillSpec = Field(default_factory=DistillSpec)
+    adversarial: AdversarialSpec = Field(default_factory=AdversarialSpec)
 
     @field_validator("executor")
     @classmethod
@@ -417,6 +526,25 @@ class OODSpec(_Frozen):
     max_share: float = Field(default=0.05, gt=0, le=1)
 
 
+class AttributionSpec(_Frozen):
+    """Attribution drift: has the model's reasoning moved, not only its inputs?
+
+    The global attribution of each input (the mean absolute baseline Shapley
+    value over ``rows`` sampled rows, ``permutations`` each) on the window is
+    ranked against the same on the reference's validation rows; the nDCG of
+    the window's ranking, with the reference's attributions as relevance,
+    below ``min_ndcg`` alerts (0.9: SageMaker Clarify's rule). Off with
+    ``enabled: false`` (it runs the model ``rows x permutations x (inputs+1)``
+    times on each side).
+    """
+
+    enabled: bool = True
+    rows: int = Field(default=100, ge=10, le=10_000)
+    permutations: int = Field(default=8, ge=2, le=256)
+    min_ndcg: float = Field(default=0.9, gt=0, le=1)
+    min_rows: int = Field(default=30, ge=1)
+
+
 class MonitorSpec(_Frozen):
     """How ``mlcycle monitor`` decides that a deployed model is in trouble.
 
@@ -441,6 +569,7 @@ class MonitorSpec(_Frozen):
     performance: PerformanceSpec = Field(default_factory=PerformanceSpec)
     fairness: FairnessSpec = Field(default_factory=FairnessSpec)
     ood: OODSpec = Field(default_factory=OODSpec)
+    attribution: AttributionSpec = Field(default_factory=AttributionSpec)
     webhook: str | None = Field(default=None, pattern=r"^https?://")
     webhook_timeout_s: float = Field(default=5.0, gt=0)
 
@@ -448,7 +577,8 @@ class MonitorSpec(_Frozen):
 class TriggerSpec(_Frozen):
     """What starts a retraining. ``None`` turns a trigger off.
 
-    ``performance_drop`` judges the newest ``performance_rows`` labelled rows
+    ``attribution_drift`` retrains when the inputs' attribution ranking moved
+    (``monitor.attribution``). ``performance_drop`` judges the newest ``performance_rows`` labelled rows
     the champion answered (realised performance against its reference, with
     ``monitor.performance``'s interval rule), besides the monitored window: a
     change of concept shows in the newest labels long before it dominates a
@@ -470,6 +600,7 @@ class TriggerSpec(_Frozen):
     performance_drop: bool = True
     performance_rows: int = Field(default=500, gt=0)
     ood_share: float | None = Field(default=0.1, gt=0, le=1)
+    attribution_drift: bool = False  # monitor.attribution's nDCG alert (opt in)
     interval: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?\s*[smhd]$")
     new_labels: int | None = Field(default=None, gt=0)
     keep_improving: float | None = Field(default=0.5, gt=0)
@@ -496,6 +627,24 @@ class TriggerSpec(_Frozen):
         }
 
 
+AUDIT_KINDS = ("explain", "fairness", "robustness")
+
+
+class AuditLimitSpec(_Frozen):
+    """The range an audit figure must fall in: ``{min: 0.8, max: 1.25}``; either may be left out."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> AuditLimitSpec:
+        if self.min is None and self.max is None:
+            raise ValueError("an audit limit needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
 class GateSpec(_Frozen):
     """When a challenger may replace the champion.
 
@@ -517,6 +666,23 @@ class GateSpec(_Frozen):
     confidence: float = Field(default=0.95, gt=0, lt=1)
     bootstrap: int = Field(default=1000, ge=100)
     guards: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    # Limits on the challenger's audit (``mlcycle audit``), run by the gate: keys
+    # ``KIND.FIGURE`` as ``mlcycle audit --json`` lists them under ``figures``
+    # (``fairness.DI``: every facet's disparate impact; ``robustness.pgd@0.1``:
+    # accuracy under PGD at eps 0.1); every value of the figure must be in range.
+    audit: dict[str, AuditLimitSpec] = Field(default_factory=dict)
+
+    @field_validator("audit")
+    @classmethod
+    def _audit_kinds(cls, limits: dict[str, AuditLimitSpec]) -> dict[str, AuditLimitSpec]:
+        for key in limits:
+            kind, dot, figure = key.partition(".")
+            if not dot or not figure or kind not in AUDIT_KINDS:
+                raise ValueError(
+                    f"{key!r} is not KIND.FIGURE with KIND one of {', '.join(AUDIT_KINDS)} "
+                    "(e.g. fairness.DI, robustness.pgd@0.1)"
+                )
+        return limits
 
 
 class RolloutSpec(_Frozen):
@@ -537,6 +703,124 @@ class RolloutSpec(_Frozen):
     max_latency_ratio: float = Field(default=2.0, ge=1)
     max_accuracy_drop: float = Field(default=0.02, ge=0)
     timeout_s: float = Field(default=3600.0, gt=0)
+
+
+# Objectives a study may ask for besides the metric table's: the exported graph's
+# latency on ONNX Runtime at ``tune.deploy_batch`` rows (measured), and the size.
+TUNE_OBJECTIVES_EXTRA = ("latency_ms", "parameters")
+# Names in ``tune.space`` that set several fields at once: ``model.depth`` hidden
+# layers (MLP) or convolutions (CNN), ``model.width`` units per layer (MLP) or the
+# first convolution's channels, doubled at each next one (CNN).
+TUNE_VIRTUAL = ("model.depth", "model.width")
+
+
+class ParamSpace(_Frozen):
+    """The values one field of ``train`` may take in a study.
+
+    A range (``low``, ``high``; ``log`` for a log-uniform draw, ``step`` for a
+    grid of values) or a list of ``choices``. A range over an integer field
+    draws integers.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(default=None, gt=0)
+    choices: tuple[Any, ...] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ParamSpace:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either choices or low and high, not both")
+            if not self.choices:
+                raise ValueError("choices is empty; list at least one value")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("needs low and high (a range) or choices (a list)")
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError(f"low {self.low} and high {self.high} must be finite numbers")
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} > high {self.high}; low must be <= high")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log range needs low > 0, got low {self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("a log range cannot have a step")
+        return self
+
+
+class TuneSpec(_Frozen):
+    """Hyper-parameter tuning (``mlcycle tune``): an Optuna study over fields of ``train``.
+
+    ``objective`` is one metric of the metric table measured on the
+    validation split (its direction comes from the table; default: the
+    task's headline metric), or several for a Pareto front, where
+    ``latency_ms`` (the exported graph on ONNX Runtime at ``deploy_batch``
+    rows, measured) and ``parameters`` may join. ``space`` maps a field of
+    ``train`` (``lr``, ``model.hidden``, ``schedule.kind``) or
+    ``model.depth``/``model.width`` to its range or choices; empty: the
+    defaults of the model kind. ``pruner`` ``auto`` is Hyperband for one
+    objective (none for several, which Optuna cannot prune). The study stops
+    after ``n_trials`` trials, after ``timeout_s`` seconds, or when the best
+    value reaches ``target``. ``max_epochs`` caps each trial (default
+    ``train.max_epochs``). ``storage`` ``auto`` is a journal file in the
+    project, or the PostgreSQL store when the project uses one.
+    """
+
+    objective: tuple[str, ...] = ()
+    sampler: Literal["tpe", "random", "cmaes", "gp", "grid", "nsga2"] = "tpe"
+    pruner: Literal["auto", "hyperband", "successive_halving", "median", "none"] = "auto"
+    n_trials: int = Field(default=20, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+    target: float | None = None
+    max_epochs: int | None = Field(default=None, gt=0)
+    seed: int = Field(default=0, ge=0)
+    workers: int = Field(default=1, ge=1)
+    storage: Literal["auto", "journal", "sqlite"] = "auto"
+    deploy_batch: int = Field(default=1, gt=0)
+    space: dict[str, ParamSpace] = Field(default_factory=dict)
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _split_objective(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objectives(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        allowed = (*METRIC_NAMES, *TUNE_OBJECTIVES_EXTRA)
+        for name in names:
+            if name not in allowed:
+                raise ValueError(f"{name!r} is not one of {', '.join(allowed)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{list(names)} names an objective twice")
+        if names and names[0] in TUNE_OBJECTIVES_EXTRA:
+            raise ValueError(
+                f"the first objective must be a metric of the validation split, not {names[0]!r}"
+            )
+        return names
+
+
+class LoopTuneSpec(_Frozen):
+    """Retune when the loop retrains, instead of reusing the champion's parameters.
+
+    The cycle's study starts from the champion's training spec and searches
+    ``tune:``'s space (sampler, pruner, workers and storage too) on the fresh
+    data for ``n_trials`` trials or ``timeout_s`` seconds (default:
+    ``tune.timeout_s``); its objective is ``loop.gate.metric`` when set, else
+    the first of ``tune.objective``. Its best trial is the challenger.
+    """
+
+    n_trials: int = Field(default=10, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+
+class RetrainSpec(_Frozen):
+    """How the loop trains a challenger: ``tune`` a study (null: the champion's parameters)."""
+
+    tune: LoopTuneSpec | None = None
 
 
 class LoopSpec(_Frozen):
@@ -561,6 +845,7 @@ class LoopSpec(_Frozen):
     min_labels: int = Field(default=200, gt=0)
     holdout: float = Field(default=0.3, gt=0, lt=1)
     max_holdout_rows: int = Field(default=1000, gt=0)
+    retrain: RetrainSpec = Field(default_factory=RetrainSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
 
@@ -574,8 +859,25 @@ class Spec(_Frozen):
     data: DataSpec = Field(default_factory=DataSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
+    tune: TuneSpec = Field(default_factory=TuneSpec)
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
     loop: LoopSpec = Field(default_factory=LoopSpec)
+
+    @model_validator(mode="after")
+    def _tuned_fields_exist(self) -> Spec:
+        fields = train_fields(self.train)
+        kind = self.train.model.kind
+        own = [KIND_OPTIONS[kind]] if kind in KIND_OPTIONS else []
+        if kind == AUTO_KIND:
+            own = list(KIND_OPTIONS.values())
+        fields |= {f"model.options.{n}": None for model in own for n in model.model_fields}
+        for key in self.tune.space:
+            if tune_path(key) not in fields and key not in TUNE_VIRTUAL:
+                raise ValueError(
+                    f"tune.space.{key}: names no field of train; searchable: "
+                    f"{', '.join([*TUNE_VIRTUAL, *sorted(fields)])}"
+                )
+        return self
 
     def with_overrides(self, overrides: Mapping[str, Any], *, via: str = "override") -> Spec:
         """A copy with dotted keys replaced (``train.lr``, or ``lr`` for ``train.lr``).
@@ -608,6 +910,48 @@ class Spec(_Frozen):
     def dataset(self, name: str) -> DatasetSpec:
         """The spec of dataset ``name``, or the defaults when the spec names none."""
         return self.data.datasets.get(name) or DatasetSpec()
+
+
+def tune_path(key: str) -> str:
+    """The dotted path under ``train`` that a ``tune.space`` key names (``train.lr`` → ``lr``)."""
+    return key[len("train.") :] if key.startswith("train.") else key
+
+
+def train_fields(train: TrainSpec) -> dict[str, Any]:
+    """Every leaf field of ``train`` by dotted path, with its value (what a study may search).
+
+    >>> fields = train_fields(TrainSpec())
+    >>> fields["lr"], fields["model.hidden"], fields["schedule.kind"]
+    (0.001, [128, 64], 'constant')
+    """
+    out: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for name, value in node.items():
+            if isinstance(value, dict) and name not in {"options", "class_weight"}:
+                walk(value, f"{prefix}{name}.")
+            else:
+                out[f"{prefix}{name}"] = value
+
+    walk(train.model_dump(mode="json"), "")
+    return {k: v for k, v in out.items() if k not in _NOT_SEARCHED}
+
+
+# Fields of ``train`` that say where or how to run, not what to learn: never searched.
+_NOT_SEARCHED = frozenset(
+    {
+        "data",
+        "device",
+        "executor",
+        "workers",
+        "checkpoint_interval_s",
+        "gap_warning",
+        "seed",
+        "model.factory",
+        "model.options",
+        "mixed_precision",
+    }
+)
 
 
 def _is_open_mapping(path: list[str]) -> bool:
@@ -690,7 +1034,8 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] = BaseM
         else:
             msg = err["msg"][0].lower() + err["msg"][1:]
             what = f"{_value(value)}: {msg}"
-        lines.append(f"{where}: {what}")
+        # A check across sections (``Spec``'s own) names its field in its message.
+        lines.append(what if where == "(root)" else f"{where}: {what}")
     return "\n".join(lines)
 
 

@@ -80,6 +80,20 @@ class ArtifactStoreConformance:
             artifacts.verify(record.sha256)
         metadata.close()
 
+    def test_many_reads_at_once_are_each_checked(self, tmp_path: Path) -> None:
+        artifacts = Artifacts(self.make(tmp_path), MetadataStore("sqlite://"))
+        records = [artifacts.put_bytes(f"file {i}".encode() * 1000, "text/plain") for i in range(6)]
+        shas = [r.sha256 for r in records]
+        got = artifacts.read_many([*shas, shas[0]])  # a hash twice is read once
+        assert list(got) == shas
+        assert all(got[r.sha256] == artifacts.read_bytes(r.sha256) for r in records)
+        self.corrupt(artifacts.blobs, shas[3])
+        with pytest.raises(IntegrityError, match=shas[3]):
+            artifacts.read_many(shas)
+        absent = hashlib.sha256(b"never stored").hexdigest()
+        with pytest.raises(NotFoundError):
+            artifacts.read_many([shas[0], absent])
+
     def test_a_failed_write_leaves_no_blob(self, tmp_path: Path) -> None:
         store = self.make(tmp_path)
         sent = b"x" * 100_000
@@ -96,3 +110,16 @@ class ArtifactStoreConformance:
             store.open(half)
         assert self.leftovers(store) == []
         assert store.put([sent]).sha256 == half  # and the store still works
+
+    def test_delete_removes_a_blob_or_says_it_kept_it(self, tmp_path: Path) -> None:
+        store = self.make(tmp_path)
+        kept = store.put([b"stays"])
+        gone = store.put([b"goes"])
+        if store.delete(gone.sha256):
+            assert not store.exists(gone.sha256)
+            assert not store.delete(gone.sha256)  # deleting again: nothing to delete
+        else:  # a write-once store keeps its blobs
+            assert store.exists(gone.sha256)
+        assert store.exists(kept.sha256)
+        with store.open(kept.sha256) as handle:
+            assert handle.read() == b"stays"

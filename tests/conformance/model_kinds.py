@@ -39,7 +39,7 @@ HEADS = [  # (task, loss, classes): every head the losses ask for
 
 
 @cache
-def _data(image: bool) -> tuple[pa.Table, FeatureLayout]:
+def conformance_data(image: bool) -> tuple[pa.Table, FeatureLayout]:
     """Mixed tabular columns with missing values, or 8x8 digits (an image column)."""
     if image:
         prepared = prepare("sklearn:digits", DatasetSpec())
@@ -82,7 +82,7 @@ class ModelKindConformance:
     def test_forward_gives_the_head_width(
         self, task: str, loss: str, classes: tuple[str, ...]
     ) -> None:
-        table, layout = _data(self.image)
+        table, layout = conformance_data(self.image)
         width = head_width(TrainSpec(loss=loss), task, len(classes))  # type: ignore[arg-type]
         model = build_model(self.spec(), layout, task, width)
         model.eval()
@@ -93,7 +93,7 @@ class ModelKindConformance:
         assert torch.isfinite(raw).all()
 
     def test_the_same_seed_builds_the_same_weights(self) -> None:
-        _, layout = _data(self.image)
+        _, layout = conformance_data(self.image)
         states = []
         for _ in range(2):
             torch.manual_seed(7)
@@ -102,7 +102,7 @@ class ModelKindConformance:
         assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
     def test_exports_to_onnx_that_agrees_with_torch(self) -> None:
-        table, layout = _data(self.image)
+        table, layout = conformance_data(self.image)
         model = build_model(self.spec(), layout, "multiclass", 3)
         model.eval()
         session = ort.InferenceSession(export_onnx(model, layout, ["a", "b", "c"], "multiclass"))

@@ -74,5 +74,12 @@ class TestThread(ExecutorConformance):
 
 
 def test_an_unregistered_executor_is_refused_with_the_registered_names() -> None:
-    with pytest.raises(SpecError, match=r"unknown executor; registered: local$"):
+    with pytest.raises(SpecError, match=r"unknown executor; registered: local, ray$"):
         parse_spec({"train": {"executor": "thread"}})
+
+
+@pytest.mark.slow
+class TestRay(ExecutorConformance):
+    """Ray started in this process on this machine's CPUs (a one-node cluster)."""
+
+    name = "ray"

@@ -52,6 +52,19 @@ class TestOODShare(TriggerConformance):
         return self.context(project, result=monitored(ood={"share": 0.01, "alert": False}))
 
 
+class TestAttributionDrift(TriggerConformance):
+    name = "attribution_drift"
+    off = False
+
+    def bad(self, project: Project) -> TriggerContext:
+        moved = {"ndcg": 0.71, "min_ndcg": 0.9, "alert": True}
+        return self.context(project, result=monitored(attribution=moved))
+
+    def good(self, project: Project) -> TriggerContext:
+        alike = {"ndcg": 0.99, "min_ndcg": 0.9, "alert": False}
+        return self.context(project, result=monitored(attribution=alike))
+
+
 class TestInterval(TriggerConformance):
     name = "interval"
     setting = "1d"
@@ -139,5 +152,7 @@ class TestBusyWindow(TriggerConformance):
 
 
 def test_an_unregistered_trigger_is_refused_with_the_registered_names() -> None:
-    with pytest.raises(SpecError, match="unknown trigger 'busy_window'; registered: drift"):
+    with pytest.raises(
+        SpecError, match="unknown trigger 'busy_window'; registered: attribution_drift, drift"
+    ):
         parse_spec({"loop": {"triggers": {"busy_window": 300}}})

@@ -45,7 +45,11 @@ class Context(TriggerContext):
 
 
 def monitored(
-    *, drift: bool = False, performance: PerformanceResult | None = None, ood: Any = None
+    *,
+    drift: bool = False,
+    performance: PerformanceResult | None = None,
+    ood: Any = None,
+    attribution: dict[str, Any] | None = None,
 ) -> MonitorResult:
     """A monitoring result whose input drift report is real (drifted or not)."""
     rng = np.random.default_rng(0)
@@ -66,6 +70,7 @@ def monitored(
         timeline=[],
         alerts=[],
         report={"window": {"rows": 400}},
+        attribution=attribution,
     )
 
 

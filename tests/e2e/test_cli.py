@@ -154,6 +154,12 @@ def test_demo_runs_the_whole_loop_and_writes_the_story(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "edge" / "loans" / "predict.py").is_file()
     assert "single-row latency" in text
     assert "loop triggered: dataset drift" in text
+    # the loop retuned: a short study whose best trial is the challenger
+    assert "loop retuned: study loop-loans-c0-tune, 4 trials" in text
+    assert (
+        "(best trial of study loop-loans-c0-tune) on loans-retrain@1 registered as loans@2" in text
+    )
+    assert (tmp_path / "demo" / ".mlcycle" / "reports" / "study-loop-loans-c0-tune.html").is_file()
     assert "gate passed" in text and "answers 50% of traffic" in text
     assert "promoted: loans@2 is @champion (was 1)" in text
     assert "(v2 100%)" in text  # the server swapped to the new champion
@@ -165,4 +171,6 @@ def test_demo_runs_the_whole_loop_and_writes_the_story(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "monitor.html").is_file()
     story = (tmp_path / "demo" / "story.html").read_text()
     assert "Decisions and their reasons" in story and "promoted" in story
+    assert "study loop-loans-c0-tune, 4 trials" in story
     assert "demo finished" in text
+    assert f"browse it: mlcycle --project {tmp_path / 'demo'} ui" in text

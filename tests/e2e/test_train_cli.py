@@ -134,7 +134,7 @@ def test_the_best_epoch_is_counted_from_one_everywhere(project: Path) -> None:
         (("--set", "lrr=1"), "error: --set lrr: train.lrr names no field of the spec"),
         (
             ("--model", "transformer"),
-            "error: train.model.kind: 'transformer': unknown model kind; registered: cnn, custom, mlp",
+            "error: train.model.kind: 'transformer': unknown model kind; registered: cnn, custom, gbm, linear, mlp",
         ),
         (("--data", "nope"), "error: dataset 'nope' does not exist; known: digits"),
     ],

@@ -35,14 +35,24 @@ def rows(n: int, *, changed: bool, seed: int) -> pd.DataFrame:
     return loan_rows(n, changed=changed, seed=seed).rename(columns={TARGET: "y"})
 
 
-def make_project(root: Path, loop: dict[str, Any], store_url: str | None = None) -> Project:
-    """A project whose spec has ``loop``; the champion is trained on rows from before the change."""
+def make_project(
+    root: Path,
+    loop: dict[str, Any],
+    store_url: str | None = None,
+    sections: dict[str, dict[str, Any]] | None = None,
+) -> Project:
+    """A project whose spec has ``loop``; the champion is trained on rows from before the change.
+
+    ``sections`` adds to (or replaces fields of) the spec's other sections: ``{"tune": {...}}``.
+    """
     spec: dict[str, Any] = {
         "project": {"name": "stream"},
         "train": {"max_epochs": 40, "model": {"hidden": [32]}, "lr": 0.01, "batch_size": 64},
         "evaluate": {"bootstrap": 200},
         "loop": loop,
     }
+    for section, fields in (sections or {}).items():
+        spec[section] = {**spec.get(section, {}), **fields}
     if store_url is not None:
         spec["store"] = {"url": store_url}
     Project.init(root, name="stream").close()

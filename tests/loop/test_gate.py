@@ -20,6 +20,7 @@ from fairlearn.metrics import (  # type: ignore[import-untyped]
     demographic_parity_difference,
     equalized_odds_difference,
 )
+from pydantic import ValidationError
 
 from mlcycle import DataError, Project, SpecError
 from mlcycle.evaluate import (
@@ -32,7 +33,7 @@ from mlcycle.evaluate import (
 from mlcycle.loop import GateVerdict, gate
 from mlcycle.loop._gate import _compare, _metric_checks, _Scored
 from mlcycle.registry import Prediction, Predictor, load, register
-from mlcycle.spec import GateSpec
+from mlcycle.spec import AuditLimitSpec, GateSpec
 from mlcycle.train import train
 from tests.evaluate import metric_cases as cases
 
@@ -342,6 +343,7 @@ def test_the_verdict_is_json(models: Models) -> None:
         "parity_ok",
         "reasons",
         "improved",
+        "audit",
     }
     assert record["improved"] is True
     assert record["guards"]["demographic_parity_difference"]["by_column"]["size"]["ok"] is True
@@ -530,3 +532,57 @@ def test_the_gate_command_judges_a_challenger_trained_by_hand(models: Models) ->
     apart = run("cancer@1", "diabetes@2")
     assert apart.returncode == 1
     assert "name rows neither saw (--data DATASET@VERSION)" in apart.stderr
+
+
+def _passing_verdict() -> GateVerdict:
+    return GateVerdict(
+        True, "accuracy", 0.90, 0.93, 0.03, 0.01, 0.05, 500, {}, True, ["accuracy +0.03"], True
+    )
+
+
+def test_audit_limits_reject_a_challenger_whose_audit_is_outside_them() -> None:
+    """Every value of a figure (each facet, each eps) must be in range; a missing figure fails."""
+    figures = {
+        "fairness.DI": {"afam=yes": 0.74, "single=yes": 0.95},
+        "robustness.pgd@0.1": {"accuracy": 0.81},
+    }
+    limits = {
+        "fairness.DI": AuditLimitSpec(min=0.8, max=1.25),
+        "robustness.pgd@0.1": AuditLimitSpec(min=0.7),
+        "robustness.pgd@0.5": AuditLimitSpec(min=0.5),
+    }
+    verdict = _passing_verdict().with_audit(figures, limits)
+
+    assert not verdict.promote
+    assert verdict.audit["fairness.DI"]["ok"] is False
+    assert verdict.audit["robustness.pgd@0.1"]["ok"] is True
+    assert verdict.audit["robustness.pgd@0.5"]["ok"] is False
+    assert any("fairness.DI outside [0.8, 1.25]: afam=yes 0.74" in r for r in verdict.reasons)
+    assert not any("single=yes" in r for r in verdict.reasons)  # only what is outside
+    assert any(
+        "no robustness.pgd@0.5 (it has: fairness.DI, robustness.pgd@0.1)" in r
+        for r in verdict.reasons
+    )
+    assert "accuracy +0.03" not in verdict.reasons  # a rejection lists what failed
+
+
+def test_a_challenger_within_its_audit_limits_keeps_its_promotion_and_says_why() -> None:
+    figures = {"fairness.DI": {"afam=yes": 0.91}, "fairness.DPPL": {"afam=yes": float("nan")}}
+    verdict = _passing_verdict().with_audit(
+        figures, {"fairness.DI": AuditLimitSpec(min=0.8, max=1.25)}
+    )
+    assert verdict.promote
+    assert verdict.reasons[-1] == "audit: fairness.DI within [0.8, 1.25] (afam=yes 0.91)"
+    assert verdict.to_dict()["audit"]["fairness.DI"]["values"] == {"afam=yes": 0.91}
+    # a figure the audit could not compute (NaN) is not within any range
+    nan = _passing_verdict().with_audit(figures, {"fairness.DPPL": AuditLimitSpec(max=0.1)})
+    assert not nan.promote
+
+
+def test_audit_limits_name_a_kind_and_a_figure() -> None:
+    with pytest.raises(ValidationError, match=r"KIND\.FIGURE"):
+        GateSpec(audit={"DI": {"min": 0.8}})
+    with pytest.raises(ValidationError, match="needs min, max or both"):
+        GateSpec(audit={"fairness.DI": {}})
+    with pytest.raises(ValidationError, match="above max"):
+        GateSpec(audit={"fairness.DI": {"min": 2, "max": 1}})

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 
 from mlcycle.predictions import PredictionLog
 from mlcycle.serve._feedback import MAX_ID_CHARS, MAX_LABELS, LabelRule, check_labels
+from tests._servers import wait_ready
 
 MLCYCLE = str(Path(sys.executable).with_name("mlcycle"))
 
@@ -125,16 +125,7 @@ def test_mlcycle_serve_takes_the_feedback_token_from_a_file_or_the_env(
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.communicate()[1]
-            try:
-                if httpx.get(f"{url}/v2/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.05)
+        wait_ready(server, url, timeout=60)
         labels = {"labels": [{"request_id": f"cli-{source}", "label": "no"}]}
         assert httpx.post(f"{url}/feedback", json=labels).status_code == 401
         fed = httpx.post(f"{url}/feedback", json=labels, headers={"authorization": "Bearer s3cret"})

@@ -270,3 +270,55 @@ def test_two_processes_registering_one_name_get_distinct_numbers(store_url: str)
         )
     finally:
         store.close()
+
+
+def _artifact(store: MetadataStore, what: str) -> str:
+    sha = _workers.fake_sha(f"{what}-{uuid.uuid4()}")
+    store.record_artifact(sha, 3, f"mem://{sha}", "application/json")
+    return sha
+
+
+def test_audits_are_kept_per_version_newest_first_and_rewrite_only_the_card(
+    store: MetadataStore,
+) -> None:
+    _register(store)
+    version = store.registry.get("fraud@1")
+    model_file = version.files["model.onnx"]
+    first_doc, second_doc = _artifact(store, "doc1"), _artifact(store, "doc2")
+    card = {"card.md": _artifact(store, "md"), "card.html": _artifact(store, "html")}
+    store.registry.add_audit(
+        version,
+        kinds=("fairness",),
+        document_sha256=first_doc,
+        report_sha256=None,
+        summary={"fairness": {"DI": 0.7}},
+        card=card,
+        actor="alice",
+    )
+    second = store.registry.add_audit(
+        version,
+        kinds=("explain", "robustness"),
+        document_sha256=second_doc,
+        report_sha256=_artifact(store, "report"),
+        summary={"robustness": {"pgd": 0.5}},
+        card={"card.md": _artifact(store, "md2")},
+        actor="bob",
+    )
+    audits = store.registry.audits(version)
+    assert [a.document_sha256 for a in audits] == [second_doc, first_doc]
+    assert audits[0] == second and second.kinds == ("explain", "robustness")
+    assert audits[1].summary == {"fairness": {"DI": 0.7}} and audits[1].created_by == "alice"
+    again = store.registry.get("fraud@1")
+    assert again.files["model.onnx"] == model_file  # the model itself never changes
+    assert (
+        again.files["card.md"] != card["card.md"] and again.files["card.html"] == card["card.html"]
+    )
+    events = [e for e in store.registry.history("fraud") if e.action == "model.audited"]
+    assert [(e.actor, e.details["kinds"]) for e in events] == [
+        ("alice", ["fairness"]),
+        ("bob", ["explain", "robustness"]),
+    ]
+    _register(store)  # a second version has audits of its own: none yet
+    assert store.registry.audits(store.registry.get("fraud@2")) == []
+    store.registry.delete_version("fraud", 1, actor="alice", reason="gone")
+    assert store.registry.audits(version) == []

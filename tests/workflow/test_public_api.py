@@ -6,4 +6,4 @@ import mlcycle.workflow
 
 
 def test_exported_members() -> None:
-    assert mlcycle.workflow.__all__ == ["register"]
+    assert mlcycle.workflow.__all__ == ["Finding", "diagnose", "register", "register_model"]

@@ -6,6 +6,9 @@ cannot take, logs every scored chunk to the prediction log and resumes a
 killed job where it stopped. Needs numpy, pyarrow and onnxruntime only:
 importing this package or scoring never imports torch.
 
+:func:`score_files_on_ray` scores a folder of Parquet files (local or on
+S3) on a Ray cluster, one file per task, each with the same scorer.
+
 Example (in a project where ``cancer`` is registered)::
 
     from mlcycle.batch import score_file
@@ -16,5 +19,13 @@ Example (in a project where ``cancer`` is registered)::
 from __future__ import annotations
 
 from mlcycle.batch._job import DEFAULT_CHUNK_ROWS, Progress, ScoreSummary, score_file
+from mlcycle.batch._ray import ClusterScoreSummary, score_files_on_ray
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "Progress", "ScoreSummary", "score_file"]
+__all__ = [
+    "DEFAULT_CHUNK_ROWS",
+    "ClusterScoreSummary",
+    "Progress",
+    "ScoreSummary",
+    "score_file",
+    "score_files_on_ray",
+]

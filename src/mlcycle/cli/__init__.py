@@ -5,8 +5,12 @@ from __future__ import annotations
 import sys
 
 from mlcycle.cli import (  # noqa: F401  (each registers its commands)
+    _audit,
+    _compress,
     _data,
     _demo,
+    _doctor,
+    _explain,
     _gate,
     _loop,
     _models,
@@ -16,6 +20,8 @@ from mlcycle.cli import (  # noqa: F401  (each registers its commands)
     _score,
     _serve,
     _train,
+    _tune,
+    _ui,
 )
 from mlcycle.cli._app import app
 from mlcycle.cli._app import main as _main

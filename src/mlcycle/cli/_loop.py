@@ -91,6 +91,9 @@ def status(
         trained = next(
             (e for e in history(project.store, name, 500) if e.action == "loop.data"), None
         )
+        retuned = next(
+            (e for e in history(project.store, name, 500) if e.action == "loop.retuned"), None
+        )
         events = events[:limit]
         aliases = {
             alias: v.version
@@ -124,6 +127,12 @@ def status(
         out.print(
             f"last challenger data (cycle {trained.details.get('cycle')}): "
             f"{data.get('train_ref')}, {data.get('mode')}: {data.get('why')}"
+        )
+    if retuned is not None:
+        study = retuned.details.get("study")
+        out.print(
+            f"last study (cycle {retuned.details.get('cycle')}): {study}, "
+            f"`mlcycle tune show {study}` for its trials and report"
         )
     if current.improving:
         out.print("keeping improving: retrains as labels accumulate while challengers win")

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from mlcycle.cli._app import app, out, print_json, state
-from mlcycle.errors import NotFoundError
+from mlcycle.errors import NotFoundError, SpecError
 from mlcycle.store import ModelVersionRecord, parse_model_ref
 
 models_app = typer.Typer(
@@ -48,28 +48,69 @@ def _headline(v: ModelVersionRecord) -> str:
 @app.command()
 def register(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="A finished training run (id or prefix).")],
-    name: Annotated[str, typer.Option("--name", help="The model's name.")],
+    run_id: Annotated[
+        str | None,
+        typer.Argument(help="A finished training run (id or prefix); not with --onnx."),
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="The model's name.")] = "",
     alias: Annotated[str | None, typer.Option("--alias", help="Point this alias at it.")] = None,
     description: Annotated[
         str | None, typer.Option("--description", help="Intended use, for the model card.")
     ] = None,
+    onnx: Annotated[
+        Path | None,
+        typer.Option("--onnx", help="An ONNX model trained elsewhere (needs --data)."),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="With --onnx: the dataset version it was trained on (D@V)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Register a run as the next version of a model (ONNX export + parity check)."""
+    """Register a run as the next version of a model (ONNX export + parity check), or an
+    ONNX model trained elsewhere (--onnx FILE --data D@V)."""
     from mlcycle.registry import describe_parity
     from mlcycle.workflow import register as register_run
+    from mlcycle.workflow import register_model
 
+    if not name:
+        raise SpecError("--name is required: the model's name")
+    if onnx is None and data is not None:
+        raise SpecError("--data goes with --onnx FILE (a run knows its dataset)")
+    if onnx is not None and run_id is not None:
+        raise SpecError(f"give a run ({run_id}) or --onnx {onnx}, not both")
+    if onnx is not None and data is None:
+        raise SpecError("--onnx needs --data NAME@VERSION: the dataset the model was trained on")
+    if onnx is None and run_id is None:
+        raise SpecError("which model? give a RUN id, or --onnx FILE --data NAME@VERSION")
     with state(ctx).open() as project:
-        version = register_run(project, run_id, name, alias=alias, description=description)
+        if onnx is not None:
+            assert data is not None
+            version = register_model(
+                onnx,
+                data=data,
+                name=name,
+                alias=alias,
+                project=project,
+                description=description,
+            )
+        else:
+            assert run_id is not None
+            version = register_run(project, run_id, name, alias=alias, description=description)
         if as_json:
             print_json(model_version_json(version))
             return
         parity = version.metrics.get("parity", {})
         aliases = " ".join(f"@{a}" for a in version.aliases)
-        out.print(
-            f"[green]registered[/] [bold]{version.ref}[/] {aliases} from run {version.run_id}"
+        imported = version.lineage.get("imported")
+        origin = (
+            f"imported from {imported['source']} ({imported['format']})"
+            if imported
+            else f"from run {version.run_id}"
         )
+        out.print(f"[green]registered[/] [bold]{version.ref}[/] {aliases} {origin}")
+        if imported and imported.get("mapping"):
+            out.print(f"inputs: {imported['mapping']}")
         out.print(f"parity: {describe_parity(parity)}; {_headline(version)}")
 
 
@@ -114,7 +155,11 @@ def show(
             print_json(model_version_json(v))
             return
         aliases = " ".join(f"@{a}" for a in v.aliases)
-        out.print(f"[bold]{v.ref}[/] {aliases}  {v.task}  from run {v.run_id}  by {v.created_by}")
+        imported = v.lineage.get("imported")
+        origin = f"imported ({imported['format']})" if imported else f"from run {v.run_id}"
+        if imported and v.run_id:
+            origin += f" by run {v.run_id}"
+        out.print(f"[bold]{v.ref}[/] {aliases}  {v.task}  {origin}  by {v.created_by}")
         table = Table("metric", "test", title="test metrics", title_justify="left")
         for key, value in v.metrics.get("test", {}).items():
             table.add_row(key, "-" if value is None else f"{value:.4f}")

@@ -116,5 +116,6 @@ STATUS_STYLE = {
     "finished": "green",
     "failed": "red",
     "killed": "yellow",
+    "pruned": "magenta",
     "interrupted": "magenta",
 }

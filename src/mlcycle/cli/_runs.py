@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -12,27 +12,87 @@ from rich.table import Table
 from mlcycle._runs import resume_command
 from mlcycle.cli._app import app, out, print_json, state
 from mlcycle.cli._render import STATUS_STYLE, run_json
-from mlcycle.store import RunRecord
+from mlcycle.errors import SpecError
+from mlcycle.store import RunRecord, check_name
 
-runs_app = typer.Typer(help="List and inspect tracked runs.", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="List, filter, compare, tag and delete tracked runs.", no_args_is_help=True
+)
 app.add_typer(runs_app, name="runs")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def parse_tags(pairs: list[str], option: str = "--tag") -> dict[str, str]:
+    """``key=value`` pairs as tags; the value is kept as written (a string)."""
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"{option} {pair!r}: expected KEY=VALUE, e.g. {option} team=fraud")
+        tags[check_name(key.strip(), "tag key")] = value
+    return tags
+
+
+Statuses = Literal["running", "finished", "failed", "killed", "pruned", "interrupted"]
+# How many runs --where/--sort look through before the newest --limit are shown.
+SCAN_LIMIT = 10_000
 
 
 @runs_app.command("list")
 def list_(
     ctx: typer.Context,
     experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
+    status: Annotated[
+        Statuses | None,
+        typer.Option(help="Only runs in this state (interrupted: running, heartbeat stale)."),
+    ] = None,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="Only runs with this tag: KEY=VALUE (repeatable: all of them)."),
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Only runs trained on NAME (any version) or NAME@VERSION.")
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only runs whose metric passes: 'test.accuracy>0.9', 'val_loss<=0.2' "
+            "(test.NAME or a logged metric's last value; > >= < <= == !=; repeatable)."
+        ),
+    ] = None,
+    sort: Annotated[
+        str | None,
+        typer.Option(help="Sort by this metric (test.NAME or a logged one), highest first."),
+    ] = None,
+    ascending: Annotated[bool, typer.Option("--asc", help="With --sort: lowest first.")] = False,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     as_json: JsonFlag = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only the run ids, one per line (for scripts).")
     ] = False,
 ) -> None:
-    """List runs, newest first. ``RUN=$(mlcycle runs list -q | head -1)``: the newest run."""
+    """List runs, newest first. ``RUN=$(mlcycle runs list -q | head -1)``: the newest run.
+
+    Experiment, status, tags and dataset are filtered by the store; ``--where``
+    and ``--sort`` then look at the runs' results.
+    """
+    from mlcycle._run_query import select_runs
+
+    wanted_tags = parse_tags(tags or [])
     with state(ctx).open() as project:
-        runs = project.runs.list(experiment=experiment, limit=limit)
+        by_result = bool(where or sort or status in ("running", "interrupted"))
+        runs = project.runs.list(
+            experiment=experiment,
+            status="running" if status == "interrupted" else status,
+            tags=wanted_tags,
+            dataset=dataset,
+            limit=SCAN_LIMIT if by_result else limit,
+        )
+        if status is not None:
+            runs = [r for r in runs if project.runs.state(r) == status]
+        runs = select_runs(project, runs, where=where or (), sort=sort, ascending=ascending)
+        runs = runs[:limit]
         if quiet:
             for r in runs:
                 print(r.id)
@@ -42,18 +102,89 @@ def list_(
             print_json([run_json(r, shown) for r, shown in zip(runs, states, strict=True)])
             return
         if not runs:
-            out.print("no runs yet")
+            filtered = experiment or status or tags or dataset or where
+            out.print("no runs match" if filtered else "no runs yet")
             return
-        table = Table("id", "name", "status", "experiment", "started", "duration")
+        metrics = _headline_columns(runs, sort)
+        table = Table("id", "name", "status", "experiment", "started", "duration", *metrics)
         for r, shown in zip(runs, states, strict=True):
             duration = f"{r.duration_s:.1f}s" if r.duration_s is not None else "-"
             started = f"{r.started_at:%Y-%m-%d %H:%M:%S}" if r.started_at else "-"
             style = STATUS_STYLE.get(shown, "")
-            table.add_row(r.id[:8], r.name, f"[{style}]{shown}[/]", r.experiment, started, duration)
+            test = r.summary.get("test") or {}
+            table.add_row(
+                r.id[:8],
+                r.name,
+                f"[{style}]{shown}[/]",
+                r.experiment,
+                started,
+                duration,
+                *(_fmt(test.get(m.removeprefix("test."))) for m in metrics),
+            )
         out.print(table)
         for r, shown in zip(runs, states, strict=True):
             if shown == "interrupted":
                 out.print(_interrupted(r))
+
+
+# At most this many test-metric columns in the runs table (the ones the runs report first).
+HEADLINE_COLUMNS = 3
+
+
+def _headline_columns(runs: list[RunRecord], sort: str | None) -> list[str]:
+    """The test metrics the table shows: the sorted-by one first, then the runs' headline ones.
+
+    A run's headline metrics are those its evaluation gave intervals for (``test_ci``).
+    """
+    names: list[str] = [sort] if sort and sort.startswith("test.") else []
+    for r in runs:
+        for key in r.summary.get("test_ci") or r.summary.get("test") or {}:
+            if f"test.{key}" not in names and len(names) < HEADLINE_COLUMNS:
+                names.append(f"test.{key}")
+    return names
+
+
+@runs_app.command("tag")
+def tag(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="Run id, or a unique prefix of 6+ characters.")],
+    pairs: Annotated[list[str], typer.Argument(help="Tags to set: KEY=VALUE ...")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Set tags on a run (a tag it has already gets the new value)."""
+    tags = parse_tags(pairs, option="tag")
+    with state(ctx).open() as project:
+        run = project.runs.tag(run_id, tags)
+        if as_json:
+            print_json({"id": run.id, "tags": run.tags})
+            return
+        shown = ", ".join(f"{k}={v}" for k, v in run.tags.items())
+        out.print(f"run {run.id[:8]} tags: {shown}")
+
+
+@runs_app.command("delete")
+def delete(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="Run id, or a unique prefix of 6+ characters.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete a run: its metadata, report and the artifacts no other record uses.
+
+    Refused while a registered model version was made from the run.
+    """
+    with state(ctx).open() as project:
+        run = project.runs.get(run_id)
+        if not yes and not typer.confirm(f"delete run {run.id[:8]} ({run.name})?"):
+            raise typer.Exit(1)
+        done = project.runs.delete(run.id)
+        if as_json:
+            print_json(done.to_dict())
+            return
+        out.print(
+            f"deleted run {done.run_id[:8]} ({done.name}): {done.artifacts_deleted} artifacts "
+            f"removed, {done.artifacts_kept} kept (used elsewhere)"
+        )
 
 
 @runs_app.command("show")

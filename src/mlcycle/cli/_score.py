@@ -81,14 +81,20 @@ def score(
         typer.Argument(metavar="MODEL", help="NAME@ALIAS or NAME@VERSION of a registered model."),
     ],
     input_path: Annotated[
-        Path,
+        str,
         typer.Argument(
-            metavar="INPUT", help="A .csv file, a .parquet/.pq file or a folder of Parquet files."
+            metavar="INPUT",
+            help="A .csv file, a .parquet/.pq file or a folder of Parquet files "
+            "(with --executor ray: a folder or URL such as s3://bucket/in/).",
         ),
     ],
     output: Annotated[
-        Path,
-        typer.Argument(metavar="OUTPUT", help="A .parquet/.pq or .csv file for the predictions."),
+        str,
+        typer.Argument(
+            metavar="OUTPUT",
+            help="A .parquet/.pq or .csv file for the predictions "
+            "(with --executor ray: a folder or URL, one output per input file).",
+        ),
     ],
     id_column: Annotated[
         list[str] | None,
@@ -125,19 +131,34 @@ def score(
             help="Fraction of the scored rows written to the prediction log (default: all).",
         ),
     ] = 1.0,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="local (this process) or ray: the files of INPUT spread over a Ray "
+            "cluster (RAY_ADDRESS, or a local instance).",
+        ),
+    ] = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score every row of INPUT into OUTPUT, streaming; a killed job resumes when rerun."""
     from mlcycle.batch import score_file
 
-    bar = None if quiet else _Bar(f"scoring {input_path.name}")
+    if executor == "ray":
+        _score_on_ray(
+            ctx, model, input_path, output, chunk_rows, id_column, workers, restart, as_json
+        )
+        return
+    if executor != "local":
+        raise typer.BadParameter(f"{executor!r}: expected local or ray", param_hint="--executor")
+    bar = None if quiet else _Bar(f"scoring {Path(input_path).name}")
     with state(ctx).open() as project:
         try:
             summary = score_file(
                 model,
-                input_path,
-                output,
+                Path(input_path),
+                Path(output),
                 project=project,
                 id_columns=id_column or None,
                 chunk_rows=chunk_rows,
@@ -164,3 +185,47 @@ def score(
     )
     if summary.rejected:
         out.print(f"[yellow]rejected[/] {summary.rejected:,} rows → {summary.rejects}")
+
+
+def _score_on_ray(
+    ctx: typer.Context,
+    model: str,
+    input_path: str,
+    output: str,
+    chunk_rows: int,
+    id_column: list[str] | None,
+    workers: int | None,
+    restart: bool,
+    as_json: bool,
+) -> None:
+    from mlcycle.batch import score_files_on_ray
+
+    with state(ctx).open() as project:
+        root = project.root
+    try:
+        summary = score_files_on_ray(
+            model,
+            input_path,
+            output,
+            project=root,
+            workers=workers,
+            chunk_rows=chunk_rows,
+            id_columns=id_column or None,
+            restart=restart,
+            progress=lambda done, total: err.print(f"scored {done} of {total} files"),
+        )
+    except ConflictError as exc:
+        raise ConflictError(with_score_flags(str(exc))) from None
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    resumed = f" ({summary.skipped_files} files done before)" if summary.skipped_files else ""
+    out.print(
+        f"[green]scored[/] {summary.scored:,} of {summary.rows:,} rows in {summary.files} files "
+        f"with [bold]{summary.model}[/] on {summary.workers} Ray workers in "
+        f"{summary.seconds:.1f} s ({summary.rows_per_s:,.0f} rows/s){resumed} → {summary.output}"
+    )
+    if summary.rejected:
+        out.print(
+            f"[yellow]rejected[/] {summary.rejected:,} rows (see *.rejects.csv beside the outputs)"
+        )

@@ -81,6 +81,14 @@ def serve(
         float | None,
         typer.Option(min=0.1, help="Seconds an idle connection is kept open.", show_default="5"),
     ] = None,
+    explain_concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="/explain requests explained at once, off the prediction path "
+            "(as many more wait; past them 429).",
+        ),
+    ] = 1,
     max_pending_body_mb: Annotated[
         float | None,
         typer.Option(
@@ -92,7 +100,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve a registered model: KServe V2 API (REST, and gRPC with --grpc-port), /predict,
-    /feedback, /metrics."""
+    /feedback, /explain, /metrics."""
     from mlcycle import _settings
     from mlcycle.serve import ServeSettings, run
     from mlcycle.serve._deployment import check_servable
@@ -150,6 +158,7 @@ def serve(
             allowed_hosts=allowed_hosts(host, allowed_host or ()),
             grpc_port=grpc_port,
             grpc_host=host,
+            explain_concurrency=explain_concurrency,
             **limits,  # type: ignore[arg-type]
         )
         version = check_servable(project, settings)  # every ref resolves, its files intact

@@ -11,10 +11,15 @@ from rich.table import Table
 from mlcycle.cli._app import app, out, print_json, state
 from mlcycle.cli._progress import EpochBar
 from mlcycle.errors import SpecError
+from mlcycle.plugins import EXECUTORS
+from mlcycle.store import check_name
 
 if TYPE_CHECKING:
     from mlcycle.project import Project
     from mlcycle.train import TrainOutcome
+
+# The runs table's name column holds this many characters.
+MAX_RUN_NAME = 200
 
 JsonFlag = Annotated[
     bool, typer.Option("--json", help="Print the run id and test metrics as JSON.")
@@ -64,7 +69,13 @@ def _report(outcome: TrainOutcome, as_json: bool) -> None:
         return
     out.print(headline_table(outcome))
     s = outcome.summary
-    if s.get("best_epoch") is not None:
+    if s.get("trees") is not None:  # boosted trees: rounds, not epochs
+        out.print(
+            f"best round {s['best_epoch']} of {s['epochs_run']}"
+            f"{' (stopped early)' if s.get('stopped_early') else ''}; "
+            f"{s['trees']} trees, {s['parameters']:,} leaves, trained in {s['train_seconds']:.2f} s"
+        )
+    elif s.get("best_epoch") is not None:
         out.print(
             f"best epoch {s['best_epoch']} of {s['epochs_run']}"
             f"{' (stopped early)' if s.get('stopped_early') else ''}; "
@@ -75,10 +86,14 @@ def _report(outcome: TrainOutcome, as_json: bool) -> None:
     out.print(f"run [bold]{outcome.run_id}[/]; report: {outcome.report}")
 
 
-def _announce(project: Project, data: str | None, overrides: dict[str, Any], quiet: bool) -> str:
-    """Resolve the dataset version to train on and say which it is, and what it predicts."""
+def _announce(
+    project: Project, data: str | None, overrides: dict[str, Any], quiet: bool, model: str | None
+) -> str:
+    """Resolve the dataset version to train on and say which it is, what it predicts,
+    and which kind ``auto`` picks for it."""
     from mlcycle._datasets import describe_target
-    from mlcycle.train import resolve_data
+    from mlcycle.spec import AUTO_KIND
+    from mlcycle.train import choose_kind, resolve_data
 
     spec = project.spec.with_overrides(overrides, via="--set") if overrides else project.spec
     version = project.datasets.get(
@@ -90,6 +105,11 @@ def _announce(project: Project, data: str | None, overrides: dict[str, Any], qui
             "the latest" if latest.version == version.version else f"latest is @{latest.version}"
         )
         out.print(f"training on {version.ref} ({describe_target(version)}; {where})")
+        if (model or spec.train.model.kind) == AUTO_KIND:
+            schema = project.datasets.schema(version)
+            has_image = any(schema.column(c).type == "image" for c in schema.features)
+            kind, why = choose_kind(has_image)
+            out.print(f"model kind auto → {kind} ({why})")
     return version.ref
 
 
@@ -104,7 +124,8 @@ def train(
         str | None,
         typer.Option(
             "--model",
-            help="A model kind: mlp, cnn, custom or a registered one (overrides train.model.kind).",
+            help="A model kind: mlp, cnn, linear, gbm (LightGBM), custom, auto (gbm for tables, "
+            "cnn for images) or a registered one (overrides train.model.kind).",
         ),
     ] = None,
     sets: Annotated[
@@ -119,30 +140,62 @@ def train(
     resume: Annotated[
         str | None, typer.Option("--resume", help="Continue this run from its last checkpoint.")
     ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            help="Where to train: local or ray (RAY_ADDRESS, else a Ray on this machine); "
+            "overrides train.executor.",
+        ),
+    ] = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option("--experiment", help="File the run under this experiment (default: default)."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="The run's name (default: <model>-<dataset>).")
+    ] = None,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="Tag the run: KEY=VALUE (repeatable)."),
+    ] = None,
     as_json: JsonFlag = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a model, evaluate it on the held-out test split and record the run."""
+    from mlcycle.cli._runs import parse_tags
     from mlcycle.train import resume as resume_run
     from mlcycle.train import train as train_run
 
+    if executor is not None and executor not in EXECUTORS.names():
+        raise SpecError(f"--executor: {EXECUTORS.unknown(executor)}")
     with state(ctx).open() as project, EpochBar(show=not (quiet or as_json)) as bar:
         if resume is not None:
-            if data or model or sets or device:
+            if data or model or sets or device or experiment or name or tags:
                 raise SpecError(
-                    "--resume continues a run as recorded: drop --data/--model/--set/--device"
+                    "--resume continues a run as recorded: drop "
+                    "--data/--model/--set/--device/--experiment/--name/--tag"
                 )
-            outcome = resume_run(project, resume, on_progress=bar)
+            outcome = resume_run(project, resume, on_progress=bar, executor=executor)
         else:
             overrides = parse_sets(sets or [])
-            ref = _announce(project, data, overrides, as_json)
+            run_tags = parse_tags(tags or [])
+            if experiment is not None:
+                check_name(experiment, "experiment name")
+            if name is not None and not 0 < len(name.strip()) <= MAX_RUN_NAME:
+                raise SpecError(f"--name {name!r}: expected 1 to {MAX_RUN_NAME} characters")
+            ref = _announce(project, data, overrides, as_json, model)
             outcome = train_run(
                 project,
                 data=ref,
                 model=model,
                 overrides=overrides,
                 device=device,
+                name=name,
+                experiment=experiment or "default",
+                tags=run_tags,
                 on_progress=bar,
+                executor=executor,
             )
         _report(outcome, as_json)
 

@@ -25,7 +25,7 @@ Only ONNX Runtime predictors are involved: this module never imports torch.
 Example (in a project where ``cancer`` has two versions)::
 
     from mlcycle.loop import gate
-    from mlcycle.spec import GateSpec
+    from mlcycle.spec import AuditLimitSpec, GateSpec
     verdict = gate(load("cancer@champion"), load("cancer@3"), holdout, target="target",
                    spec=GateSpec(guards={"f1_macro": 0.01}))
     verdict.promote, verdict.reasons
@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,7 +51,7 @@ from mlcycle.evaluate import metric as lookup
 if TYPE_CHECKING:
     from mlcycle.evaluate._task import Family
     from mlcycle.registry import Predictor
-    from mlcycle.spec import GateSpec
+    from mlcycle.spec import AuditLimitSpec, GateSpec
 
 __all__ = ["GUARDS", "GateVerdict", "gate"]
 
@@ -88,6 +88,8 @@ class GateVerdict:
         improved: Whether the gain reached ``min_delta`` (the point estimate;
             with ``promote`` False it may still lack significance: more
             held-out rows could decide).
+        audit: Per audit limit (``spec.audit``): the challenger's ``values``
+            (by facet, eps, ...), ``min``, ``max`` and ``ok``; empty without limits.
     """
 
     promote: bool
@@ -102,11 +104,64 @@ class GateVerdict:
     parity_ok: bool
     reasons: list[str]
     improved: bool = False
+    audit: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def with_audit(
+        self, figures: Mapping[str, Mapping[str, float]], limits: Mapping[str, AuditLimitSpec]
+    ) -> GateVerdict:
+        """This verdict with the audit ``limits`` checked on the challenger's audit ``figures``.
+
+        ``figures`` maps ``KIND.FIGURE`` to its values by label (a facet, an
+        eps); every value must lie in its limit's range, and a figure the audit
+        does not have fails, naming those it has.
+        """
+        checks: list[tuple[bool, str]] = []
+        audit: dict[str, dict[str, Any]] = {}
+        for key, limit in limits.items():
+            values = figures.get(key)
+            if values is None:
+                known = ", ".join(sorted(figures)) or "none"
+                audit[key] = {"values": {}, "min": limit.min, "max": limit.max, "ok": False}
+                checks.append(
+                    (False, f"audit: the challenger's audit has no {key} (it has: {known})")
+                )
+                continue
+            outside = {
+                label: value
+                for label, value in values.items()
+                if not math.isfinite(value)
+                or (limit.min is not None and value < limit.min)
+                or (limit.max is not None and value > limit.max)
+            }
+            bounds = _bounds(limit.min, limit.max)
+            audit[key] = {"values": dict(values), "min": limit.min, "max": limit.max}
+            audit[key]["ok"] = not outside
+            if outside:
+                worst = ", ".join(f"{label} {value:.4g}" for label, value in outside.items())
+                checks.append((False, f"audit: {key} outside {bounds}: {worst}"))
+            else:
+                shown = ", ".join(f"{label} {value:.4g}" for label, value in values.items())
+                checks.append((True, f"audit: {key} within {bounds} ({shown})"))
+        promote = self.promote and all(ok for ok, _ in checks)
+        if promote:
+            reasons = [*self.reasons, *(text for _, text in checks)]
+        else:
+            kept = self.reasons if not self.promote else []
+            reasons = [*kept, *(text for ok, text in checks if not ok)]
+        return replace(self, promote=promote, reasons=reasons, audit=audit)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts, lists, strings, numbers and None (for NaN: no figure)."""
         cleaned: dict[str, Any] = finite_json(asdict(self))
         return cleaned
+
+
+def _bounds(low: float | None, high: float | None) -> str:
+    if low is None:
+        return f"<= {high:g}"
+    if high is None:
+        return f">= {low:g}"
+    return f"[{low:g}, {high:g}]"
 
 
 def gate(

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from mlcycle.project import Project
+    from mlcycle.spec import GateSpec
 
-__all__ = ["JudgedPair", "judge_versions"]
+__all__ = ["JudgedPair", "audited", "judge_versions"]
 
 
 @dataclass(frozen=True)
@@ -77,4 +78,21 @@ def judge_versions(
         positive_label=fairness.positive_label,
         seed=seed,
     )
+    verdict = audited(project, new.ref, verdict, project.spec.loop.gate)
     return JudgedPair(old.ref, new.ref, described, verdict)
+
+
+def audited(project: Project, challenger: str, verdict: GateVerdict, spec: GateSpec) -> GateVerdict:
+    """``verdict`` with ``spec.audit``'s limits checked on an audit of ``challenger``.
+
+    The audit (only the kinds the limits name) runs when the challenger has
+    passed everything else: a rejected one is not worth the minutes. It is
+    stored with the version like any ``mlcycle audit``.
+    """
+    if not spec.audit or not verdict.promote:
+        return verdict
+    from mlcycle.audit import audit
+
+    kinds = sorted({key.partition(".")[0] for key in spec.audit})
+    result = audit(project, challenger, kinds=kinds)
+    return verdict.with_audit(result.figures, spec.audit)

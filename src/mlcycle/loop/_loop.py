@@ -4,7 +4,8 @@ One :func:`tick` advances the loop of a model as far as it can without
 waiting: ``idle`` (monitor the recent served rows; a trigger fires) →
 ``triggered`` (wait for enough fresh labelled rows since the last healthy
 check, then version them) → ``retraining`` (an ordinary training run with the
-champion's recorded spec, registered as ``@challenger``) → ``gating``
+champion's recorded spec, or with ``loop.retrain.tune`` the best trial of a
+study from it, registered as ``@challenger``) → ``gating``
 (challenger and champion on the same fresh held-out rows) → ``rollout``
 (shadow and/or canary steps, each baked and judged on live figures) →
 promotion (``@champion`` moves, servers hot-swap) or rollback, and back to

@@ -13,6 +13,7 @@ import math
 from datetime import datetime
 
 from mlcycle.loop._gate import gate
+from mlcycle.loop._judge import audited
 from mlcycle.loop._rollout import Traffic, judge_step, live_figures, set_traffic
 from mlcycle.loop._state import LoopState
 from mlcycle.loop._work import CHALLENGER, CHAMPION, Work, iso, now
@@ -39,6 +40,7 @@ def judge(work: Work, state: LoopState) -> LoopState:
         positive_label=monitor_spec.fairness.positive_label,
         seed=state.cycle,
     )
+    verdict = audited(work.project, f"{work.model}@{state.challenger}", verdict, work.spec.gate)
     details = verdict.to_dict()
     reason = "; ".join(verdict.reasons)
     work.project.store.record_event(

@@ -3,14 +3,16 @@
 :func:`collect` (``triggered``) waits for enough fresh labelled rows, then
 versions what the challenger trains on and what the gate holds out;
 :func:`retrain` (``retraining``) runs an ordinary training run with the
-champion's recorded spec, found again by its id after a kill, and registers it
-as ``@challenger``.
+champion's recorded spec, found again by its id after a kill, or, with
+``loop.retrain.tune``, a study from that spec on the fresh data whose best
+trial is the challenger, continued by its name after a kill; either run is
+registered as ``@challenger``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.compute as pc
 
@@ -22,7 +24,7 @@ from mlcycle.loop._work import CHALLENGER, Work, iso
 if TYPE_CHECKING:
     from mlcycle.store import MetadataStore, RunRecord
 
-__all__ = ["collect", "cycle_run", "data_mode", "retrain"]
+__all__ = ["collect", "cycle_run", "data_mode", "retrain", "study_name"]
 
 
 def data_mode(work: Work, state: LoopState) -> tuple[DataMode, str]:
@@ -90,36 +92,32 @@ def collect(work: Work, state: LoopState) -> LoopState:
     )
 
 
+def study_name(model: str, cycle: int) -> str:
+    """The study of ``model``'s loop in ``cycle``: the same name when a killed loop resumes.
+
+    >>> study_name("churn", 3)
+    'loop-churn-c3-tune'
+    """
+    return f"loop-{model}-c{cycle}-tune"
+
+
 def retrain(work: Work, state: LoopState) -> LoopState:
-    from mlcycle.train import resume, train
     from mlcycle.workflow import register
 
     assert state.data is not None
+    data = str(state.data["train_ref"])
     champion = work.champion()
-    name = f"loop-{work.model}-c{state.cycle}"
-    existing = cycle_run(work.project.store, state, name)
     params = dict(champion.lineage.get("params", {}).get("train") or {})
     params.pop("data", None)
-    if existing is not None and existing.status == "finished":
-        run_id = existing.id
-    elif existing is not None and existing.status == "running":
-        run_id = resume(work.project, existing.id, quiet=True).run_id
-        work.steps.append(f"resumed the interrupted run {run_id[:8]}")
+    overrides = {f"train.{k}": v for k, v in params.items()}
+    if work.spec.retrain.tune is not None:
+        state, run_id = _retune(work, state, overrides)
     else:
-        data = str(state.data["train_ref"])
-
-        def started(run_id: str) -> None:  # remembered, so a killed loop resumes this run
-            work.record(state.next(run=run_id), "training", f"run {run_id[:8]} on {data}")
-
-        outcome = train(
-            work.project,
-            data=data,
-            overrides={f"train.{k}": v for k, v in params.items()},
-            name=name,
-            quiet=True,
-            on_start=started,
-        )
-        run_id = outcome.run_id
+        run_id = _train(work, state, overrides)
+    tuned = state.study is not None and (
+        work.project.runs.get(run_id).tags.get("study") == state.study
+    )
+    how = f"best trial of study {state.study}" if tuned else "retrained"
     made = [v for v in work.project.store.registry.list_versions(work.model) if v.run_id == run_id]
     if made:
         version = made[0]
@@ -133,14 +131,119 @@ def retrain(work: Work, state: LoopState) -> LoopState:
             work.model,
             alias=CHALLENGER,
             description=f"challenger of cycle {state.cycle}: {'; '.join(state.triggers)}",
-            reason=f"loop cycle {state.cycle}: retrained on {state.data['train_ref']}",
+            reason=f"loop cycle {state.cycle}: {how} on {data}",
         )
+    what = f" ({how})" if tuned else ""
     return work.record(
         state.next(phase="gating", run=run_id, challenger=version.version),
         "retrained",
-        f"run {run_id[:8]} on {state.data['train_ref']} registered as "
+        f"run {run_id[:8]}{what} on {data} registered as "
         f"{work.model}@{version.version} (@{CHALLENGER})",
     )
+
+
+def _train(work: Work, state: LoopState, overrides: dict[str, Any]) -> str:
+    """One training run with the champion's parameters (resumed after a kill); its id."""
+    from mlcycle.train import resume, train
+
+    assert state.data is not None
+    name = f"loop-{work.model}-c{state.cycle}"
+    existing = cycle_run(work.project.store, state, name)
+    if existing is not None and existing.status == "finished":
+        return existing.id
+    if existing is not None and existing.status == "running":
+        run_id = resume(work.project, existing.id, quiet=True).run_id
+        work.steps.append(f"resumed the interrupted run {run_id[:8]}")
+        return run_id
+    data = str(state.data["train_ref"])
+
+    def started(run_id: str) -> None:  # remembered, so a killed loop resumes this run
+        work.record(state.next(run=run_id), "training", f"run {run_id[:8]} on {data}")
+
+    outcome = train(
+        work.project, data=data, overrides=overrides, name=name, quiet=True, on_start=started
+    )
+    return outcome.run_id
+
+
+def _retune(work: Work, state: LoopState, overrides: dict[str, Any]) -> tuple[LoopState, str]:
+    """A study from the champion's parameters on the fresh data; its best trial's run id.
+
+    The study is named after the cycle (:func:`study_name`) and that name is
+    recorded before the first trial, so a loop killed mid-study continues it
+    (its dead trial asked again) rather than starting another. A study in which
+    no trial completed leaves the champion's parameters: one ordinary run.
+    """
+    from mlcycle.tune import tune
+
+    retune = work.spec.retrain.tune
+    assert retune is not None and state.data is not None
+    work.step = "tune"
+    name = study_name(work.model, state.cycle)
+    if state.study == name and state.run is not None:
+        existing = cycle_run(work.project.store, state, name)
+        if existing is not None and existing.status == "finished":
+            return state, existing.id  # the study chose before a kill: register its choice
+    data = str(state.data["train_ref"])
+    if state.study != name:
+        budget = f"{retune.n_trials} trials"
+        if retune.timeout_s is not None:
+            budget += f" or {retune.timeout_s:g} s"
+        state = work.record(
+            state.next(study=name, run=None),
+            "retuning",
+            f"study {name}: {budget} on {data}, from the champion's parameters",
+        )
+    else:
+        work.steps.append(f"continued the interrupted study {name}")
+    found = tune(
+        work.project,
+        data=data,
+        overrides=overrides,
+        name=name,
+        n_trials=retune.n_trials,
+        timeout_s=retune.timeout_s,
+        objective=_objective(work),
+    )
+    counts = found.trials
+    done = counts["complete"] + counts["pruned"]
+    extra = [f"{counts[k]} {k}" for k in ("pruned", "failed") if counts[k]]
+    tally = f"{done} trials" + (f" ({', '.join(extra)})" if extra else "")
+    best = found.best
+    if best is None or not best.get("run_id"):
+        work.steps.append(
+            f"study {name}: no trial completed ({tally}); training with the champion's parameters"
+        )
+        work.step = "retrain"
+        return state, _train(work, state, overrides)
+    objective, value = next(iter(best["values"].items()))
+    chosen = ", ".join(f"{k}={_short(v)}" for k, v in best["params"].items())
+    state = work.record(
+        state.next(run=best["run_id"]),
+        "retuned",
+        f"study {name}, {tally}, best {objective} {value:.4f} on validation "
+        f"(trial {best['trial']}, run {best['run_id'][:8]}): {chosen}",
+    )
+    work.step = "retrain"
+    return state, str(best["run_id"])
+
+
+def _objective(work: Work) -> str | None:
+    """What the loop's study optimises: the gate's metric, else ``tune:``'s first objective.
+
+    A challenger is one run, so the loop's study has one objective even where
+    ``tune.objective`` names several for a Pareto front.
+    """
+    if work.spec.gate.metric is not None:
+        return str(work.spec.gate.metric)
+    named = work.project.spec.tune.objective
+    return named[0] if named else None
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
 
 
 def cycle_run(store: MetadataStore, state: LoopState, name: str) -> RunRecord | None:

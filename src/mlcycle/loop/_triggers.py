@@ -1,7 +1,8 @@
 """The triggers mlcycle ships, one per built-in key of ``loop.triggers``.
 
 ``drift`` (the dataset drifted), ``performance_drop`` (realised performance
-fell), ``ood_share`` (too many out-of-distribution inputs), ``interval`` (a
+fell), ``ood_share`` (too many out-of-distribution inputs),
+``attribution_drift`` (the model leans on other inputs), ``interval`` (a
 schedule), ``new_labels`` (enough labelled rows) and ``keep_improving`` (after
 a promotion, retrain while labelled rows the champion never saw pile up).
 """
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from mlcycle.monitor import PerformanceResult
 
 __all__ = [
+    "AttributionDriftTrigger",
     "DriftTrigger",
     "IntervalTrigger",
     "KeepImprovingTrigger",
@@ -106,6 +108,19 @@ class OODShareTrigger(Trigger):
         if ood["share"] < float(self.setting):
             return None
         return f"{ood['share']:.1%} out-of-distribution inputs"
+
+
+class AttributionDriftTrigger(Trigger):
+    """The inputs' attribution ranking moved (``monitor.attribution``'s nDCG alert)."""
+
+    kind = "attribution"
+    changes_concept = True
+
+    def fire(self, context: TriggerContext) -> str | None:
+        found = context.result.attribution if context.result is not None else None
+        if not found or not found.get("alert"):  # None: off, skipped or too few rows
+            return None
+        return f"attribution drift: nDCG {found['ndcg']:.3f} below {found['min_ndcg']}"
 
 
 class IntervalTrigger(Trigger):

@@ -31,6 +31,7 @@ AlertKind = Literal[
     "fairness",
     "ood",
     "data_quality",
+    "attribution_drift",
 ]
 
 

@@ -192,6 +192,40 @@ def _quality(report: Mapping[str, Any]) -> str:
     return table(["column", "finding"], rows) + note
 
 
+def _attribution(figs: Figures, found: Mapping[str, Any]) -> str:
+    """Each input's mean |attribution| on both sides, in the reference's order, and the nDCG."""
+    reference, current = found["reference"], found["current"]
+    names = sorted(reference, key=lambda n: -reference[n])[:30]
+    go = figs.go
+    fig = go.Figure(
+        [
+            go.Bar(y=names, x=[reference[n] for n in names], name="reference", orientation="h"),
+            go.Bar(
+                y=names, x=[current.get(n, 0.0) for n in names], name="current", orientation="h"
+            ),
+        ]
+    )
+    fig.update_layout(
+        barmode="group",
+        xaxis_title="mean |attribution| (baseline Shapley)",
+        yaxis={"autorange": "reversed"},
+    )
+    ndcg = found.get("ndcg")
+    verdict = (
+        "no verdict (too few rows)"
+        if ndcg is None
+        else f"nDCG {ndcg:.3f} against the limit {found['min_ndcg']}: "
+        + ("the model leans on other inputs now" if found.get("alert") else "the same ranking")
+    )
+    rows = found.get("rows", {})
+    note = (
+        f'<p class="note">{esc(verdict)}; {esc(rows.get("reference"))} reference and '
+        f"{esc(rows.get('current'))} current rows, {esc(found.get('permutations'))} "
+        "permutations each.</p>"
+    )
+    return figs.html(fig, height=120 + 26 * len(names)) + note
+
+
 def _distributions(figs: Figures, histograms: Mapping[str, Mapping[str, Any]]) -> str:
     names = list(histograms)[:_MAX_DISTRIBUTIONS]
     if not names:
@@ -364,6 +398,9 @@ def render_monitor_report(report: Mapping[str, Any], path: str | os.PathLike[str
                 ),
             )
         )
+    attribution = report.get("attribution")
+    if attribution and not attribution.get("skipped"):
+        parts.append(section("Attribution drift", _attribution(figs, attribution)))
     if report.get("notes"):
         items = "".join(f"<li>{esc(n)}</li>" for n in report["notes"])
         parts.append(section("Notes", f"<ul>{items}</ul>"))

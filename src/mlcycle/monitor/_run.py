@@ -36,6 +36,7 @@ import numpy as np
 from mlcycle.errors import DataError, SpecError
 from mlcycle.evaluate import default_metric
 from mlcycle.monitor._alerts import Alert, Delivery, dispatch
+from mlcycle.monitor._attribution import attribution_drift
 from mlcycle.monitor._fairness import FairnessResult, fairness_report
 from mlcycle.monitor._performance import CBPE, PerformanceResult, window_performance
 from mlcycle.monitor._quality import DataQuality, check_quality
@@ -126,6 +127,7 @@ class MonitorResult:
     html: Path | None = None
     quality: DataQuality = field(default_factory=lambda: DataQuality(0))
     recent_performance: PerformanceResult | None = None  # the newest labelled rows only
+    attribution: dict[str, Any] | None = None  # attribution drift (monitor.attribution)
 
     @property
     def healthy(self) -> bool:
@@ -155,6 +157,7 @@ class MonitorResult:
             "estimated": self.estimated,
             "fairness": {k: v.to_dict() for k, v in self.fairness.items()},
             "ood": self.ood,
+            "attribution": self.attribution,
             "timeline": self.timeline,
             "report_sha256": self.report_sha256,
             "webhook": None if self.webhook is None else self.webhook.__dict__,
@@ -475,6 +478,7 @@ def _alerts(
     fairness: dict[str, FairnessResult],
     ood: dict[str, Any] | None,
     spec: MonitorSpec,
+    attribution: dict[str, Any] | None = None,
 ) -> list[Alert]:
     alerts = quality.alerts()
     drifted = features.drifted_columns
@@ -531,6 +535,16 @@ def _alerts(
                 f"out-of-distribution inputs: {ood['share']:.1%} of rows flagged "
                 f"(limit {ood['max_share']:.1%})",
                 {"share": ood["share"]},
+            )
+        )
+    if attribution is not None and attribution["alert"]:
+        ranked = sorted(attribution["current"], key=lambda n: -attribution["current"][n])
+        alerts.append(
+            Alert(
+                "attribution_drift",
+                f"attribution drift: nDCG {attribution['ndcg']:.3f} of the inputs' ranking "
+                f"(limit {attribution['min_ndcg']}); now led by {', '.join(ranked[:3])}",
+                {"ndcg": attribution["ndcg"]},
             )
         )
     return alerts
@@ -622,6 +636,20 @@ def monitor(
     estimated = _estimate(cbpe, scored, n_boot=spec.performance.bootstrap)
     fairness = _fairness(version, reference, scored, spec, sensitive, notes)
     ood = _ood(reference, window, spec)
+    attribution = attribution_drift(
+        predictor,
+        reference,
+        window,
+        None if reference.ood is None else reference.ood.to_dict(),
+        spec.attribution,
+    )
+    if attribution is not None and attribution.get("skipped"):
+        notes.append(f"attribution drift: {attribution['skipped']}")
+    elif attribution is not None and attribution["alert"] is None:
+        notes.append(
+            f"attribution drift: no verdict on {min(attribution['rows'].values())} rows, "
+            f"fewer than {spec.attribution.min_rows} (monitor.attribution.min_rows)"
+        )
     timeline = _timeline(version, reference, scored, spec, options, cbpe, sensitive, features)
     reference_metrics = _reference_metrics(version, reference)
     notes += _verdict_notes(features, ood)
@@ -636,6 +664,7 @@ def monitor(
         fairness,
         ood,
         spec,
+        attribution,
     )
     report = {
         "format": "mlcycle-monitor/1",
@@ -663,6 +692,7 @@ def monitor(
         "estimated_assumptions": CBPE_ASSUMPTIONS if estimated is not None else None,
         "fairness": {k: v.to_dict() for k, v in fairness.items()},
         "ood": ood,
+        "attribution": attribution,
         "timeline": timeline,
         "histograms": _histograms(reference, window, features),
         "notes": notes,
@@ -717,4 +747,5 @@ def monitor(
         html_path,
         quality,
         recent,
+        attribution,
     )

@@ -129,11 +129,16 @@ class Reference:
     test_metrics: dict[str, Any]
 
 
-def _read_file(path: Path) -> pa.Table:
+def read_table_file(path: Path, what: str = "current data") -> pa.Table:
+    """A CSV or Parquet file (or folder of Parquet) as a table; ``what`` names it in errors.
+
+    Raises:
+        DataError: no such file, an empty or unreadable one, a repeated column.
+    """
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
-    where = f"current data {str(path)!r}"
+    where = f"{what} {str(path)!r}"
     if not path.exists():
         raise DataError(f"{where}: no such file")
     suffix = path.suffix.lower()
@@ -216,7 +221,7 @@ def _fill_absent(table: pa.Table, version: ModelVersionRecord, names: list[str])
 def _file_window(
     path: Path, version: ModelVersionRecord, predictor: Predictor, extra_columns: list[str]
 ) -> Window:
-    table = _read_file(path)
+    table = read_table_file(path)
     types = _types(version)
     names = [s["name"] for s in version.signature["inputs"]]
     absent = [n for n in names if n not in table.column_names]

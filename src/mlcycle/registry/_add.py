@@ -26,6 +26,7 @@ __all__ = ["FILES_MEDIA", "VersionDraft", "add_version"]
 FILES_MEDIA = {
     "model.onnx": "application/onnx",
     "weights.safetensors": "application/vnd.safetensors",
+    "lightgbm.txt": "text/plain",
     "model.json": "application/json",
     "signature.json": "application/json",
     "metrics.json": "application/json",

@@ -9,9 +9,12 @@ until the audit stages fill them.
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Card", "build_card"]
+if TYPE_CHECKING:
+    from mlcycle.store import DatasetVersionRecord
+
+__all__ = ["Card", "build_card", "dataset_facts"]
 
 Table = list[list[str]]
 Section = tuple[str, list[str | Table]]
@@ -84,6 +87,8 @@ def describe_parity(parity: dict[str, Any]) -> str:
     Regression values agree within 1e-4 *relative to* ``max(1, |value|)``, so
     an absolute difference of 0.001 on values near 300 passes: the sentence
     says so instead of quoting the absolute difference against "1e-4".
+    ``native`` names what the graph was checked against (default PyTorch;
+    ``LightGBM`` for a gbm).
 
     Example:
         >>> describe_parity({"rows": 45, "max_abs_diff": 3e-7, "labels_identical": True,
@@ -91,8 +96,19 @@ def describe_parity(parity: dict[str, Any]) -> str:
         'ONNX Runtime matches PyTorch on 45 test rows: probabilities within 3e-07 (tolerance 0.0001), labels identical'
     """
     rows = parity.get("rows", "?")
+    if parity.get("reference"):  # a compressed variant: no PyTorch graph of its own
+        agree = parity.get("label_agreement")
+        largest = parity.get("max_abs_diff")
+        what = (
+            f"the same label on {agree:.1%} of {rows} test rows, probabilities within {largest:.2g}"
+            if agree is not None and largest is not None
+            else f"values within {parity.get('max_rel_diff', 0):.2g} of max(1, |value|) on {rows} test rows"
+        )
+        return f"No PyTorch graph of its own (a compressed variant): it answers like {parity['reference']}: {what}"
+    if parity.get("checked") is False:  # an imported ONNX graph: nothing native to ask
+        return f"Imported as ONNX: not checked against the model it came from ({parity.get('why')})"
     tolerance = parity.get("tolerance", 1e-4)
-    head = f"ONNX Runtime matches PyTorch on {rows} test rows: "
+    head = f"ONNX Runtime matches {parity.get('native') or 'PyTorch'} on {rows} test rows: "
     largest = parity.get("max_abs_diff")
     if parity.get("labels_identical") is None:  # regression
         relative = parity.get("max_rel_diff")
@@ -110,6 +126,18 @@ def describe_parity(parity: dict[str, Any]) -> str:
     return head + f"probabilities within {within} (tolerance {tolerance:g}), labels identical"
 
 
+def dataset_facts(dataset: DatasetVersionRecord, split: Any) -> dict[str, Any]:
+    """What a card says of the dataset version a model learned from (``split``: as trained)."""
+    return {
+        "ref": dataset.ref,
+        "source": dataset.source,
+        "rows": dataset.n_rows,
+        "split": split,
+        "fingerprint": dataset.fingerprint,
+        "warnings": dataset.profile.get("warnings", []),
+    }
+
+
 def build_card(
     *,
     name: str,
@@ -120,8 +148,22 @@ def build_card(
     metrics: dict[str, Any],
     signature: dict[str, Any],
     lineage: dict[str, Any],
+    audits: dict[str, list[str | Table]] | None = None,
 ) -> Card:
-    """A card from what registration knows; nothing in it is invented."""
+    """A card from what registration knows; nothing in it is invented.
+
+    ``audits`` fills the Explainability, Fairness and Robustness sections
+    (``mlcycle audit`` rewrites the card with them); a section no audit has
+    filled says so.
+    """
+    audited = audits or {}
+
+    def audit(section: str, flag: str) -> tuple[str, list[str | Table]]:
+        return section, audited.get(section) or [
+            f"Not yet audited: no {section.lower()} audit has been run for this version "
+            f"(mlcycle audit {name}@VERSION --{flag})."
+        ]
+
     classes = signature.get("classes") or []
     intended: list[str | Table] = [
         description
@@ -184,12 +226,46 @@ def build_card(
     limitations += [str(w) for w in metrics.get("warnings", [])]
     limitations += [str(w) for w in dataset.get("warnings", [])]
     lineage_rows: Table = [["what", "value"]]
+    derived = lineage.get("derived_from")
+    if derived:
+        lineage_rows.append(
+            [
+                "derived from",
+                f"{derived.get('model')}@{derived.get('version')} by {derived.get('method')} "
+                f"{derived.get('params') or ''}".strip(),
+            ]
+        )
+    imported = lineage.get("imported")
+    if imported:
+        lineage_rows.append(
+            [
+                "imported",
+                f"trained outside mlcycle: {imported.get('format')} ({imported.get('source')}), "
+                f"sha256 {imported.get('sha256')}",
+            ]
+        )
+        if imported.get("mapping"):
+            lineage_rows.append(["inputs", str(imported["mapping"])])
     for key in ("run", "dataset", "spec_sha256", "git", "packages"):
         if key in lineage:
             lineage_rows.append([key, str(lineage[key])])
+    compression = metrics.get("compression")
+    if compression:
+        size, parent_size = compression.get("size_bytes"), compression.get("parent_size_bytes")
+        blocks.append(
+            [
+                ["compression", "value"],
+                ["method", str(compression.get("method"))],
+                ["size", f"{size:,} bytes ({size / max(parent_size, 1):.0%} of the parent's)"],
+                ["latency (ms, median, by batch)", str(compression.get("latency_ms"))],
+                ["against the parent", str(compression.get("verdict"))],
+            ]
+        )
     parity = metrics.get("parity", {})
     return Card(
-        f"Model card: {name}" + (f" (run {run_id[:8]})" if run_id else ""),
+        f"Model card: {name}"
+        + (f" (run {run_id[:8]})" if run_id else "")
+        + (" (imported)" if lineage.get("imported") else ""),
         [
             ("Intended use", intended),
             ("Training data", [data_rows]),
@@ -200,8 +276,9 @@ def build_card(
                 [describe_parity(parity) + "."],
             ),
             ("Limitations", [*limitations]),
-            ("Fairness", ["Not yet audited: no fairness audit has been run for this version."]),
-            ("Robustness", ["Not yet audited: no robustness audit has been run for this version."]),
+            audit("Explainability", "explain"),
+            audit("Fairness", "fairness"),
+            audit("Robustness", "robustness"),
             ("Lineage", [lineage_rows]),
         ],
     )

@@ -41,7 +41,8 @@ def load(
 
 def _read(ref: str, stores: StoreHandle, threads: int | None) -> Predictor:
     version = stores.store.registry.get(ref)
-    files = {path: stores.artifacts.read_bytes(sha) for path, sha in version.files.items()}
+    blobs = stores.artifacts.read_many(version.files.values())
+    files = {path: blobs[sha] for path, sha in version.files.items()}
     signature = json.loads(files["signature.json"])
     return Predictor(
         files["model.onnx"], signature, name=version.name, version=version.version, threads=threads

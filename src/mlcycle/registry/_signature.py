@@ -42,9 +42,13 @@ before it had none: only the target rode along.)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["FORMAT", "InputLayout", "make_signature"]
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+__all__ = ["FORMAT", "InputLayout", "make_signature", "true_targets"]
 
 FORMAT = "mlcycle-signature/1"
 
@@ -136,3 +140,15 @@ def make_signature(
         "outputs": outputs,
         "context": list(context or []),
     }
+
+
+def true_targets(table: pa.Table, signature: Mapping[str, Any]) -> np.ndarray[Any, Any]:
+    """The target column of ``table`` as the model answers it: class indices in the
+    signature's class order (classification) or float64 values (regression)."""
+    import numpy as np
+
+    column = table.column(signature["target"])
+    if signature["task"] == "regression":
+        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    index = {str(c): i for i, c in enumerate(signature.get("classes") or [])}
+    return np.array([index[str(v)] for v in column.to_pylist()], dtype=np.int64)

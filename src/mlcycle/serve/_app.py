@@ -43,6 +43,7 @@ from starlette.types import Receive, Scope, Send
 from mlcycle.serve._core import Core
 from mlcycle.serve._deployment import ServeSettings
 from mlcycle.serve._errors import ClientGone, Refusal
+from mlcycle.serve._explain import Explanations
 from mlcycle.serve._http import (
     Call,
     Reply,
@@ -195,7 +196,13 @@ def create_app(settings: ServeSettings, *, own_process: bool = False) -> Serving
     if own_process:
         pyarrow_without_pandas()
     core = Core(settings)
-    routes = [*V2Rest(core).routes(), *Records(core).routes(), *Operations(core).routes()]
+    explanations = core.explainer = Explanations(core)
+    routes = [
+        *V2Rest(core).routes(),
+        *Records(core).routes(),
+        *Operations(core).routes(),
+        *explanations.routes(),
+    ]
     app: ServingApp
 
     @asynccontextmanager
@@ -219,6 +226,7 @@ def create_app(settings: ServeSettings, *, own_process: bool = False) -> Serving
         finally:
             if grpc_server is not None:
                 await grpc_server.stop(grace=5)
+            explanations.close()
             await core.stop()
 
     async def http_error(request: Request, exc: Exception) -> Response:

@@ -22,7 +22,7 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -38,6 +38,9 @@ from mlcycle.serve._feedback import RecentIds, bearer_matches
 from mlcycle.serve._guard import Guard
 from mlcycle.serve._ids import RequestIds, client_id
 from mlcycle.serve._limits import BodyBudget, ConnectionLimits, Connections, LimitsCollector
+
+if TYPE_CHECKING:
+    from mlcycle.serve._explain import Explanations
 
 __all__ = ["Core", "Metrics", "ascii_int", "row_ids"]
 
@@ -121,6 +124,7 @@ class Core:
         self.metrics.registry.register(
             LimitsCollector(self.connections, self.admission, self.bodies)
         )
+        self.explainer: Explanations | None = None  # /explain and V2's explain, set by the app
         self._background: set[asyncio.Task[None]] = set()
         self._answers: dict[tuple[str, int | str], tuple[Any, Any]] = {}
         self._children: dict[tuple[str, str], Any] = {}  # (metric, label) -> its child

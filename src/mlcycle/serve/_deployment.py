@@ -93,6 +93,7 @@ class ServeSettings:
     max_pending_body_bytes: int = 64 * 1024 * 1024
     grpc_port: int | None = None  # the Open Inference Protocol over gRPC too, on this port
     grpc_host: str = "127.0.0.1"
+    explain_concurrency: int = 1  # /explain requests explained at once (as many more may wait)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

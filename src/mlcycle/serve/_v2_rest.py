@@ -22,6 +22,7 @@ from mlcycle.errors import DataError
 from mlcycle.serve._core import Core, Outputs
 from mlcycle.serve._deployment import OOD_FLAG, OOD_SCORE, LoadedModel
 from mlcycle.serve._errors import Refusal
+from mlcycle.serve._explain import explain_options
 from mlcycle.serve._http import Call, Reply, Route, json_body, json_reply
 from mlcycle.serve._v2 import (
     decode_inputs,
@@ -42,6 +43,7 @@ class Inferred(NamedTuple):
     outputs: Outputs  # the graph's outputs, without the OOD flags and scores
     requested: list[str] | None  # the outputs asked for (None: all)
     ood: dict[str, list[Any]] | None  # ood and ood_score, row by row, when the version has them
+    explanations: list[dict[str, Any]] | None = None  # with parameters.explain: true
 
 
 class OpenInference:
@@ -101,12 +103,22 @@ class OpenInference:
             names = requested_outputs(body, predictor.signature)
         except DataError as exc:
             raise Refusal(400, str(exc)) from None
+        params = body.get("parameters") if type(body) is dict else None
+        explain = type(params) is dict and params.get("explain") is True
+        if explain:  # checked before predicting: a bad option predicts nothing
+            assert type(params) is dict
+            target, permutations = explain_options(params, "explain_")
         outputs = await core.predict_rows(model, feeds, request_id, started)
         ood = None
         if OOD_FLAG in outputs:
             ood = {"ood": outputs[OOD_FLAG].tolist(), "ood_score": outputs[OOD_SCORE].tolist()}
             outputs = {k: v for k, v in outputs.items() if k not in (OOD_SCORE, OOD_FLAG)}
-        return Inferred(model, request_id, outputs, names, ood)
+        explanations = None
+        if explain and core.explainer is not None:
+            # after the prediction, on the explaining workers: the answer waits, predicting not
+            found = await core.explainer.run(model, feeds, target, permutations)
+            explanations = found.to_records()
+        return Inferred(model, request_id, outputs, names, ood, explanations)
 
 
 class V2Rest:
@@ -174,4 +186,6 @@ class V2Rest:
         }
         if done.ood is not None:
             answer["parameters"] = done.ood
+        if done.explanations is not None:
+            answer.setdefault("parameters", {})["explanations"] = done.explanations
         return json_reply(answer)

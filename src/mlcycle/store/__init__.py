@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlcycle.store._artifacts import Artifacts, FsspecArtifactStore
+from mlcycle.store._artifacts import Artifacts, FsspecArtifactStore, remote_fs
 from mlcycle.store._base import ArtifactStore, MetadataBackend, StoredBlob
 from mlcycle.store._engine import (
     HEAD_REVISION,
@@ -31,7 +31,13 @@ from mlcycle.store._records import (
     RunStatus,
     SplitRecord,
 )
-from mlcycle.store._registry import ModelRecord, ModelVersionRecord, RegistryStore, parse_model_ref
+from mlcycle.store._registry import (
+    AuditRecord,
+    ModelRecord,
+    ModelVersionRecord,
+    RegistryStore,
+    parse_model_ref,
+)
 from mlcycle.store._rollout import (
     LoopState,
     Phase,
@@ -43,6 +49,7 @@ from mlcycle.store._rollout import (
     set_traffic,
     write_state,
 )
+from mlcycle.store._run_pages import RUN_SORTS, RunPage, RunRow
 
 __all__ = [
     "ALIAS_RULE",
@@ -50,11 +57,13 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "NAME_RULE",
     "NO_PROJECT_HINT",
+    "RUN_SORTS",
     "SPEC_FILE",
     "STATE_DIR",
     "ArtifactRecord",
     "ArtifactStore",
     "Artifacts",
+    "AuditRecord",
     "DatasetRecord",
     "DatasetVersionRecord",
     "EventRecord",
@@ -68,7 +77,9 @@ __all__ = [
     "Phase",
     "ProjectStores",
     "RegistryStore",
+    "RunPage",
     "RunRecord",
+    "RunRow",
     "RunStatus",
     "SplitRecord",
     "StoreHandle",
@@ -85,6 +96,7 @@ __all__ = [
     "parse_model_ref",
     "read_state",
     "read_traffic",
+    "remote_fs",
     "set_traffic",
     "upgrade",
     "write_state",

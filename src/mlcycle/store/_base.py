@@ -59,6 +59,13 @@ class ArtifactStore(ABC):
     def uri(self, sha256: str) -> str:
         """Where the blob with this hash lies (or would lie)."""
 
+    def delete(self, sha256: str) -> bool:
+        """Remove the blob (the metadata store no longer refers to it); whether it was removed.
+
+        Optional: the default keeps every blob (a write-once bucket) and says so.
+        """
+        return False
+
 
 class MetadataBackend(ABC):
     """A database the metadata store runs on, registered under its SQLAlchemy backend name.

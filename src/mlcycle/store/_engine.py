@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from mlcycle.store._base import MetadataBackend
 
 VERSION_TABLE = "mlcycle_alembic_version"
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 READ_ONLY = "mlcycle_read_only"
 
 

@@ -30,12 +30,13 @@ from mlcycle.store._dataset_records import DatasetRecords
 from mlcycle.store._engine import READ_ONLY, make_engine, upgrade
 from mlcycle.store._event_log import EventLog
 from mlcycle.store._registry import RegistryStore
+from mlcycle.store._run_pages import RunPages
 from mlcycle.store._run_records import RunRecords
 
 __all__ = ["MetadataStore"]
 
 
-class MetadataStore(EventLog, ArtifactRecords, DatasetRecords, RunRecords):
+class MetadataStore(EventLog, ArtifactRecords, DatasetRecords, RunRecords, RunPages):
     """Datasets, runs, artifacts and the event log, in one SQL database.
 
     Args:

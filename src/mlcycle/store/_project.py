@@ -105,16 +105,26 @@ class ProjectStores(Closing):
         root = find_project_root(path)
         return cls.of(root, load_spec(root / SPEC_FILE))
 
-    @classmethod
-    def of(cls, root: Path, spec: Spec) -> ProjectStores:
-        """The stores that ``spec`` (and the environment) name for the project at ``root``."""
+    @staticmethod
+    def locations(root: Path, spec: Spec) -> tuple[str, str]:
+        """The metadata store's URL and the artifacts' folder or URL, as :meth:`of` opens them.
+
+        Both are absolute: another process (a Ray worker) that is given them
+        opens the same stores wherever its working directory is.
+        """
         state = root / STATE_DIR
         url = _settings.store_url() or spec.store.url or f"sqlite:///{state / 'mlcycle.db'}"
-        store = MetadataStore(url)
         uri = _settings.artifacts_uri() or spec.artifacts.uri or str(state / "artifacts")
         if "://" not in uri and not Path(uri).is_absolute():
             uri = str(root / uri)
-        blobs = ARTIFACT_STORES.get(spec.artifacts.backend)(uri)
+        return url, uri
+
+    @classmethod
+    def of(cls, root: Path, spec: Spec) -> ProjectStores:
+        """The stores that ``spec`` (and the environment) name for the project at ``root``."""
+        url, uri = cls.locations(root, spec)
+        store = MetadataStore(url)
+        blobs = ARTIFACT_STORES.get(spec.artifacts.backend)(uri, **spec.artifacts.options)
         return cls(root, store, Artifacts(blobs, store))
 
     def close(self) -> None:

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-RunStatus = Literal["running", "finished", "failed", "killed"]
-RUN_STATUSES: tuple[RunStatus, ...] = ("running", "finished", "failed", "killed")
+# ``pruned``: a tuning trial its study stopped early (its curve ends where it stopped).
+RunStatus = Literal["running", "finished", "failed", "killed", "pruned"]
+RUN_STATUSES: tuple[RunStatus, ...] = ("running", "finished", "failed", "killed", "pruned")
 
 
 def utc(moment: datetime) -> datetime:

@@ -26,7 +26,7 @@ from mlcycle.store._records import EventRecord, utc
 if TYPE_CHECKING:
     from mlcycle.store._metadata import MetadataStore
 
-__all__ = ["ModelRecord", "ModelVersionRecord", "RegistryStore", "parse_model_ref"]
+__all__ = ["AuditRecord", "ModelRecord", "ModelVersionRecord", "RegistryStore", "parse_model_ref"]
 
 
 def parse_model_ref(ref: str) -> tuple[str, int | str | None]:
@@ -70,12 +70,39 @@ class ModelVersionRecord:
 
 
 @dataclass(frozen=True)
+class AuditRecord:
+    """One audit of a version: which audits it ran, its JSON document and HTML report."""
+
+    id: int
+    ref: str  # the version audited, NAME@VERSION
+    kinds: tuple[str, ...]  # explain, fairness, robustness
+    document_sha256: str
+    report_sha256: str | None
+    summary: dict[str, Any]
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True)
 class ModelRecord:
     name: str
     versions: int
     latest: int | None
     aliases: dict[str, int]
     created_at: datetime
+
+
+def _audit_record(row: t.ModelAudit, ref: str) -> AuditRecord:
+    return AuditRecord(
+        id=row.id,
+        ref=ref,
+        kinds=tuple(k for k in row.kinds.split(",") if k),
+        document_sha256=row.document_sha256,
+        report_sha256=row.report_sha256,
+        summary=dict(row.summary),
+        created_at=utc(row.created_at),
+        created_by=row.created_by,
+    )
 
 
 def _now() -> datetime:
@@ -242,6 +269,7 @@ class RegistryStore:
                     "another version before deleting it"
                 )
             session.execute(delete(t.ModelFile).where(t.ModelFile.version_id == row.id))
+            session.execute(delete(t.ModelAudit).where(t.ModelAudit.version_id == row.id))
             session.delete(row)
             self._store._event(
                 session,
@@ -252,6 +280,69 @@ class RegistryStore:
                 reason=reason,
                 details={"version": version},
             )
+
+    # -- audits -------------------------------------------------------------------
+
+    def add_audit(
+        self,
+        version: ModelVersionRecord,
+        *,
+        kinds: tuple[str, ...],
+        document_sha256: str,
+        report_sha256: str | None,
+        summary: Mapping[str, Any],
+        card: Mapping[str, str],
+        actor: str,
+    ) -> AuditRecord:
+        """Record an audit of ``version`` and point its card files at ``card`` (path → sha256).
+
+        The card is documentation of the version, rewritten to show its audits;
+        the model's own files (graph, weights, signature) never change. Audit,
+        card and the ``model.audited`` event are one transaction.
+
+        Raises:
+            NotFoundError: the version was deleted meanwhile.
+        """
+        with self._store._write() as session:
+            row = session.get(t.ModelVersion, version.id)
+            if row is None:
+                raise NotFoundError(f"model version {version.ref} no longer exists")
+            audit = t.ModelAudit(
+                version_id=row.id,
+                kinds=",".join(kinds),
+                document_sha256=document_sha256,
+                report_sha256=report_sha256,
+                summary=dict(summary),
+                created_at=_now(),
+                created_by=actor,
+            )
+            session.add(audit)
+            for path, sha in card.items():
+                file = session.get(t.ModelFile, (row.id, path))
+                if file is None:
+                    session.add(t.ModelFile(version_id=row.id, path=path, artifact_sha256=sha))
+                else:
+                    file.artifact_sha256 = sha
+            session.flush()
+            self._store._event(
+                session,
+                "model.audited",
+                "model",
+                version.name,
+                actor=actor,
+                details={"version": version.version, "audit": audit.id, "kinds": list(kinds)},
+            )
+            return _audit_record(audit, version.ref)
+
+    def audits(self, version: ModelVersionRecord) -> list[AuditRecord]:
+        """Every audit of ``version``, the newest first."""
+        with self._store._read() as session:
+            rows = session.scalars(
+                select(t.ModelAudit)
+                .where(t.ModelAudit.version_id == version.id)
+                .order_by(t.ModelAudit.created_at.desc(), t.ModelAudit.id.desc())
+            ).all()
+            return [_audit_record(row, version.ref) for row in rows]
 
     # -- aliases ------------------------------------------------------------------
 

@@ -104,6 +104,9 @@ class LoopState:
     data: dict[str, Any] | None = None
     # the cycle's training run: recorded as soon as it starts, so a killed loop resumes it
     run: str | None = None
+    # the cycle's study when the loop retunes (loop.retrain.tune): named before it
+    # starts, so a killed loop continues that study instead of starting another
+    study: str | None = None
     gate: dict[str, Any] | None = None
     step: int = 0
     step_started: str | None = None

@@ -213,3 +213,19 @@ class ModelAlias(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
     updated_at: Mapped[datetime]
     updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class ModelAudit(Base):
+    """One audit of a version (explainability, fairness, robustness): its JSON and HTML report."""
+
+    __tablename__ = "model_audits"
+    __table_args__ = (Index(None, "version_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    kinds: Mapped[str] = mapped_column(String(100))  # "explain,fairness,robustness"
+    document_sha256: Mapped[str] = mapped_column(ForeignKey("artifacts.sha256"))
+    report_sha256: Mapped[str | None] = mapped_column(ForeignKey("artifacts.sha256"))
+    summary: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(200))

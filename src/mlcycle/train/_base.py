@@ -48,12 +48,17 @@ class ModelKind(ABC):
     between them, from the fields of ``train.model`` it reads (its own
     settings go in ``train.model.options``). Construct it without arguments.
 
+    A kind whose ``network`` is False is not a PyTorch network (``gbm``): it
+    trains, saves and exports itself, and ``build`` refuses it.
+
     Example:
         >>> from torch import nn
         >>> class Linear(ModelKind):
         ...     def build(self, spec, inputs, n_outputs, *, root=None):
         ...         return ModelParts(nn.Linear(inputs.tabular_width + inputs.image_width, n_outputs))
     """
+
+    network: ClassVar[bool] = True
 
     @abstractmethod
     def build(

@@ -6,6 +6,7 @@ and the libraries that made it.
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 import sys
@@ -42,18 +43,25 @@ def git_state(root: Path) -> dict[str, Any] | None:
     return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
-def environment(root: Path) -> dict[str, Any]:
-    """Python, platform, package versions, torch's threads and the git state of ``root``."""
+@functools.cache
+def _packages() -> dict[str, str]:
+    # Once a process: the code it runs is what it imported, whatever is installed later, and
+    # reading the metadata costs milliseconds a run (a study's trials are many short runs).
     packages = {}
     for name in PACKAGES:
         try:
             packages[name] = version(name)
         except PackageNotFoundError:
             continue
+    return packages
+
+
+def environment(root: Path) -> dict[str, Any]:
+    """Python, platform, package versions, torch's threads and the git state of ``root``."""
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "packages": packages,
+        "packages": dict(_packages()),
         "torch_threads": torch.get_num_threads(),
         "git": git_state(root),
     }

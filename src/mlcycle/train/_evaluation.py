@@ -34,15 +34,16 @@ from mlcycle.train._models import MlcycleNet
 
 if TYPE_CHECKING:
     from mlcycle.project import Project
+    from mlcycle.train._gbm import GbmModel
 
-__all__ = ["Evaluation", "evaluate_model", "report_path"]
+__all__ = ["Evaluation", "evaluate_model", "evaluate_outputs", "report_path"]
 
 
 @dataclass(frozen=True)
 class Evaluation:
     test: dict[str, Any]
     summary: dict[str, Any]
-    report: Path
+    report: Path | None  # None: evaluated outside a run (an imported model)
 
 
 def report_path(project: Project, run_id: str) -> Path:
@@ -52,7 +53,7 @@ def report_path(project: Project, run_id: str) -> Path:
 def evaluate_model(
     project: Project,
     run_id: str,
-    model: MlcycleNet,
+    model: MlcycleNet | GbmModel,
     schema: Schema,
     layout: FeatureLayout,
     tables: dict[str, pa.Table],
@@ -63,14 +64,57 @@ def evaluate_model(
     facts: dict[str, Any],
     gap_warning: float = 0.1,
 ) -> Evaluation:
-    """Metrics with confidence intervals, slices, the overfitting check and the HTML report."""
+    """Metrics with confidence intervals, slices, the overfitting check and the HTML report.
+
+    ``model`` is a PyTorch network (run on ``device``) or gradient-boosted trees.
+    """
+
+    def answers(table: pa.Table) -> np.ndarray[Any, Any]:
+        if isinstance(model, MlcycleNet):
+            return predict(model, encode(table, layout), device).numpy()
+        return model.outputs(encode(table, layout))
+
+    outputs = {part: answers(tables[part]) for part in ("train", "validation", "test")}
+    return evaluate_outputs(
+        project,
+        run_id,
+        schema,
+        tables,
+        outputs,
+        spec,
+        history=history,
+        facts=facts,
+        gap_warning=gap_warning,
+    )
+
+
+def evaluate_outputs(
+    project: Project,
+    run_id: str | None,
+    schema: Schema,
+    tables: dict[str, pa.Table],
+    outputs: dict[str, np.ndarray[Any, Any]],
+    spec: EvaluateSpec,
+    *,
+    history: list[dict[str, float]] | None = None,
+    facts: dict[str, Any],
+    gap_warning: float = 0.1,
+) -> Evaluation:
+    """:func:`evaluate_model` from a model's answers on each split, whatever answered them.
+
+    ``outputs`` holds, for ``train``, ``validation`` and ``test``, the
+    probabilities ``[rows, classes]`` (classification) or values (regression)
+    in the rows' order: a network's, or an imported model's ONNX graph's. The
+    HTML report is written and attached to ``run_id``; with no run there is
+    no report.
+    """
     task = schema.task or "regression"
     classes = list(schema.classes or ()) if task != "regression" else None
     y_test = encode_target(tables["test"], schema)
-    out_test = predict(model, encode(tables["test"], layout), device).numpy()
+    out_test = outputs["test"]
     y_val = encode_target(tables["validation"], schema)
-    out_val = predict(model, encode(tables["validation"], layout), device).numpy()
-    out_train = predict(model, encode(tables["train"], layout), device).numpy()
+    out_val = outputs["validation"]
+    out_train = outputs["train"]
     y_train = encode_target(tables["train"], schema)
 
     threshold = None
@@ -123,12 +167,25 @@ def evaluate_model(
         )
 
     curves: dict[str, list[float | None]] = {}
-    for row in history:
+    for row in history or []:
         for name in row:
             curves.setdefault(name, [])
-    for row in history:
+    for row in history or []:
         for name, series in curves.items():
             series.append(row.get(name))
+    summary: dict[str, Any] = {
+        "test": test,
+        "test_ci": ci,
+        "test_metrics": _jsonable(metrics),
+        "threshold": threshold,
+        "slices": _jsonable(slices),
+        "train_eval": train_eval,
+        "generalisation_gap": gap,
+        "overfitting": gap > gap_warning,
+        "warnings": warnings,
+    }
+    if run_id is None:
+        return Evaluation(test=test, summary=summary, report=None)
     path = report_path(project, run_id)
     render_report(
         path,
@@ -154,19 +211,7 @@ def evaluate_model(
     )
     sha = project.artifacts.put_file(path, "text/html").sha256
     project.store.add_run_artifact(run_id, "report.html", sha)
-    summary = {
-        "test": test,
-        "test_ci": ci,
-        "test_metrics": _jsonable(metrics),
-        "threshold": threshold,
-        "slices": _jsonable(slices),
-        "train_eval": train_eval,
-        "generalisation_gap": gap,
-        "overfitting": gap > gap_warning,
-        "warnings": warnings,
-        "report": str(path),
-    }
-    return Evaluation(test=test, summary=summary, report=path)
+    return Evaluation(test=test, summary={**summary, "report": str(path)}, report=path)
 
 
 def _slice_values(column: pa.ChunkedArray) -> Any:

@@ -35,7 +35,7 @@ from mlcycle.errors import ConflictError
 from mlcycle.train._features import FeatureLayout
 from mlcycle.train._models import MlcycleNet
 
-__all__ = ["OPSET", "export_onnx"]
+__all__ = ["OPSET", "export_module", "export_onnx"]
 
 OPSET = 20
 ML_OPSET = 3
@@ -55,6 +55,18 @@ class _Core(torch.nn.Module):
         return self.model.outputs(self.model(**dict(zip(self.groups, inputs, strict=True))))
 
 
+class _Positional(torch.nn.Module):
+    """Any module behind a ``forward(*inputs)``, the form the batch axes are declared for."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.inner(*inputs)
+        return out
+
+
 def _export_core(model: MlcycleNet, layout: FeatureLayout) -> onnx.ModelProto:
     groups: list[str] = []
     examples: list[torch.Tensor] = []
@@ -69,6 +81,21 @@ def _export_core(model: MlcycleNet, layout: FeatureLayout) -> onnx.ModelProto:
         groups.append("image")
         examples.append(torch.zeros((2, *layout.image_shape), dtype=torch.float32))
     core = _Core(model.cpu().eval(), tuple(groups))
+    return export_module(core, tuple(examples), [_CORE[g] for g in groups], ["_mlc_out"])
+
+
+def export_module(
+    module: torch.nn.Module,
+    examples: tuple[torch.Tensor, ...],
+    input_names: list[str],
+    output_names: list[str],
+) -> onnx.ModelProto:
+    """``module`` as an ONNX graph (opset :data:`OPSET`) whose first axis is a dynamic batch.
+
+    The one place torch's exporter is called, with its settings: the
+    network's own graph here, and a module trained elsewhere that
+    registration imports (:mod:`mlcycle.workflow._import`).
+    """
     batch = torch.export.Dim.DYNAMIC
     with warnings.catch_warnings():
         # torch's exporter warns about its own internals; nothing a user can act on.
@@ -78,12 +105,12 @@ def _export_core(model: MlcycleNet, layout: FeatureLayout) -> onnx.ModelProto:
         quiet.setLevel(logging.ERROR)
         try:
             program = torch.onnx.export(
-                core,
-                tuple(examples),
+                _Positional(module),
+                examples,
                 dynamo=True,
-                input_names=[_CORE[g] for g in groups],
-                output_names=["_mlc_out"],
-                dynamic_shapes=(tuple({0: batch} for _ in groups),),
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_shapes=(tuple({0: batch} for _ in examples),),
                 external_data=False,
                 opset_version=OPSET,
                 optimize=True,
@@ -93,6 +120,11 @@ def _export_core(model: MlcycleNet, layout: FeatureLayout) -> onnx.ModelProto:
             quiet.setLevel(level)
     assert program is not None
     proto: onnx.ModelProto = program.model_proto
+    for node in proto.graph.node:
+        # The exporter records the training code's stack trace and module path on every
+        # node: kilobytes per layer that say where the model was trained, not what it does.
+        del node.metadata_props[:]
+        node.doc_string = ""
     return proto
 
 

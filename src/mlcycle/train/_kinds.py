@@ -1,4 +1,4 @@
-"""The model kinds mlcycle ships: ``mlp``, ``cnn`` and ``custom``.
+"""The model kinds mlcycle ships: ``mlp``, ``cnn``, ``linear`` and ``custom``.
 
 Each is a :class:`~mlcycle.train._base.ModelKind` registered by name in
 :data:`mlcycle.plugins.MODEL_KINDS`; :func:`~mlcycle.train.build_model` puts
@@ -20,13 +20,24 @@ from mlcycle.spec import ModelSpec
 from mlcycle.train._base import ModelKind, ModelParts
 from mlcycle.train._models import Preprocess
 
-__all__ = ["CNN", "MLP", "Custom"]
+__all__ = ["CNN", "MLP", "Custom", "Linear"]
 
 
-def _mlp(width: int, hidden: tuple[int, ...], dropout: float, n_out: int) -> nn.Sequential:
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+def _mlp(
+    width: int, hidden: tuple[int, ...], dropout: float, n_out: int, activation: str = "relu"
+) -> nn.Sequential:
     layers: list[nn.Module] = []
     for size in hidden:
-        layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
+        layers += [nn.Linear(width, size), ACTIVATIONS[activation](), nn.Dropout(dropout)]
         width = size
     layers.append(nn.Linear(width, n_out))
     return nn.Sequential(*layers)
@@ -39,16 +50,31 @@ class MLP(ModelKind):
         self, spec: ModelSpec, inputs: Preprocess, n_outputs: int, *, root: Path | None = None
     ) -> ModelParts:
         width = inputs.tabular_width + inputs.image_width
-        return ModelParts(_mlp(width, spec.hidden, spec.dropout, n_outputs))
+        return ModelParts(_mlp(width, spec.hidden, spec.dropout, n_outputs, spec.activation))
+
+
+class Linear(ModelKind):
+    """One linear layer over the features: logistic regression, or linear regression.
+
+    The preprocessing is the MLP's (imputation, standardisation, one-hot or
+    embedded categories, scaled pixels); the loss makes it logistic (cross
+    entropy) or least squares, and ``train.weight_decay`` is its L2 penalty
+    (ridge). ``hidden``, ``dropout`` and ``activation`` are not read.
+    """
+
+    def build(
+        self, spec: ModelSpec, inputs: Preprocess, n_outputs: int, *, root: Path | None = None
+    ) -> ModelParts:
+        return ModelParts(nn.Linear(inputs.tabular_width + inputs.image_width, n_outputs))
 
 
 def _conv_stack(
-    shape: tuple[int, int, int], channels: tuple[int, ...]
+    shape: tuple[int, int, int], channels: tuple[int, ...], activation: str = "relu"
 ) -> tuple[nn.Sequential, int]:
     layers: list[nn.Module] = []
     c, h, w = shape
     for out in channels:
-        layers += [nn.Conv2d(c, out, kernel_size=3, padding=1), nn.ReLU()]
+        layers += [nn.Conv2d(c, out, kernel_size=3, padding=1), ACTIVATIONS[activation]()]
         if min(h, w) >= 4:
             layers.append(nn.MaxPool2d(2))
             h, w = h // 2, w // 2
@@ -66,9 +92,9 @@ class CNN(ModelKind):
             raise SpecError(
                 "train.model.kind: 'cnn' needs an image column; this dataset has none (use mlp)"
             )
-        conv, image_width = _conv_stack(inputs.image_channels_shape, spec.channels)
+        conv, image_width = _conv_stack(inputs.image_channels_shape, spec.channels, spec.activation)
         width = inputs.tabular_width + image_width
-        body = _mlp(width, spec.hidden[:1], spec.dropout, n_outputs)
+        body = _mlp(width, spec.hidden[:1], spec.dropout, n_outputs, spec.activation)
         return ModelParts(nn.Sequential(nn.Dropout(spec.dropout), *body), image=conv)
 
 

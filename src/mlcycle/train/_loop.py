@@ -23,11 +23,21 @@ from torch import Tensor, nn
 from mlcycle.errors import DataError, SpecError
 from mlcycle.evaluate import label_metrics, metric, metric_names, point_metrics
 from mlcycle.spec import TrainSpec
+from mlcycle.train._adversarial import AttackBudget, fgsm, pgd
 from mlcycle.train._checkpoint import Checkpoint
 from mlcycle.train._features import Encoded
 from mlcycle.train._models import MlcycleNet
 
-__all__ = ["EpochReport", "FitResult", "TrainData", "fit", "head_width", "pick_device", "predict"]
+__all__ = [
+    "EpochReport",
+    "FitResult",
+    "Replicas",
+    "TrainData",
+    "fit",
+    "head_width",
+    "pick_device",
+    "predict",
+]
 
 # Validation metrics recorded every epoch (cheap: no sort per class); the
 # early-stopping metric, any of the metric table's, is added when not among them.
@@ -55,7 +65,7 @@ class EpochReport:
     epoch: int
     metrics: dict[str, float]
     improved: bool
-    checkpoint: Checkpoint
+    checkpoint: Checkpoint | None  # None: nothing to resume from (a boosting round)
 
 
 @dataclass
@@ -70,6 +80,43 @@ class FitResult:
     samples_seen: int
     device: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Replicas:
+    """This process's place among the data-parallel replicas of one training (DDP).
+
+    Every replica runs :func:`fit` on the same data and seed: each takes rows
+    ``rank, rank + world, ...`` of every batch, so that the gradients the
+    wrapped module averages over the replicas are those of the whole batch
+    (without dropout the steps are one process's, up to float rounding and
+    the uneven split of a last batch of odd size; with it, each replica draws
+    its own masks);
+    all validate on every validation row, and stop when replica 0 says so.
+    ``wrap`` turns the model into the module whose backward pass all-reduces
+    the gradients (``DistributedDataParallel``); the process group must be
+    initialised (Ray Train does it).
+    """
+
+    rank: int
+    world: int
+    wrap: Callable[[nn.Module], nn.Module]
+
+    @property
+    def leader(self) -> bool:
+        """Whether this replica is the one that records the run."""
+        return self.rank == 0
+
+    def sum(self, value: Tensor) -> Tensor:
+        """``value`` summed over the replicas, in place."""
+        torch.distributed.all_reduce(value)
+        return value
+
+    def leaders(self, flag: bool) -> bool:
+        """Replica 0's ``flag``, on every replica."""
+        box = torch.tensor([int(flag)])
+        torch.distributed.broadcast(box, src=0)
+        return bool(box.item())
 
 
 def pick_device(requested: str) -> torch.device:
@@ -284,6 +331,56 @@ def _validate(
     return {"loss": total / max(n, 1), **metrics}
 
 
+def _adversary(
+    spec: TrainSpec, model: MlcycleNet, data: TrainData, loss_fn: nn.Module
+) -> Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]] | None:
+    """What replaces part of each batch by its attacked version (``spec.adversarial``), or None.
+
+    The attack climbs the training loss itself (class weights included) in
+    float32; PGD's random start comes from torch's global generator on the
+    CPU, which checkpoints keep, so a resumed run draws what an unbroken one does.
+
+    Raises:
+        SpecError: the model has no input an attack can move (only categorical ones).
+    """
+    adv = spec.adversarial
+    if adv.attack is None:
+        return None
+    budget = AttackBudget.of(model.preprocess.layout, data.train_x.image)
+    if not budget.movable:
+        raise SpecError(
+            f"train.adversarial.attack: {adv.attack!r} needs a numeric or image input to "
+            "perturb; this model has only categorical or boolean ones (set it to null)"
+        )
+    budget = budget.to(model.target_mean.device)
+
+    def loss(raw: Tensor, y: Tensor) -> Tensor:
+        return loss_fn(_head(raw, loss_fn), _target(y, loss_fn, model))  # type: ignore[no-any-return]
+
+    def attacked(xb: dict[str, Tensor], yb: Tensor) -> dict[str, Tensor]:
+        k = max(1, round(adv.ratio * len(yb)))
+        head = {name: value[:k] for name, value in xb.items()}
+        if adv.attack == "fgsm":
+            moved = fgsm(model, head, yb[:k], budget, eps=adv.eps, loss=loss)
+        else:
+            moved = pgd(
+                model,
+                head,
+                yb[:k],
+                budget,
+                eps=adv.eps,
+                steps=adv.steps,
+                generator=torch.default_generator,
+                loss=loss,
+            )
+        return {
+            name: torch.cat([moved[name], value[k:]]) if k < len(yb) else moved[name]
+            for name, value in xb.items()
+        }
+
+    return attacked
+
+
 def fit(
     spec: TrainSpec,
     model: MlcycleNet,
@@ -293,6 +390,9 @@ def fit(
     resume: Checkpoint | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
     heartbeat: Callable[[], None] | None = None,
+    teacher: np.ndarray[Any, Any] | None = None,
+    sample_weight: np.ndarray[Any, Any] | None = None,
+    replicas: Replicas | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data.train_*`` and stop on ``data.val_*``; return the best model.
 
@@ -300,6 +400,19 @@ def fit(
     by the caller; ``fit`` seeds the batch order and dropout from ``spec.seed``.
     ``heartbeat`` is called after every step, to say the process is alive
     (it must be cheap; :meth:`ActiveRun.heartbeat` writes at most once a second).
+    ``teacher`` holds a teacher's logits for every training row: the loss then
+    distils them (``spec.distill``: temperature and alpha). With
+    ``spec.adversarial.attack`` set, the first ``ratio`` of each batch is
+    replaced by its FGSM or PGD version before the forward pass (the recorded
+    training accuracy is then that of the mixed batches). ``sample_weight``
+    (one non-negative number per training row) draws each epoch's rows with
+    probability proportional to it, with replacement, as the ``balanced``
+    sampler does (with it, the two weights multiply): in expectation the loss
+    is the weighted one, which is what a reductions approach to fairness
+    (Fairlearn's ``ExponentiatedGradient``, ``GridSearch``) asks of an estimator.
+    With ``replicas``, this process is one of several data-parallel replicas
+    (:class:`Replicas`): the recorded training loss and accuracy are those of
+    all the rows, summed over the replicas.
     """
     # -- set up: loss, optimiser, schedule, generators --------------------------------
     metric = spec.early_stopping.metric
@@ -334,6 +447,12 @@ def fit(
     train_x, val_x = _tensors(data.train_x, device), _tensors(data.val_x, device)
     train_y = torch.from_numpy(data.train_y).to(device)
     val_y = torch.from_numpy(data.val_y).to(device)
+    soft = None
+    if teacher is not None:
+        # The teacher's answers at temperature T, as log-probabilities, once for all epochs.
+        temperature = spec.distill.temperature
+        soft = torch.log_softmax(torch.from_numpy(teacher).float() / temperature, dim=1).to(device)
+    adversary = _adversary(spec, model, data, loss_fn)
     n = len(train_y)
     classify = data.task != "regression"
     preds = torch.empty(n, dtype=torch.long, device=device)
@@ -341,6 +460,17 @@ def fit(
     if spec.sampler == "balanced" and data.task != "regression":
         counts = np.bincount(data.train_y, minlength=data.n_classes)
         sample_weights = torch.from_numpy(1.0 / np.maximum(counts, 1)[data.train_y])
+    if sample_weight is not None:
+        given = np.array(sample_weight, dtype=np.float64)  # a copy torch may write
+        if given.shape != (len(data.train_y),) or not np.isfinite(given).all():
+            raise DataError(
+                f"sample_weight: expected {len(data.train_y)} finite weights (one per training "
+                f"row), got shape {list(given.shape)}"
+            )
+        if (given < 0).any() or given.sum() <= 0:
+            raise DataError("sample_weight: weights must be >= 0 and not all zero")
+        weights = torch.from_numpy(given)
+        sample_weights = weights if sample_weights is None else sample_weights * weights
 
     start_epoch, best_value, best_epoch, bad_epochs = 0, math.inf, -1, 0
     history: list[dict[str, float]] = []
@@ -361,6 +491,8 @@ def fit(
         start_epoch = resume.epoch + 1
         best_value, best_epoch = resume.state["best_value"], resume.state["best_epoch"]
         bad_epochs, history = resume.state["bad_epochs"], resume.state["history"]
+    # Replicas run the same steps: the wrapped module averages their gradients.
+    forward: nn.Module = model if replicas is None else replicas.wrap(model)
 
     started = time.perf_counter()
     samples = 0
@@ -373,6 +505,11 @@ def fit(
 
         # -- one pass over the training rows --------------------------------------------
         model.train()
+        if replicas is not None:
+            # Each replica draws dropout masks of its own, from a seed of the epoch: the
+            # same masks whether the run was resumed or not (a checkpoint holds replica 0's
+            # generator only).
+            torch.manual_seed(spec.seed + 7919 * (epoch + 1) + 104729 * replicas.rank)
         if sample_weights is not None:
             order = torch.multinomial(sample_weights, n, replacement=True, generator=shuffle)
         else:
@@ -380,12 +517,27 @@ def fit(
         order = order.to(device)
         # Bookkeeping stays on the device until the epoch ends: no per-batch host syncs.
         loss_sum = torch.zeros((), device=device)
+        rank, world = (0, 1) if replicas is None else (replicas.rank, replicas.world)
+        if replicas is not None:
+            preds.zero_()  # each replica predicts its own rows; the sum holds them all
         for start in range(0, n, spec.batch_size):
             index = order[start : start + spec.batch_size]
+            if len(index) < world:  # a last batch too short to give every replica a row
+                continue
+            index = index[rank::world]
             xb, yb = _take(train_x, index), train_y[index]
+            if adversary is not None:  # adversarial training: attacked rows replace clean ones
+                xb = adversary(xb, yb)
             with autocast():
-                raw = model(**xb)  # forward
+                raw = forward(**xb)  # forward
                 loss = loss_fn(_head(raw, loss_fn).float(), _target(yb, loss_fn, model))
+                if soft is not None:  # distillation: match the teacher's softened answers
+                    t, a = spec.distill.temperature, spec.distill.alpha
+                    student = torch.log_softmax(raw.float() / t, dim=1)
+                    kd = nn.functional.kl_div(
+                        student, soft[index], log_target=True, reduction="batchmean"
+                    )
+                    loss = a * t * t * kd + (1 - a) * loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # backward
             if spec.grad_clip is not None:
@@ -394,9 +546,17 @@ def fit(
             if heartbeat is not None:
                 heartbeat()
             loss_sum += loss.detach() * len(index)
-            if classify:
+            if classify and replicas is None:
                 _predicted(raw.detach(), preds[start : start + len(index)])
+            elif classify:
+                mine = torch.empty(len(index), dtype=torch.long, device=device)
+                _predicted(raw.detach(), mine)
+                preds[start + rank : start + rank + len(index) * world : world] = mine
         samples += n
+        if replicas is not None:
+            replicas.sum(loss_sum)
+            if classify:
+                replicas.sum(preds)
 
         # -- validate, record, decide whether to stop --------------------------------------
         val = _validate(model, loss_fn, val_x, val_y, data, epoch_metrics)
@@ -421,6 +581,8 @@ def fit(
         if plateau is not None and epoch >= spec.schedule.warmup_epochs:
             plateau.step(val[metric])
         stop = bad_epochs > spec.early_stopping.patience
+        if replicas is not None:  # identical on every replica; replica 0 decides all the same
+            stop = replicas.leaders(stop)
         if on_epoch is not None:
             state = {
                 "best_value": best_value,

@@ -209,3 +209,29 @@ def model_config(
         "task": task,
         "n_outputs": n_outputs,
     }
+
+
+def network_from_files(
+    model_json: bytes, weights: bytes, *, root: Path | None = None
+) -> tuple[MlcycleNet, FeatureLayout, dict[str, Any]]:
+    """A trained network rebuilt from its ``model.json`` and ``weights.safetensors``, in eval mode.
+
+    The one way a run's or a registered version's PyTorch module comes back
+    (evaluation, distillation's teacher, the audits). Returns the network, its
+    feature layout and the JSON config (``task``, ``classes``, ``model``...).
+    """
+    import json
+
+    from safetensors.torch import load as load_tensors
+
+    config = json.loads(model_json)
+    layout = FeatureLayout.from_dict(config["layout"])
+    net = build_model(
+        ModelSpec.model_validate(config["model"]),
+        layout,
+        config["task"],
+        int(config["n_outputs"]),
+        root=root,
+    )
+    net.load_state_dict(load_tensors(weights))
+    return net.eval(), layout, config

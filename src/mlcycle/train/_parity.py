@@ -52,11 +52,14 @@ def check_parity(
     table: pa.Table,
     *,
     atol: float = PARITY_ATOL,
+    native: str = "PyTorch",
 ) -> dict[str, Any]:
     """Compare the ONNX graph's outputs with PyTorch's (``reference``) on ``table``'s rows.
 
     Classification must agree within ``atol`` on every probability and give
     identical labels; regression within ``atol`` relative to the value's size.
+    ``native`` names what answered ``reference`` in the message (a model
+    trained elsewhere: ``scikit-learn Pipeline``).
 
     Raises:
         ParityError: saying by how much and where they differ.
@@ -73,7 +76,7 @@ def check_parity(
         worst = int(np.argmax(diff)) if len(diff) else 0
         if len(diff) and diff[worst] > atol:
             raise ParityError(
-                f"parity check failed: ONNX Runtime gives {got[worst]:.6g} and PyTorch "
+                f"parity check failed: ONNX Runtime gives {got[worst]:.6g} and {native} "
                 f"{want[worst]:.6g} at test row {worst} (difference relative to "
                 f"max(1, |value|) {diff[worst]:.3g} > tolerance {atol})"
             )
@@ -100,7 +103,7 @@ def check_parity(
             else ""
         )
         raise ParityError(
-            f"parity check failed: ONNX Runtime and PyTorch probabilities differ by up to "
+            f"parity check failed: ONNX Runtime and {native} probabilities differ by up to "
             f"{largest:.3g} (> {atol}) at {where}{labels}"
         )
     return {

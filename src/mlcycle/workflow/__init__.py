@@ -11,6 +11,13 @@ server and the monitor stay free of what they do not run.
         ─► monitoring's reference answers and OOD detector (monitor)
         ─► model card and stored version (registry)
 
+:func:`register_model` does the same for a model trained elsewhere (a torch
+module, a scikit-learn pipeline, a LightGBM or XGBoost model, an ONNX file)::
+
+    model ─► ONNX (torch.onnx / skl2onnx / onnxmltools) ─► inputs checked against the
+        dataset's schema ─► mlcycle's inputs and outputs around it (registry)
+        ─► parity against the model itself ─► test metrics (train), reference, OOD, card
+
 Example (in a project with a finished run)::
 
     from mlcycle.workflow import register
@@ -19,6 +26,8 @@ Example (in a project with a finished run)::
 
 from __future__ import annotations
 
+from mlcycle.workflow._doctor import Finding, diagnose
+from mlcycle.workflow._import import register_model
 from mlcycle.workflow._register import register
 
-__all__ = ["register"]
+__all__ = ["Finding", "diagnose", "register", "register_model"]

@@ -1,7 +1,8 @@
 """Register a finished training run as a new version of a named model.
 
-Registration exports the network to ONNX with raw-column inputs, checks the
-graph against PyTorch on the test rows (the parity check), records the
+Registration exports the network to ONNX with raw-column inputs (a gbm run
+brings the graph it exported), checks the graph against PyTorch (LightGBM)
+on the test rows (the parity check), records the
 answers on the validation rows (monitoring's reference) and fits the
 out-of-distribution detector, then hands the registry the bytes and
 metadata: it writes the model card, stores every file as a
@@ -14,14 +15,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlcycle.errors import ConflictError, DataError
 from mlcycle.monitor import fit_ood_detector, reference_answers
 from mlcycle.registry import Predictor, make_signature
 from mlcycle.registry._add import VersionDraft, add_version
+from mlcycle.registry._card import dataset_facts
+from mlcycle.registry._signature import InputLayout
 from mlcycle.store import check_alias, check_name
-from mlcycle.train import FeatureLayout, export_onnx, load_model, verify_export
+from mlcycle.train import (
+    GBM_TEXT,
+    MODEL_ONNX,
+    FeatureLayout,
+    GbmModel,
+    export_gbm_onnx,
+    export_onnx,
+    load_trained,
+    verify_export,
+    verify_gbm_export,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -29,7 +43,7 @@ if TYPE_CHECKING:
     from mlcycle.project import Project
     from mlcycle.store import DatasetVersionRecord, ModelVersionRecord, RunRecord
 
-__all__ = ["register"]
+__all__ = ["dataset_signature", "register", "store_version"]
 
 CONTEXT_ROLES = ("sensitive", "id", "timestamp")  # columns served and logged, never fed
 
@@ -42,11 +56,14 @@ def register(
     alias: str | None = None,
     description: str | None = None,
     reason: str | None = None,
+    derived_from: Mapping[str, Any] | None = None,
 ) -> ModelVersionRecord:
     """Make a finished training run the next version of model ``name``.
 
     The name and the alias are checked before anything is exported, and the
     version is written together with its alias (one transaction).
+    ``derived_from`` (``model``, ``version``, ``method``, ``params``) records
+    the version this one was made from (a pruned or distilled model).
 
     Raises:
         InvalidNameError: ``name`` or ``alias`` breaks the naming rule; nothing is exported.
@@ -66,46 +83,109 @@ def register(
     if splits["test"].num_rows == 0:
         raise DataError(f"dataset {dataset.ref} has no test rows: the parity check needs some")
 
-    # train: the network as trained, exported, and checked against itself
-    model, config = load_model(project, run.id)
+    # train: the model as trained, exported, and checked against itself
+    model, config = load_trained(project, run.id)
     layout = FeatureLayout.from_dict(config["layout"])
     classes: list[str] | None = list(config["classes"]) or None
     task = str(config["task"])
-    onnx_bytes = export_onnx(model, layout, classes, task)
+    if isinstance(model, GbmModel):  # boosted trees: the graph was exported with the run
+        exported = run.artifacts.get(MODEL_ONNX)
+        onnx_bytes = project.artifacts.read_bytes(exported) if exported else export_gbm_onnx(model)
+        stored = {"lightgbm.txt": run.artifacts[GBM_TEXT]}
+    else:
+        onnx_bytes = export_onnx(model, layout, classes, task)
+        stored = {"weights.safetensors": run.artifacts["model/weights.safetensors"]}
+    signature = dataset_signature(
+        dataset, layout, task=task, target=config["target"], classes=classes
+    )
+    predictor = Predictor(onnx_bytes, signature, name=name)
+    if isinstance(model, GbmModel):
+        parity = verify_gbm_export(model, predictor, splits["test"])
+    else:
+        parity = verify_export(model, layout, predictor, splits["test"])
+    return store_version(
+        project,
+        name,
+        predictor=predictor,
+        onnx=onnx_bytes,
+        splits=splits,
+        metrics=_metrics(run, parity),
+        lineage={
+            **_lineage(run, dataset),
+            **({"derived_from": dict(derived_from)} if derived_from else {}),
+        },
+        dataset=_dataset_facts(run, dataset),
+        run_id=run.id,
+        stored={**stored, "model.json": run.artifacts["model/model.json"]},
+        alias=alias,
+        description=description,
+        reason=reason,
+    )
+
+
+def dataset_signature(
+    dataset: DatasetVersionRecord,
+    layout: InputLayout,
+    *,
+    task: str,
+    target: str,
+    classes: list[str] | None,
+) -> dict[str, Any]:
+    """The signature of a model taking ``layout``'s columns of ``dataset``, its context columns beside."""
     schema = dataset.schema.get("columns", [])
-    signature = make_signature(
+    return make_signature(
         layout,
         task=task,
-        target=config["target"],
+        target=target,
         classes=classes,
         profile=dataset.profile,
         context=[
             {"name": c["name"], "role": c["role"]} for c in schema if c.get("role") in CONTEXT_ROLES
         ],
     )
-    predictor = Predictor(onnx_bytes, signature, name=name)
-    parity = verify_export(model, layout, predictor, splits["test"])
 
+
+def store_version(
+    project: Project,
+    name: str,
+    *,
+    predictor: Predictor,
+    onnx: bytes,
+    splits: dict[str, pa.Table],
+    metrics: dict[str, Any],
+    lineage: dict[str, Any],
+    dataset: dict[str, Any],
+    run_id: str | None,
+    stored: Mapping[str, str] | None = None,
+    alias: str | None = None,
+    description: str | None = None,
+    reason: str | None = None,
+) -> ModelVersionRecord:
+    """The tail every registration shares, once the graph has passed its parity check.
+
+    Monitoring's reference answers (validation rows) and the OOD detector
+    (training rows), then the registry's card, stored files and version,
+    written together with ``alias``.
+    """
+    signature = predictor.signature
     # monitor: what the version's answers are compared with once it serves
     files = {
-        "reference.parquet": reference_answers(predictor, splits["validation"], config["target"]),
+        "reference.parquet": reference_answers(
+            predictor, splits["validation"], signature["target"]
+        ),
         "ood.json": _ood_document(project, splits, signature),
     }
-
     # registry: the card, the stored files, the version
     draft = VersionDraft(
-        task=task,
-        onnx=onnx_bytes,
+        task=signature["task"],
+        onnx=onnx,
         signature=signature,
-        metrics=_metrics(run, parity),
-        lineage=_lineage(run, dataset),
-        dataset=_dataset_facts(run, dataset),
-        run_id=run.id,
+        metrics=metrics,
+        lineage=lineage,
+        dataset=dataset,
+        run_id=run_id,
         files=files,
-        stored={
-            "weights.safetensors": run.artifacts["model/weights.safetensors"],
-            "model.json": run.artifacts["model/model.json"],
-        },
+        stored=dict(stored or {}),
     )
     return add_version(
         project,
@@ -162,14 +242,7 @@ def _lineage(run: RunRecord, dataset: DatasetVersionRecord) -> dict[str, Any]:
 
 
 def _dataset_facts(run: RunRecord, dataset: DatasetVersionRecord) -> dict[str, Any]:
-    return {
-        "ref": dataset.ref,
-        "source": dataset.source,
-        "rows": dataset.n_rows,
-        "split": run.params.get("split"),
-        "fingerprint": dataset.fingerprint,
-        "warnings": dataset.profile.get("warnings", []),
-    }
+    return dataset_facts(dataset, run.params.get("split"))
 
 
 def _spec_hash(params: dict[str, Any]) -> str:
