@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from mlcycle import Project
+
 MLCYCLE = str(Path(sys.executable).with_name("mlcycle"))
 
 
@@ -29,8 +31,7 @@ def mlcycle(
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    done = mlcycle("init", "proj", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    Project.init(tmp_path / "proj", name="proj").close()  # the README tour runs `mlcycle init`
     return tmp_path / "proj"
 
 

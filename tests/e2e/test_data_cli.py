@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_wine
 
+from mlcycle import Project
 from tests.e2e.test_cli import mlcycle as _mlcycle
 
 
@@ -21,8 +22,7 @@ def mlcycle(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    done = mlcycle("init", "proj", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    Project.init(tmp_path / "proj", name="proj").close()  # the README tour runs `mlcycle init`
     return tmp_path / "proj"
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mlcycle import Project
 from mlcycle.store import MetadataStore
 from tests.e2e.test_cli import MLCYCLE, mlcycle
 
@@ -35,9 +36,10 @@ SLOW_DIGITS = [
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    assert mlcycle("init", "proj", cwd=tmp_path).returncode == 0
+    # Made in this process: the README tour and test_cli run the CLI's init and data add.
     root = tmp_path / "proj"
-    assert mlcycle("data", "add", "sklearn:digits", cwd=root).returncode == 0
+    with Project.init(root, name="proj") as made:
+        made.datasets.add("sklearn:digits")
     return root
 
 

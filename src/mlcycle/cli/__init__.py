@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import threading
 
 from mlcycle.cli import (  # noqa: F401  (each registers its commands)
     _audit,
@@ -30,5 +33,27 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Console-script entry point."""
-    sys.exit(_main())
+    """Console-script entry point: the command's exit code, whatever native libraries do at exit.
+
+    Once the command is done, Python's exit work runs (its ``atexit`` handlers,
+    the streams flushed) and the process leaves with ``os._exit``, skipping
+    the C-level teardown: there, the thread pools that torch, ONNX Runtime
+    and Arrow leave can abort the process under load ("terminate called
+    without an active exception", exit -6) after the command succeeded or
+    printed its error. When a thread of the command is still running, the
+    ordinary exit waits for it instead.
+    """
+    code = _main()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
+        sys.exit(code)
+    _leave(code)
+
+
+def _leave(code: int) -> None:
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
