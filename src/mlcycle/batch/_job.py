@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_CHUNK_ROWS", "Progress", "ScoreSummary", "score_file"]
 
 DEFAULT_CHUNK_ROWS = 65_536
+# Inputs this large measure their ONNX Runtime call size: the calibration costs some
+# 50,000-100,000 rows of model time, a few percent of a million rows' job.
+CALIBRATE_MIN_ROWS = 1_000_000
+CALIBRATE_MIN_CSV_BYTES = 64 << 20  # a CSV's row count is unknown until read: go by its size
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,14 @@ class ScoreSummary:
         seconds: this run's wall time.
         rows_per_s: rows this run processed per second.
         job_id: the job's id (prefix of its request ids in the prediction log).
+        slice_rows: rows per ONNX Runtime call.
+        slice_choice: how ``slice_rows`` was chosen: ``"measured"`` on the first
+            chunk, ``"given"`` by the caller, or ``"default"`` (an input too
+            small for measuring to pay).
+        slice_rates: rows/s per call size timed when measured (one thread), else empty.
+        calibration_s: seconds the measuring took (other workers went on scoring).
+        workers: scoring threads.
+        threads: ONNX Runtime intra-op threads per worker.
     """
 
     model: str
@@ -59,6 +71,12 @@ class ScoreSummary:
     seconds: float
     rows_per_s: float
     job_id: str
+    slice_rows: int
+    slice_choice: str
+    slice_rates: dict[str, float]
+    calibration_s: float
+    workers: int
+    threads: int
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +142,7 @@ def score_file(
     restart: bool = False,
     log: bool = True,
     log_sample: float = 1.0,
+    slice_rows: int | None = None,
     progress: Progress | None = None,
 ) -> ScoreSummary:
     """Score every row of a CSV or Parquet file (or a folder of Parquet files) into ``output``.
@@ -155,6 +174,9 @@ def score_file(
             same ones; a sample is enough for drift and is much cheaper on a large
             file (see ``bench/RESULTS.md``), but feedback can only be joined to
             the rows logged.
+        slice_rows: rows per ONNX Runtime call (default: measured on the first
+            chunk of an input of a million rows or more, else 4,096). The
+            predictions do not depend on it.
         progress: called after each chunk with the rows done and the total.
 
     Returns:
@@ -174,6 +196,8 @@ def score_file(
     started = time.perf_counter()
     if chunk_rows < 1:
         raise DataError(f"chunk_rows: {chunk_rows} is not >= 1")
+    if slice_rows is not None and (isinstance(slice_rows, bool) or slice_rows < 1):
+        raise DataError(f"slice_rows: {slice_rows} is not >= 1 (rows per ONNX Runtime call)")
     if not 0.0 < log_sample <= 1.0:
         raise DataError(f"log_sample: {log_sample} is not in (0, 1]: the fraction of rows to log")
     out_path, fmt = Path(output), _output_format(Path(output))
@@ -221,7 +245,15 @@ def score_file(
     try:
         done = work.done()
         scorer = ChunkScorer(
-            predictor, work, ids, str(record["job_id"]), batch_log, log_sample, context
+            predictor,
+            work,
+            ids,
+            str(record["job_id"]),
+            batch_log,
+            log_sample,
+            context,
+            slice_rows=slice_rows,
+            calibrate=slice_rows is None and _worth_calibrating(source),
         )
         totals = run_chunks(source, columns, chunk_rows, done, scorer, writer, n_workers, progress)
         if totals.chunks == 0:
@@ -250,7 +282,22 @@ def score_file(
         seconds=seconds,
         rows_per_s=totals.rows / seconds if seconds > 0 else 0.0,
         job_id=str(record["job_id"]),
+        slice_rows=scorer.run.slice_rows,
+        slice_choice=(
+            "given" if slice_rows is not None else "measured" if scorer.run.rates else "default"
+        ),
+        slice_rates={str(k): v for k, v in scorer.run.rates.items()},
+        calibration_s=scorer.calibration_s,
+        workers=n_workers,
+        threads=predictor.session.get_session_options().intra_op_num_threads,
     )
+
+
+def _worth_calibrating(source: Source) -> bool:
+    """Whether the input is large enough for measuring the call size to pay."""
+    if source.total_rows is not None:
+        return source.total_rows >= CALIBRATE_MIN_ROWS
+    return sum(f.stat().st_size for f in source.files) >= CALIBRATE_MIN_CSV_BYTES
 
 
 def _load(

@@ -10,6 +10,7 @@ order is the input's whichever worker finishes first.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -54,7 +55,11 @@ def sampled(row_numbers: np.ndarray[Any, Any], fraction: float) -> np.ndarray[An
 
 
 class ChunkScorer:
-    """Scores one chunk in a worker thread: validate, predict, log, commit the part."""
+    """Scores one chunk in a worker thread: validate, predict, log, commit the part.
+
+    With ``calibrate``, the first chunk with rows to score first measures the
+    ONNX Runtime call size (see :meth:`ChunkPredictor.calibrate`).
+    """
 
     def __init__(
         self,
@@ -65,9 +70,14 @@ class ChunkScorer:
         log: BatchLog | None,
         log_sample: float = 1.0,
         context: list[str] | None = None,
+        slice_rows: int | None = None,
+        calibrate: bool = False,
     ) -> None:
         self.predictor = predictor
-        self.run = ChunkPredictor(predictor)
+        self.run = ChunkPredictor(predictor, slice_rows)
+        self.calibration_s = 0.0  # time the calibration took (0: not done)
+        self._calibrate = calibrate
+        self._calibrate_lock = threading.Lock()
         self.work = work
         self.ids = ids
         self.job_id = job_id
@@ -81,6 +91,8 @@ class ChunkScorer:
         checked = check_chunk(table, signature, self.predictor.feeds, first_row=first_row)
         rows = checked.rows if checked.rows is not None else np.arange(table.num_rows)
         ids = table.select(self.ids)
+        if self._calibrate and len(rows):
+            self._calibrate_on(checked.feeds, len(rows))
         scored = self.run(checked.feeds, len(rows)) if len(rows) else None
         if self.log is not None and scored is not None:
             latency_ms = (time.perf_counter() - started) * 1000.0
@@ -110,6 +122,16 @@ class ChunkScorer:
         counts = PartCounts(table.num_rows, len(checked.rejects))
         self.work.write_part(index, out, counts, rejects)
         return Done(counts, out, rejects)
+
+    def _calibrate_on(self, feeds: dict[str, np.ndarray[Any, Any]], rows: int) -> None:
+        """Measure the slice size on the first chunk a worker takes; the others do not wait."""
+        with self._calibrate_lock:
+            if not self._calibrate:
+                return
+            self._calibrate = False
+        started = time.perf_counter()
+        self.run.calibrate(feeds, rows)
+        self.calibration_s = time.perf_counter() - started
 
 
 @dataclass

@@ -131,6 +131,15 @@ def score(
             help="Fraction of the scored rows written to the prediction log (default: all).",
         ),
     ] = 1.0,
+    slice_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--slice-rows",
+            min=1,
+            help="Rows per ONNX Runtime call (default: measured on the first chunk "
+            "of a large input, else 4,096).",
+        ),
+    ] = None,
     executor: Annotated[
         str,
         typer.Option(
@@ -167,6 +176,7 @@ def score(
                 restart=restart,
                 log=not no_log,
                 log_sample=log_sample,
+                slice_rows=slice_rows,
                 progress=bar,
             )
         except ConflictError as exc:
@@ -182,6 +192,11 @@ def score(
         f"[green]scored[/] {summary.scored:,} of {summary.rows:,} rows with "
         f"[bold]{summary.model}[/] in {summary.seconds:.1f} s "
         f"({summary.rows_per_s:,.0f} rows/s){resumed} → {summary.output}"
+    )
+    out.print(
+        f"  {summary.slice_rows:,}-row ONNX Runtime calls ({summary.slice_choice}), "
+        f"{summary.workers} worker{'s' if summary.workers != 1 else ''} × "
+        f"{summary.threads} thread{'s' if summary.threads != 1 else ''}"
     )
     if summary.rejected:
         out.print(f"[yellow]rejected[/] {summary.rejected:,} rows → {summary.rejects}")
