@@ -20,13 +20,17 @@ Arms, each in its own fresh process, interleaved in rotating order:
   as many workers as ``score`` uses), run with all outputs on the same rows
   already in memory as float32 arrays, in batches as large as the chunks;
 * ``ort@best``: a stricter ceiling: only the ``probabilities`` output, run in
-  slices of 2,048, 4,096, 8,192 and 16,384 rows, the fastest of them
-  (``score_file`` itself uses 4,096-row slices).
+  slices of 1,024 to 32,768 rows, the fastest of them (``score_file``
+  measures its own slice size on the first chunk of an input of a million
+  rows or more; each ``score`` arm reports the size it chose).
 
 The timed region of ``score`` is the whole ``score_file`` call (project open
 and model load included); of the ``ort`` arms, the runs only (loading the data
 into memory is excluded). Rows/s are medians over the repeats; ratios are
-ratios of medians. Peak memory is the process's VmHWM (peak resident set);
+ratios of medians. ``steady`` is a ``score`` arm's rate from the end of its
+first chunk to its last, leaving out the fixed start (imports, project open,
+model load) and the first chunk's calibration, which the ``ort`` arms do not
+pay. Peak memory is the process's VmHWM (peak resident set);
 ``ru_maxrss`` is not used because Linux carries it over ``exec`` from the
 parent. The script checks that ``score`` and the ceiling computed the same
 thing (the probabilities of the first chunk agree within 1e-6).
@@ -56,7 +60,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 FEATURES = [f"x{i:02d}" for i in range(30)]
-SWEEP = (2_048, 4_096, 8_192, 16_384)  # slice sizes the stricter ceiling tries
+SWEEP = (1_024, 2_048, 4_096, 8_192, 16_384, 32_768)  # slice sizes the stricter ceiling tries
 MODEL = "bench@champion"
 
 SCORE = """
@@ -69,9 +73,16 @@ def peak_mb():
 
 source, output, project, log = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 before = peak_mb()
+marks = []  # (time, rows done) after each chunk: the steady rate leaves out start and first chunk
 s = score_file('bench@champion', source, output, project=project, log=log != 'nolog',
-               log_sample=0.1 if log == 'sample' else 1.0)
+               log_sample=0.1 if log == 'sample' else 1.0,
+               progress=lambda done, total: marks.append((time.perf_counter(), done)))
+(t0, r0), (t1, r1) = marks[1], marks[-1]
 print(json.dumps({'rows_per_s': s.scored / s.seconds, 'seconds': s.seconds, 'rows': s.scored,
+                  'steady_rows_per_s': (r1 - r0) / (t1 - t0),
+                  'slice_rows': s.slice_rows, 'slice_choice': s.slice_choice,
+                  'calibration_ms': s.calibration_s * 1000, 'slice_rates': s.slice_rates,
+                  'workers': s.workers, 'threads': s.threads,
                   'peak_mb': peak_mb(), 'before_mb': before}))
 """
 
@@ -234,6 +245,12 @@ def main() -> None:
             "score-sample": median("score-sample", "rows_per_s"),
         }
         peaks = {arm: max(s["peak_mb"] for s in samples[arm]) for arm in scoring}
+        steady = {arm: median(arm, "steady_rows_per_s") for arm in scoring}
+        slices = {
+            arm: ", ".join(f"{s['slice_rows']:,} ({s['slice_choice']})" for s in samples[arm])
+            for arm in scoring
+        }
+        slices["ort@best"] = ", ".join(f"{s['best_slice']:,}" for s in samples["ort"])
         figures = {
             "rows": args.rows,
             "chunk_rows": DEFAULT_CHUNK_ROWS,
@@ -241,6 +258,11 @@ def main() -> None:
             **{f"{arm}_rows_per_s": rate for arm, rate in rates.items()},
             **{f"{arm}_vs_ort@chunk": rates[arm] / ceiling_chunk for arm in scoring},
             **{f"{arm}_vs_ort@best": rates[arm] / ceiling_best for arm in scoring},
+            **{f"{arm}_steady_rows_per_s": steady[arm] for arm in scoring},
+            **{f"{arm}_steady_vs_ort@best": steady[arm] / ceiling_best for arm in scoring},
+            **{f"{arm}_slices": slices[arm] for arm in scoring},
+            "ort@best_slices": slices["ort@best"],
+            "calibration_ms": [round(s["calibration_ms"], 1) for a in scoring for s in samples[a]],
             **{f"{arm}_peak_mb": peak for arm, peak in peaks.items()},
             "peak_mb_before_scoring": max(s["before_mb"] for s in samples["score"]),
             "max_abs_diff_first_chunk": diff,
@@ -258,14 +280,16 @@ def main() -> None:
         }
         print()
         print(
-            f"| arm | rows/s (median of {args.repeats}) | vs ort@chunk | vs ort@best | peak RSS |"
+            f"| arm | rows/s (median of {args.repeats}) | vs ort@chunk | vs ort@best "
+            "| steady vs ort@best | slice rows (each run) | peak RSS |"
         )
-        print("| --- | ---: | ---: | ---: | ---: |")
+        print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")
         for arm, rate in rates.items():
             peak = f"{peaks[arm]:.0f} MiB" if arm in peaks else ""
+            still = f"{steady[arm] / ceiling_best:.2f}" if arm in steady else ""
             print(
                 f"| {labels[arm]} | {rate:,.0f} | {rate / ceiling_chunk:.2f} | "
-                f"{rate / ceiling_best:.2f} | {peak} |"
+                f"{rate / ceiling_best:.2f} | {still} | {slices.get(arm, '')} | {peak} |"
             )
         print(
             f"\nsame work: {rows_out:,} rows written; first chunk's probabilities, score vs "

@@ -66,7 +66,8 @@ def _arrow_column(column: Any) -> Any:
     import pyarrow as pa
 
     if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
+        # combining copies even a single chunk: a batch-scoring chunk is one, 30 columns a time
+        column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     if pa.types.is_fixed_size_list(column.type) and column.null_count == 0:
         flat = column.flatten().to_numpy(zero_copy_only=False)
         return flat.reshape((len(column), column.type.list_size))
