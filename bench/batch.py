@@ -30,7 +30,10 @@ into memory is excluded). Rows/s are medians over the repeats; ratios are
 ratios of medians. ``steady`` is a ``score`` arm's rate from the end of its
 first chunk to its last, leaving out the fixed start (imports, project open,
 model load) and the first chunk's calibration, which the ``ort`` arms do not
-pay. Peak memory is the process's VmHWM (peak resident set);
+pay. ``CPU s per 1M rows`` is the process's CPU time (all threads) per
+million rows: on a shared machine, where rates move with the others' load,
+it is the cost of the work itself (for ``ort@best``, at its best slice).
+Peak memory is the process's VmHWM (peak resident set);
 ``ru_maxrss`` is not used because Linux carries it over ``exec`` from the
 parent. The script checks that ``score`` and the ceiling computed the same
 thing (the probabilities of the first chunk agree within 1e-6).
@@ -74,12 +77,15 @@ def peak_mb():
 source, output, project, log = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 before = peak_mb()
 marks = []  # (time, rows done) after each chunk: the steady rate leaves out start and first chunk
+cpu = time.process_time()
 s = score_file('bench@champion', source, output, project=project, log=log != 'nolog',
                log_sample=0.1 if log == 'sample' else 1.0,
                progress=lambda done, total: marks.append((time.perf_counter(), done)))
+cpu = time.process_time() - cpu
 (t0, r0), (t1, r1) = marks[1], marks[-1]
 print(json.dumps({'rows_per_s': s.scored / s.seconds, 'seconds': s.seconds, 'rows': s.scored,
                   'steady_rows_per_s': (r1 - r0) / (t1 - t0),
+                  'cpu_s_per_mrow': cpu / s.scored * 1e6,
                   'slice_rows': s.slice_rows, 'slice_choice': s.slice_choice,
                   'calibration_ms': s.calibration_s * 1000, 'slice_rates': s.slice_rates,
                   'workers': s.workers, 'threads': s.threads,
@@ -114,19 +120,23 @@ def sliced(size):
                 for i in range(0, n, size)]
     return run
 
-def rate(run):
+cpu = {}
+
+def rate(run, key=None):
     run(feeds[0])
     with ThreadPoolExecutor(workers) as pool:
-        start = time.perf_counter()
+        start, used = time.perf_counter(), time.process_time()
         for _ in pool.map(run, feeds):
             pass
+        cpu[key] = (time.process_time() - used) / rows * 1e6
         return rows / (time.perf_counter() - start)
 
 np.save(check, whole(feeds[0])[0])
 result = {'workers': workers, 'rows': rows, 'ort@chunk': rate(whole)}
-best = {size: rate(sliced(size)) for size in sweep}
+best = {size: rate(sliced(size), size) for size in sweep}
 result['best_slice'] = max(best, key=best.get)
 result['ort@best'] = best[result['best_slice']]
+result['cpu_s_per_mrow'] = cpu[result['best_slice']]
 print(json.dumps(result))
 """
 
@@ -246,6 +256,8 @@ def main() -> None:
         }
         peaks = {arm: max(s["peak_mb"] for s in samples[arm]) for arm in scoring}
         steady = {arm: median(arm, "steady_rows_per_s") for arm in scoring}
+        # CPU seconds per million rows: the cost of the work whatever else runs on the machine
+        cpu = {arm: median(arm, "cpu_s_per_mrow") for arm in (*scoring, "ort")}
         slices = {
             arm: ", ".join(f"{s['slice_rows']:,} ({s['slice_choice']})" for s in samples[arm])
             for arm in scoring
@@ -262,6 +274,8 @@ def main() -> None:
             **{f"{arm}_steady_vs_ort@best": steady[arm] / ceiling_best for arm in scoring},
             **{f"{arm}_slices": slices[arm] for arm in scoring},
             "ort@best_slices": slices["ort@best"],
+            **{f"{arm}_cpu_s_per_mrow": c for arm, c in cpu.items()},
+            **{f"{arm}_cpu_ratio_vs_ort@best": cpu["ort"] / cpu[arm] for arm in scoring},
             "calibration_ms": [round(s["calibration_ms"], 1) for a in scoring for s in samples[a]],
             **{f"{arm}_peak_mb": peak for arm, peak in peaks.items()},
             "peak_mb_before_scoring": max(s["before_mb"] for s in samples["score"]),
@@ -281,15 +295,18 @@ def main() -> None:
         print()
         print(
             f"| arm | rows/s (median of {args.repeats}) | vs ort@chunk | vs ort@best "
-            "| steady vs ort@best | slice rows (each run) | peak RSS |"
+            "| steady vs ort@best | CPU s per 1M rows | slice rows (each run) | peak RSS |"
         )
-        print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
         for arm, rate in rates.items():
             peak = f"{peaks[arm]:.0f} MiB" if arm in peaks else ""
             still = f"{steady[arm] / ceiling_best:.2f}" if arm in steady else ""
+            used = cpu.get(arm, cpu["ort"] if arm == "ort@best" else None)
+            used_text = f"{used:.2f}" if used is not None else ""
             print(
                 f"| {labels[arm]} | {rate:,.0f} | {rate / ceiling_chunk:.2f} | "
-                f"{rate / ceiling_best:.2f} | {still} | {slices.get(arm, '')} | {peak} |"
+                f"{rate / ceiling_best:.2f} | {still} | {used_text} | {slices.get(arm, '')} "
+                f"| {peak} |"
             )
         print(
             f"\nsame work: {rows_out:,} rows written; first chunk's probabilities, score vs "
