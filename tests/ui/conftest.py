@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,6 +20,9 @@ from mlcycle.serve import serve_in_thread
 from mlcycle.train import train
 from mlcycle.ui import create_app
 from mlcycle.workflow import register
+
+if TYPE_CHECKING:
+    from mlcycle.monitor import MonitorResult
 
 TOKEN = "ui-test-token-5f2a"
 # name -> (experiment, status, tags, test accuracy): the recorded runs besides the trained two
@@ -29,6 +33,9 @@ RECORDED = {
     "sweep-3": ("sweep", "failed", {"team": "b"}, 0.95),
     "sweep-4": ("sweep", "finished", {"team": "b"}, 0.99),
 }
+
+
+WATCHED = "iris-watched"  # a model monitored twice (its own name: the iris page stays unmonitored)
 
 
 @dataclass(frozen=True)
@@ -67,3 +74,31 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with serve_in_thread(app) as url:
         yield Site(project=project, url=url, trained=trained, recorded=recorded, model="iris")
     project.close()
+
+
+@pytest.fixture(scope="session")
+def watched(site: Site, tmp_path_factory: pytest.TempPathFactory) -> list[MonitorResult]:
+    """Two real monitoring runs of :data:`WATCHED`: unseen rows, then a shifted petal length."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from mlcycle.monitor import monitor
+
+    folder = tmp_path_factory.mktemp("watched")
+    register(site.project, site.trained[0], WATCHED, alias="champion")
+    splits = site.project.datasets.load_split("iris@1")
+    results = []
+    for n, (split, factor) in enumerate((("validation", 1.0), ("train", 1.8))):
+        table = splits[split]
+        i = table.column_names.index("petal_length_cm")
+        table = table.set_column(i, "petal_length_cm", pc.multiply(table.column(i), factor))
+        pq.write_table(table, folder / f"window{n}.parquet")
+        results.append(
+            monitor(
+                site.project,
+                f"{WATCHED}@champion",
+                current=folder / f"window{n}.parquet",
+                html=folder / f"window{n}.html",
+            )
+        )
+    return results

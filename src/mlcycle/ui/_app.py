@@ -44,7 +44,7 @@ from mlcycle import _html
 from mlcycle.errors import ConflictError, MlcycleError, NotFoundError
 from mlcycle.store import history as loop_history
 from mlcycle.store import read_state, read_traffic
-from mlcycle.ui import _runs
+from mlcycle.ui import _monitoring, _runs
 from mlcycle.ui._guard import ACTION_HEADER, HostGuard, allowed_names, check_action
 
 if TYPE_CHECKING:
@@ -243,6 +243,26 @@ def create_app(
             report["monitor"] = monitored.get(report["sha256"])
         return page("reports.html", request, title="reports", reports=found)
 
+    def monitoring(request: Request) -> HTMLResponse:
+        return page("monitoring.html", request, title="monitoring", **_monitoring.overview(project))
+
+    def model_monitoring(request: Request) -> HTMLResponse:
+        name = request.path_params["name"]
+        last = _runs.positive(request.query_params.get("last"), _monitoring.DEFAULT_REPORTS)
+        try:
+            found = _monitoring.model_monitoring(project, name, last)
+        except MlcycleError as exc:
+            return failed(request, exc)
+        return page(
+            "model_monitoring.html",
+            request,
+            title=f"monitoring {name}",
+            name=name,
+            m=found,
+            last=last,
+            max_reports=_monitoring.MAX_REPORTS,
+        )
+
     def artifact(request: Request) -> Response:
         sha = request.path_params["sha256"]
         try:
@@ -332,6 +352,8 @@ def create_app(
         Route("/models/{name}/diff", model_diff),
         Route("/models/{name}/story", story),
         Route("/reports", reports),
+        Route("/monitoring", monitoring),
+        Route("/monitoring/{name}", model_monitoring),
         Route("/artifacts/{sha256}", artifact),
         Route("/static/plotly.min.js", plotly),
         Route("/favicon.ico", favicon),
