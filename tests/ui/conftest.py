@@ -102,3 +102,57 @@ def watched(site: Site, tmp_path_factory: pytest.TempPathFactory) -> list[Monito
             )
         )
     return results
+
+
+@pytest.fixture(scope="session")
+def looped(site: Site, watched: list[MonitorResult]) -> str:
+    """:data:`WATCHED` in a loop's rollout: a trigger, a challenger (v2) and its gate verdict,
+    a canary, routine checks.
+
+    Recorded through the store's loop records, as the loop writes them (running the
+    loop would retrain); returns the model's name.
+    """
+    from mlcycle.store import LoopState, Traffic, set_traffic, write_state
+
+    store, actor = site.project.store, "loop"
+    challenger = register(site.project, site.trained[1], WATCHED).version
+    assert challenger == 2
+    write_state(store, WATCHED, LoopState(), action="checked", reason="healthy", actor=actor)
+    write_state(
+        store,
+        WATCHED,
+        LoopState(phase="triggered", cycle=1, champion=1, triggers=["drift"]),
+        action="triggered",
+        reason="feature drift in petal_length_cm",
+        actor=actor,
+    )
+    store.record_event(
+        "gate.promoted",
+        "model",
+        WATCHED,
+        actor=actor,
+        reason="accuracy +0.05",
+        details={
+            "challenger_version": 2,
+            "champion_version": 1,
+            "metric": "accuracy",
+            "champion": 0.9,
+            "challenger": 0.95,
+            "delta": 0.05,
+            "low": 0.01,
+            "high": 0.09,
+            "rows": 120,
+            "promote": True,
+        },
+    )
+    set_traffic(store, WATCHED, Traffic(challenger, "canary", 10.0), actor=actor, reason="step 1/2")
+    for _ in range(3):  # routine checks after the decision are not decisions
+        write_state(
+            store,
+            WATCHED,
+            LoopState(phase="rollout", cycle=1),
+            action="checked",
+            reason="ok",
+            actor=actor,
+        )
+    return WATCHED

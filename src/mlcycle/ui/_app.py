@@ -44,7 +44,7 @@ from mlcycle import _html
 from mlcycle.errors import ConflictError, MlcycleError, NotFoundError
 from mlcycle.store import history as loop_history
 from mlcycle.store import read_state, read_traffic
-from mlcycle.ui import _monitoring, _runs
+from mlcycle.ui import _loop, _monitoring, _runs
 from mlcycle.ui._guard import ACTION_HEADER, HostGuard, allowed_names, check_action
 
 if TYPE_CHECKING:
@@ -263,6 +263,9 @@ def create_app(
             max_reports=_monitoring.MAX_REPORTS,
         )
 
+    def loop(request: Request) -> HTMLResponse:
+        return page("loop.html", request, title="the loop", **_loop.loop_overview(project))
+
     def artifact(request: Request) -> Response:
         sha = request.path_params["sha256"]
         try:
@@ -354,6 +357,7 @@ def create_app(
         Route("/reports", reports),
         Route("/monitoring", monitoring),
         Route("/monitoring/{name}", model_monitoring),
+        Route("/loop", loop),
         Route("/artifacts/{sha256}", artifact),
         Route("/static/plotly.min.js", plotly),
         Route("/favicon.ico", favicon),
