@@ -156,3 +156,34 @@ def looped(site: Site, watched: list[MonitorResult]) -> str:
             actor=actor,
         )
     return WATCHED
+
+
+@pytest.fixture(scope="session")
+def served(site: Site, looped: str) -> str:
+    """:data:`WATCHED` in the prediction log: ten answered requests of v1 (1 to 10 ms, one
+    of three rows), two failed, three shadowed by v2, a batch job's 50 rows, and an answer
+    two hours old."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from mlcycle.predictions import LoggedBatch, PredictionLog
+    from mlcycle.store import STATE_DIR
+
+    log = PredictionLog(site.project.root / STATE_DIR / "log")
+
+    def request(version: int, source: str, rows: int, ms: float, **kw: object) -> None:
+        x = np.arange(rows, dtype=np.float32)
+        ids = [f"{source}-{ms}-{i}" for i in range(rows)]
+        log.append(LoggedBatch(WATCHED, version, source, ids, {"x": x}, ms, **kw))  # type: ignore[arg-type]
+
+    for ms in range(1, 11):
+        request(1, "serve", 3 if ms == 5 else 1, float(ms))
+    request(1, "error", 1, 0.5)
+    request(1, "error", 1, 0.7)
+    for ms in (2.0, 3.0, 4.0):
+        request(2, "shadow", 1, ms)
+    request(1, "batch", 50, 80.0)
+    request(1, "serve", 1, 999.0, at=datetime.now(UTC) - timedelta(hours=2))
+    log.close()
+    return WATCHED

@@ -44,7 +44,7 @@ from mlcycle import _html
 from mlcycle.errors import ConflictError, MlcycleError, NotFoundError
 from mlcycle.store import history as loop_history
 from mlcycle.store import read_state, read_traffic
-from mlcycle.ui import _loop, _monitoring, _runs
+from mlcycle.ui import _deployments, _loop, _monitoring, _runs
 from mlcycle.ui._guard import ACTION_HEADER, HostGuard, allowed_names, check_action
 
 if TYPE_CHECKING:
@@ -266,6 +266,22 @@ def create_app(
     def loop(request: Request) -> HTMLResponse:
         return page("loop.html", request, title="the loop", **_loop.loop_overview(project))
 
+    def deployments(request: Request) -> HTMLResponse:
+        window = request.query_params.get("window", _deployments.DEFAULT_WINDOW)
+        if window not in _deployments.WINDOWS:
+            message = f"window {window!r}: expected one of {', '.join(_deployments.WINDOWS)}"
+            return page("error.html", request, 400, title="bad request", message=message)
+        found, recent = _deployments.deployments(project, window)
+        return page(
+            "deployments.html",
+            request,
+            title="deployments",
+            models=found,
+            recent=recent,
+            window=window,
+            windows=list(_deployments.WINDOWS),
+        )
+
     def artifact(request: Request) -> Response:
         sha = request.path_params["sha256"]
         try:
@@ -358,6 +374,7 @@ def create_app(
         Route("/monitoring", monitoring),
         Route("/monitoring/{name}", model_monitoring),
         Route("/loop", loop),
+        Route("/deployments", deployments),
         Route("/artifacts/{sha256}", artifact),
         Route("/static/plotly.min.js", plotly),
         Route("/favicon.ico", favicon),
