@@ -78,7 +78,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture(scope="session")
 def watched(site: Site, tmp_path_factory: pytest.TempPathFactory) -> list[MonitorResult]:
-    """Two real monitoring runs of :data:`WATCHED`: unseen rows, then a shifted petal length."""
+    """:data:`WATCHED` monitored twice for real (unseen rows, then a shifted petal length).
+
+    Its v1 is the first trained run; v2, the second, is registered as a variant pruned
+    from v1 (the registry's own ``derived_from``: pruning would train again).
+    """
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -86,6 +90,8 @@ def watched(site: Site, tmp_path_factory: pytest.TempPathFactory) -> list[Monito
 
     folder = tmp_path_factory.mktemp("watched")
     register(site.project, site.trained[0], WATCHED, alias="champion")
+    variant = {"model": WATCHED, "version": 1, "method": "prune", "params": {"ratio": 0.5}}
+    assert register(site.project, site.trained[1], WATCHED, derived_from=variant).version == 2
     splits = site.project.datasets.load_split("iris@1")
     results = []
     for n, (split, factor) in enumerate((("validation", 1.0), ("train", 1.8))):
@@ -106,7 +112,7 @@ def watched(site: Site, tmp_path_factory: pytest.TempPathFactory) -> list[Monito
 
 @pytest.fixture(scope="session")
 def looped(site: Site, watched: list[MonitorResult]) -> str:
-    """:data:`WATCHED` in a loop's rollout: a trigger, a challenger (v2) and its gate verdict,
+    """:data:`WATCHED` in a loop's rollout: a trigger, v2 judged by the gate as the challenger,
     a canary, routine checks.
 
     Recorded through the store's loop records, as the loop writes them (running the
@@ -115,8 +121,7 @@ def looped(site: Site, watched: list[MonitorResult]) -> str:
     from mlcycle.store import LoopState, Traffic, set_traffic, write_state
 
     store, actor = site.project.store, "loop"
-    challenger = register(site.project, site.trained[1], WATCHED).version
-    assert challenger == 2
+    challenger = 2
     write_state(store, WATCHED, LoopState(), action="checked", reason="healthy", actor=actor)
     write_state(
         store,

@@ -44,7 +44,7 @@ from mlcycle import _html
 from mlcycle.errors import ConflictError, MlcycleError, NotFoundError
 from mlcycle.store import history as loop_history
 from mlcycle.store import read_state, read_traffic
-from mlcycle.ui import _deployments, _loop, _monitoring, _runs
+from mlcycle.ui import _deployments, _lineage, _loop, _monitoring, _runs
 from mlcycle.ui._guard import ACTION_HEADER, HostGuard, allowed_names, check_action
 
 if TYPE_CHECKING:
@@ -204,6 +204,7 @@ def create_app(
             aliases=aliases,
             history=history,
             audits=audits,
+            lineage=_lineage.lineage_tree(versions),
             loop=read_state(project.store, name),
             traffic=read_traffic(project.store, name),
             decisions=loop_history(project.store, name),
