@@ -70,10 +70,13 @@ def deployments(project: Project, window: str) -> tuple[list[Deployment], Recent
             d.plot = {
                 "title": "requests per minute",
                 "y": "requests",
+                "range": [since.isoformat(), now.isoformat()],
+                "barmode": "stack",
                 "traces": [
                     {
                         "name": line,
-                        "mode": "lines+markers",
+                        "type": "bar",
+                        "width": 60_000,  # one minute, in ms
                         "x": [p[0] for p in points],
                         "y": [p[1] for p in points],
                     }

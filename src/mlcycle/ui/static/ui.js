@@ -68,12 +68,15 @@ function compareCurves(div) {
   if (traces.length) plot(div, traces, wanted.slice(0, 2).join(", ")); else div.textContent = "no curves";
 }
 
-// A plot the server prepared: {title, y, traces} in the JSON script the div names, time on x.
+// A plot the server prepared: {title, y, traces, range?, barmode?} in the JSON script the
+// div names, time on x (over `range` when given: the window the figures are of).
 function drawSeries(div) {
   const spec = JSON.parse(document.getElementById(div.dataset.series).textContent);
+  const xaxis = {type: "date"};
+  if (spec.range) xaxis.range = spec.range;
   Plotly.newPlot(div, spec.traces, {
-    title: {text: spec.title}, margin: {t: 40, r: 20, b: 40, l: 60},
-    xaxis: {type: "date"}, yaxis: {title: {text: spec.y}}, legend: {orientation: "h"},
+    title: {text: spec.title}, margin: {t: 40, r: 20, b: 40, l: 60}, barmode: spec.barmode,
+    xaxis: xaxis, yaxis: {title: {text: spec.y}}, legend: {orientation: "h", y: -0.22},
   }, {displaylogo: false, responsive: true});
 }
 
