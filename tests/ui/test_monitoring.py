@@ -6,6 +6,7 @@ import json
 import re
 
 import httpx
+import numpy as np
 
 from mlcycle.monitor import MonitorResult
 from tests.ui.conftest import WATCHED, Site
@@ -75,3 +76,35 @@ def test_model_monitoring_is_bounded_and_says_unknown_models(
     assert len(plot(page, "drift")["traces"][0]["x"]) == 1  # type: ignore[index]
     assert "the newest 1 monitoring run " in page.text and "?last=4" in page.text
     assert get(site, "/monitoring/nosuchmodel").status_code == 404
+
+
+def test_fairness_differences_are_drawn_per_sensitive_column(
+    site: Site, watched: list[MonitorResult]
+) -> None:
+    """Iris has no sensitive column: the fairness of two windows, from Fairlearn's metrics as a
+    monitoring run computes them, laid into the watched model's real reports."""
+    from mlcycle.monitor import fairness_report
+    from mlcycle.ui._monitoring import Series
+
+    spec = site.project.spec.monitor.fairness
+    rng = np.random.default_rng(0)
+    groups = np.array(["a", "b"] * 100, dtype=object)
+    series = Series()
+    for n, result in enumerate(watched):
+        # group b is chosen more often in the second window
+        chosen = rng.random(200) < np.where(groups == "b", 0.3 + 0.4 * n, 0.3)
+        truth = np.where(rng.random(200) < 0.5, "yes", "no")
+        fair = fairness_report(
+            np.where(chosen, "yes", "no"),
+            {"group": groups},
+            y_true=truth,
+            positive_label="yes",
+            spec=spec,
+        )
+        report = {**result.report, "fairness": {k: v.to_dict() for k, v in fair.items()}}
+        series.add(f"2026-01-0{n + 1}T00:00:00+00:00", report)
+    fairness = series.plots()["fairness"]
+    lines = {t["name"]: t["y"] for t in fairness["traces"]}
+    assert set(lines) == {"group: parity", "group: equalized odds"}
+    parity = lines["group: parity"]
+    assert parity[1] > parity[0] + 0.2

@@ -27,6 +27,7 @@ __all__ = [
     "MAX_REPORTS",
     "REPORT",
     "ModelMonitoring",
+    "Series",
     "model_monitoring",
     "overview",
 ]
@@ -78,49 +79,25 @@ def model_monitoring(project: Project, name: str, last: int = DEFAULT_REPORTS) -
         entity_type="model", entity_id=name, action=REPORT, limit=last
     )
     found = ModelMonitoring(name)
-    drift: dict[str, list[tuple[str, float | None, str]]] = {}
-    realised: list[tuple[str, dict[str, Any]]] = []
-    estimated: list[tuple[str, dict[str, Any]]] = []
-    fairness: dict[str, list[tuple[str, float | None]]] = {}
-    ood: list[tuple[str, float | None]] = []
+    series = Series()
     for event in reversed(events):  # oldest first
-        at = event.at.isoformat()
         d = event.details
-        row = {
-            "at": event.at,
-            "version": d.get("version"),
-            "rows": d.get("rows"),
-            "alerts": list(d.get("alerts") or []),
-            "report": d.get("report"),
-            "html": d.get("html"),
-        }
-        found.reports.append(row)
+        found.reports.append(
+            {
+                "at": event.at,
+                "version": d.get("version"),
+                "rows": d.get("rows"),
+                "alerts": list(d.get("alerts") or []),
+                "report": d.get("report"),
+                "html": d.get("html"),
+            }
+        )
         report = _read_report(project, d.get("report"))
         if report is None:
             found.unreadable += 1
-            continue
-        for c in (report.get("features") or {}).get("columns") or []:
-            drift.setdefault(str(c.get("column")), []).append(
-                (at, c.get("statistic"), str(c.get("test")))
-            )
-        performance = report.get("performance")
-        if performance and performance.get("value") is not None:
-            realised.append((at, performance))
-        metric = (performance or {}).get("metric") or "accuracy"
-        guess = (report.get("estimated") or {}).get(metric)
-        if guess and guess.get("value") is not None:
-            estimated.append((at, {"metric": metric, **guess}))
-        for column, result in (report.get("fairness") or {}).items():
-            fairness.setdefault(f"{column}: parity", []).append(
-                (at, result.get("demographic_parity_difference"))
-            )
-            if result.get("equalized_odds_difference") is not None:
-                fairness.setdefault(f"{column}: equalized odds", []).append(
-                    (at, result.get("equalized_odds_difference"))
-                )
-        share = (report.get("ood") or {}).get("share")
-        ood.append((at, share))
-    found.plots = _plots(drift, realised, estimated, fairness, ood)
+        else:
+            series.add(event.at.isoformat(), report)
+    found.plots = series.plots()
     found.alerts = project.store.list_events(
         entity_type="model", entity_id=name, action=ALERT, limit=MAX_ALERTS
     )
@@ -165,40 +142,73 @@ def _interval(name: str, points: list[tuple[str, dict[str, Any]]]) -> dict[str, 
     )
 
 
-def _plots(
-    drift: dict[str, list[tuple[str, float | None, str]]],
-    realised: list[tuple[str, dict[str, Any]]],
-    estimated: list[tuple[str, dict[str, Any]]],
-    fairness: dict[str, list[tuple[str, float | None]]],
-    ood: list[tuple[str, float | None]],
-) -> dict[str, dict[str, Any]]:
-    """What each plot of the page draws: ``{id: {title, y, traces}}``, only those with data."""
-    plots: dict[str, dict[str, Any]] = {}
-    if drift:
-        plots["drift"] = {
-            "title": "drift statistic per column",
-            "y": "statistic",
-            "traces": [
-                _line(f"{column} ({points[-1][2]})", points) for column, points in drift.items()
-            ],
-        }
-    performance = []
-    if realised:
-        performance.append(_interval(f"realised {realised[-1][1].get('metric')}", realised))
-    if estimated:
-        performance.append(_interval(f"estimated {estimated[-1][1]['metric']} (CBPE)", estimated))
-    if performance:
-        plots["performance"] = {"title": "performance", "y": "value", "traces": performance}
-    if fairness:
-        plots["fairness"] = {
-            "title": "fairness differences",
-            "y": "difference",
-            "traces": [_line(name, points) for name, points in fairness.items()],
-        }
-    if any(share is not None for _, share in ood):
-        plots["ood"] = {
-            "title": "out-of-distribution share",
-            "y": "share of rows",
-            "traces": [_line("out-of-distribution", ood)],
-        }
-    return plots
+@dataclass
+class Series:
+    """The figures of successive monitoring reports (``mlcycle-monitor/1``), one point each."""
+
+    drift: dict[str, list[tuple[str, float | None, str]]] = field(default_factory=dict)
+    realised: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    estimated: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    fairness: dict[str, list[tuple[str, float | None]]] = field(default_factory=dict)
+    ood: list[tuple[str, float | None]] = field(default_factory=list)
+
+    def add(self, at: str, report: dict[str, Any]) -> None:
+        """One report's point at time ``at`` (ISO); a figure it lacks is left out (or None)."""
+        for c in (report.get("features") or {}).get("columns") or []:
+            self.drift.setdefault(str(c.get("column")), []).append(
+                (at, c.get("statistic"), str(c.get("test")))
+            )
+        performance = report.get("performance")
+        if performance and performance.get("value") is not None:
+            self.realised.append((at, performance))
+        metric = (performance or {}).get("metric") or "accuracy"
+        guess = (report.get("estimated") or {}).get(metric)
+        if guess and guess.get("value") is not None:
+            self.estimated.append((at, {"metric": metric, **guess}))
+        for column, result in (report.get("fairness") or {}).items():
+            for key, what in _DIFFERENCES.items():
+                if result.get(key) is not None:
+                    self.fairness.setdefault(f"{column}: {what}", []).append((at, result[key]))
+        self.ood.append((at, (report.get("ood") or {}).get("share")))
+
+    def plots(self) -> dict[str, dict[str, Any]]:
+        """What each plot draws: ``{id: {title, y, traces}}``, only those with data."""
+        plots: dict[str, dict[str, Any]] = {}
+        if self.drift:
+            plots["drift"] = {
+                "title": "drift statistic per column",
+                "y": "statistic",
+                "traces": [
+                    _line(f"{column} ({points[-1][2]})", points)
+                    for column, points in self.drift.items()
+                ],
+            }
+        performance = []
+        if self.realised:
+            metric = self.realised[-1][1].get("metric")
+            performance.append(_interval(f"realised {metric}", self.realised))
+        if self.estimated:
+            metric = self.estimated[-1][1]["metric"]
+            performance.append(_interval(f"estimated {metric} (CBPE)", self.estimated))
+        if performance:
+            plots["performance"] = {"title": "performance", "y": "value", "traces": performance}
+        if self.fairness:
+            plots["fairness"] = {
+                "title": "fairness differences",
+                "y": "difference",
+                "traces": [_line(name, points) for name, points in self.fairness.items()],
+            }
+        if any(share is not None for _, share in self.ood):
+            plots["ood"] = {
+                "title": "out-of-distribution share",
+                "y": "share of rows",
+                "traces": [_line("out-of-distribution", self.ood)],
+            }
+        return plots
+
+
+# The fairness differences a report gives per sensitive column, and their names on the plot.
+_DIFFERENCES = {
+    "demographic_parity_difference": "parity",
+    "equalized_odds_difference": "equalized odds",
+}
