@@ -12,6 +12,7 @@ itself (numpy, scipy, ONNX Runtime) is never imported.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ ALERT = "monitor.alert"
 DEFAULT_REPORTS = 50  # the runs a model's page draws unless asked for more
 MAX_REPORTS = 500
 MAX_ALERTS = 200
+READERS = 8
 
 
 @dataclass
@@ -80,7 +82,11 @@ def model_monitoring(project: Project, name: str, last: int = DEFAULT_REPORTS) -
     )
     found = ModelMonitoring(name)
     series = Series()
-    for event in reversed(events):  # oldest first
+    events.reverse()  # oldest first
+    # the reports are read side by side: on S3 each one is a request
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        reports = list(pool.map(lambda e: _read_report(project, e.details.get("report")), events))
+    for event, report in zip(events, reports, strict=True):
         d = event.details
         found.reports.append(
             {
@@ -92,7 +98,6 @@ def model_monitoring(project: Project, name: str, last: int = DEFAULT_REPORTS) -
                 "html": d.get("html"),
             }
         )
-        report = _read_report(project, d.get("report"))
         if report is None:
             found.unreadable += 1
         else:
