@@ -28,3 +28,6 @@ def test_deployments_page_shows_traffic_split_and_log_figures(site: Site, served
     v1 = longer.split(f'data-model="{WATCHED}"')[1].split('data-version="1"')[1].split("</tr>")[0]
     assert ">11</td>" in v1
     assert httpx.get(f"{site.url}/deployments?window=2y", timeout=30).status_code == 400
+    assert 'http-equiv="refresh"' not in page.text
+    followed = httpx.get(f"{site.url}/deployments?window=5m&live=1", timeout=30).text
+    assert '<meta http-equiv="refresh" content="10">' in followed

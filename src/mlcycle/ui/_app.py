@@ -281,6 +281,8 @@ def create_app(
             recent=recent,
             window=window,
             windows=list(_deployments.WINDOWS),
+            live=request.query_params.get("live") == "1",
+            live_s=_deployments.LIVE_S,
         )
 
     def artifact(request: Request) -> Response:

@@ -25,6 +25,7 @@ __all__ = ["DEFAULT_WINDOW", "WINDOWS", "Deployment", "deployments"]
 # The windows the page offers, in seconds: a fixed few keep the reading bounded.
 WINDOWS = {"5m": 300, "15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600}
 DEFAULT_WINDOW = "1h"
+LIVE_S = 10  # a followed page reloads this often
 # Where a project's prediction log lives (mlcycle.serve, mlcycle.batch, mlcycle.monitor).
 LOG_FOLDER = "log"
 
