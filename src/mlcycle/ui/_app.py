@@ -207,7 +207,11 @@ def create_app(
             lineage=_lineage.lineage_tree(versions),
             loop=read_state(project.store, name),
             traffic=read_traffic(project.store, name),
-            decisions=loop_history(project.store, name),
+            decisions=[
+                e
+                for e in loop_history(project.store, name, limit=_loop.SCANNED)
+                if e.action != _loop.CHECKED
+            ][: _loop.SHOWN],
             monitoring=[e for e in events if e.action == "monitor.report"],
         )
 

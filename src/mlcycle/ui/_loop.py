@@ -25,10 +25,13 @@ __all__ = ["CHECKED", "GATE_ACTIONS", "LoopRow", "loop_overview"]
 CHECKED = "loop.checked"
 # The gate's verdicts, events of the model (mlcycle.loop._release).
 GATE_ACTIONS = ("gate.promoted", "gate.rejected")
-# A model's page shows its newest few decisions; those are found among this many loop events.
-DECISIONS = 8
+# Decisions are found among this many newest loop events (routine checks included);
+# the loop page shows a model's newest DECISIONS and everyone's newest RECENT, a model's
+# own page its newest SHOWN.
 SCANNED = 500
+DECISIONS = 8
 RECENT = 30
+SHOWN = 50
 
 
 @dataclass
