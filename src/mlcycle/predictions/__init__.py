@@ -3,5 +3,25 @@
 from __future__ import annotations
 
 from mlcycle.predictions._log import INPUT_PREFIX, LoggedBatch, PredictionLog
+from mlcycle.predictions._refs import (
+    REF_INPUT,
+    REF_ROW,
+    Resolved,
+    csv_read_options,
+    edges_sha256,
+    record_input,
+    resolve_references,
+)
 
-__all__ = ["INPUT_PREFIX", "LoggedBatch", "PredictionLog"]
+__all__ = [
+    "INPUT_PREFIX",
+    "REF_INPUT",
+    "REF_ROW",
+    "LoggedBatch",
+    "PredictionLog",
+    "Resolved",
+    "csv_read_options",
+    "edges_sha256",
+    "record_input",
+    "resolve_references",
+]
