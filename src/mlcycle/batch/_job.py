@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_CHUNK_ROWS", "Progress", "ScoreSummary", "score_file"]
 
 DEFAULT_CHUNK_ROWS = 65_536
+LOG_INPUTS = ("reference", "copy")
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ def score_file(
     restart: bool = False,
     log: bool = True,
     log_sample: float = 1.0,
+    log_inputs: str = "reference",
     progress: Progress | None = None,
 ) -> ScoreSummary:
     """Score every row of a CSV or Parquet file (or a folder of Parquet files) into ``output``.
@@ -155,6 +157,11 @@ def score_file(
             same ones; a sample is enough for drift and is much cheaper on a large
             file (see ``bench/RESULTS.md``), but feedback can only be joined to
             the rows logged.
+        log_inputs: how the log keeps a scored row's inputs: ``"reference"`` (the
+            input file is recorded once and each row points at its row number in it;
+            monitoring reads the inputs through the reference, and says so when the
+            file is gone or changed) or ``"copy"`` (a second copy of every input row in
+            the log: for inputs that will not be kept). Outputs are logged either way.
         progress: called after each chunk with the rows done and the total.
 
     Returns:
@@ -174,6 +181,8 @@ def score_file(
     started = time.perf_counter()
     if chunk_rows < 1:
         raise DataError(f"chunk_rows: {chunk_rows} is not >= 1")
+    if log_inputs not in LOG_INPUTS:
+        raise DataError(f"log_inputs: {log_inputs!r} is not one of {', '.join(LOG_INPUTS)}")
     if not 0.0 < log_sample <= 1.0:
         raise DataError(f"log_sample: {log_sample} is not in (0, 1]: the fraction of rows to log")
     out_path, fmt = Path(output), _output_format(Path(output))
@@ -220,8 +229,11 @@ def score_file(
     )
     try:
         done = work.done()
+        input_ref = (
+            source.record(log_root) if log_root is not None and log_inputs == "reference" else None
+        )
         scorer = ChunkScorer(
-            predictor, work, ids, str(record["job_id"]), batch_log, log_sample, context
+            predictor, work, ids, str(record["job_id"]), batch_log, log_sample, context, input_ref
         )
         totals = run_chunks(source, columns, chunk_rows, done, scorer, writer, n_workers, progress)
         if totals.chunks == 0:

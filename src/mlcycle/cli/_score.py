@@ -131,6 +131,15 @@ def score(
             help="Fraction of the scored rows written to the prediction log (default: all).",
         ),
     ] = 1.0,
+    log_inputs: Annotated[
+        str,
+        typer.Option(
+            "--log-inputs",
+            help="reference: the log records INPUT once and points each row at it (monitoring "
+            "reads the inputs from it); copy: a second copy of every input row in the log, "
+            "for an input that will not be kept.",
+        ),
+    ] = "reference",
     executor: Annotated[
         str,
         typer.Option(
@@ -167,6 +176,7 @@ def score(
                 restart=restart,
                 log=not no_log,
                 log_sample=log_sample,
+                log_inputs=log_inputs,
                 progress=bar,
             )
         except ConflictError as exc:
