@@ -38,6 +38,7 @@ EXPECTED: dict[str, Any] = {
         ("note", "model", "m"),
     ],
     "note_details": {"why": "a test", "n": [1, 2]},
+    "by_action": [("dataset.version_added", "iris@2")],
 }
 
 
@@ -95,6 +96,10 @@ def scenario(store: MetadataStore) -> dict[str, Any]:
         for e in events
     ]
     out["note_details"] = events[-1].details
+    out["by_action"] = [
+        (e.action, e.entity_id)
+        for e in store.list_events(entity_type="dataset", action="dataset.version_added", limit=1)
+    ]
     return out
 
 

@@ -7,29 +7,23 @@ from pathlib import Path
 
 import pytest
 
+from mlcycle import Project
+from mlcycle.train import train
 from tests.e2e.test_cli import mlcycle
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("models")
-    assert mlcycle("init", "proj", cwd=tmp).returncode == 0
-    root = tmp / "proj"
-    runs = []
-    for lr in ("0.003", "0.01"):
-        done = mlcycle(
-            "train",
-            "--data",
-            "sklearn:iris",
-            "--set",
-            "max_epochs=25",
-            "--set",
-            f"lr={lr}",
-            "--json",
-            cwd=root,
-        )
-        assert done.returncode == 0, done.stderr
-        runs.append(json.loads(done.stdout)["run_id"])
+    # Trained in this process: the runs are the subject's input, not its subject
+    # (training from the command line has tests of its own, in test_train_cli).
+    root = tmp_path_factory.mktemp("models") / "proj"
+    with Project.init(root, name="proj") as made:
+        runs = [
+            train(
+                made, data="sklearn:iris", overrides={"max_epochs": 25, "lr": lr}, quiet=True
+            ).run_id
+            for lr in (0.003, 0.01)
+        ]
     (root / "runs.json").write_text(json.dumps(runs))
     return root
 

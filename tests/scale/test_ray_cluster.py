@@ -158,7 +158,7 @@ def test_ddp_scoring_and_a_study_on_two_nodes_with_postgres_and_s3(
             "store": {"url": pg_url},
             "artifacts": {"uri": "s3://team-models/digits"},
             "train": TRAIN,
-            "tune": {"n_trials": 4, "max_epochs": 3, "pruner": "none"},
+            "tune": {"n_trials": 2, "max_epochs": 3, "pruner": "none"},
         }
         driver = tmp_path / "driver"
         driver.mkdir()
@@ -257,7 +257,7 @@ def test_ddp_scoring_and_a_study_on_two_nodes_with_postgres_and_s3(
         assert study.returncode == 0, study.stderr[-3000:]
         summary = json.loads(study.stdout)
         assert summary["storage"] == "postgres"
-        assert summary["trials"] == {"complete": 4, "pruned": 0, "failed": 0, "retried": 0}
+        assert summary["trials"] == {"complete": 2, "pruned": 0, "failed": 0, "retried": 0}
         assert summary["best"]["test"]["accuracy"] > 0.5
 
         # A project on SQLite and a local folder cannot train on this cluster: it says why.

@@ -21,8 +21,8 @@ import pytest
 
 from mlcycle import DataError, Project
 from mlcycle.batch import score_file
-from mlcycle.predictions import INPUT_PREFIX, PredictionLog
-from mlcycle.registry import load, register
+from mlcycle.predictions import INPUT_PREFIX, PredictionLog, resolve_references
+from mlcycle.registry import load, model_inputs, register
 from mlcycle.serve import ServeSettings, create_app, serve_in_thread
 from mlcycle.train import train
 from tests.registry.conftest import mixed_table
@@ -111,11 +111,23 @@ def test_served_rows_keep_their_context_and_feedback_says_what_matched(project: 
     assert f"{rid}:0" in feedback["request_id"]
 
 
-def test_batch_scoring_logs_the_context_columns(project: Project, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["copy", "reference"])
+def test_batch_scoring_logs_the_context_columns(project: Project, tmp_path: Path, how: str) -> None:
     source = tmp_path / "in.parquet"
     pq.write_table(_table(50, seed=7), source)
-    score_file("churn@1", source, tmp_path / "out.parquet", project=project)
-    log = PredictionLog(project.root / ".mlcycle" / "log")
-    batch = log.read("churn", source="batch").to_pydict()
+    score_file("churn@1", source, tmp_path / "out.parquet", project=project, log_inputs=how)
+    root = project.root / ".mlcycle" / "log"
+    log = PredictionLog(root)
+    batch = log.read("churn", source="batch")
     log.close()
-    assert batch[INPUT_PREFIX + "region"][:3] == _table(50, seed=7).column("region").to_pylist()[:3]
+    if how == "reference":  # read from the input through the reference, as monitoring does
+        model = load("churn@1", project=project)
+        batch = resolve_references(
+            batch.slice(batch.num_rows - 50),
+            root,
+            model.input_names,
+            lambda raw: model.feeds(model_inputs(raw, model.signature)),
+            text=["region", "customer_id"],
+        ).table
+    region = batch.column(INPUT_PREFIX + "region").to_pylist()[-50:]
+    assert region == _table(50, seed=7).column("region").to_pylist()

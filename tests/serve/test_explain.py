@@ -10,6 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+# The first explanation starts the explain worker: on a loaded machine that takes longer
+# than httpx's 5-second default, which is a wait, not a failure.
+WAIT = 120
+
 ROWS = [
     {"income": 71.0, "city": "paris", "member": True},
     {"income": 31.0, "city": "nice", "member": False},
@@ -18,8 +22,10 @@ ROWS = [
 
 def test_explanations_sum_to_the_change_from_the_baseline(serve: Callable[..., Any]) -> None:
     with serve() as (url, _):
-        answer = httpx.post(f"{url}/explain", json={"records": ROWS, "permutations": 32})
-        predicted = httpx.post(f"{url}/predict", json={"records": ROWS}).json()
+        answer = httpx.post(
+            f"{url}/explain", json={"records": ROWS, "permutations": 32}, timeout=WAIT
+        )
+        predicted = httpx.post(f"{url}/predict", json={"records": ROWS}, timeout=WAIT).json()
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["model"] == "loyalty" and body["permutations"] == 32
@@ -42,7 +48,9 @@ def test_explanations_sum_to_the_change_from_the_baseline(serve: Callable[..., A
 
 def test_a_target_class_is_explained_for_every_row(serve: Callable[..., Any]) -> None:
     with serve() as (url, _):
-        body = httpx.post(f"{url}/explain", json={"records": ROWS, "target": "no"}).json()
+        body = httpx.post(
+            f"{url}/explain", json={"records": ROWS, "target": "no"}, timeout=WAIT
+        ).json()
     assert [e["target"] for e in body["explanations"]] == ["no", "no"]
 
 
@@ -61,7 +69,7 @@ def test_bad_requests_are_refused_with_the_reason(
     serve: Callable[..., Any], request_body: dict[str, Any], status: int, says: str
 ) -> None:
     with serve() as (url, _):
-        answer = httpx.post(f"{url}/explain", json=request_body)
+        answer = httpx.post(f"{url}/explain", json=request_body, timeout=WAIT)
     assert answer.status_code == status, answer.text
     assert says in answer.json()["error"]
 
@@ -94,8 +102,10 @@ def test_explanations_past_the_limit_are_turned_away_while_predictions_go_on(
             t.start()
         while explainer.inside < 2:
             threading.Event().wait(0.01)
-        refused = httpx.post(f"{url}/explain", json={"records": ROWS})
-        predicted = httpx.post(f"{url}/predict", json={"records": ROWS})  # not held up
+        refused = httpx.post(f"{url}/explain", json={"records": ROWS}, timeout=WAIT)
+        predicted = httpx.post(
+            f"{url}/predict", json={"records": ROWS}, timeout=WAIT
+        )  # not held up
         gate.set()
         for t in threads:
             t.join(120)
@@ -118,13 +128,16 @@ def _v2_body(**parameters: Any) -> dict[str, Any]:
 
 def test_a_v2_request_asks_for_explanations_with_a_parameter(serve: Callable[..., Any]) -> None:
     with serve() as (url, _):
-        plain = httpx.post(f"{url}/v2/models/loyalty/infer", json=_v2_body())
+        plain = httpx.post(f"{url}/v2/models/loyalty/infer", json=_v2_body(), timeout=WAIT)
         answer = httpx.post(
             f"{url}/v2/models/loyalty/infer",
             json=_v2_body(explain=True, explain_target="yes", explain_permutations=8),
+            timeout=WAIT,
         )
         bad = httpx.post(
-            f"{url}/v2/models/loyalty/infer", json=_v2_body(explain=True, explain_permutations=0)
+            f"{url}/v2/models/loyalty/infer",
+            json=_v2_body(explain=True, explain_permutations=0),
+            timeout=WAIT,
         )
     assert plain.status_code == 200 and "explanations" not in plain.json().get("parameters", {})
     assert answer.status_code == 200, answer.text

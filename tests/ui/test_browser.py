@@ -1,6 +1,7 @@
 """The dashboard in a real browser: Playwright driving Debian's Chromium (never a downloaded one).
 
-Every page loads without a console error, a filter and a comparison work,
+Every page (monitoring, the loop and deployments over the watched model's records
+included) loads without a console error, a filter and a comparison work,
 and an alias moves through the login form. Screenshots of every page are
 kept in the test's folder and copied to ``ui-shots/`` at the repository's root
 (git ignores it; ``MLCYCLE_UI_SHOTS`` names another folder) for a person to look at.
@@ -46,8 +47,10 @@ class Pages:
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.shots = shots
 
-    def open(self, url: str, shot: str, wait_for: str | None = None) -> None:
-        response = self.page.goto(url, wait_until="networkidle")
+    def open(self, url: str, shot: str, wait_for: str | None = None, idle: bool = True) -> None:
+        """Load ``url`` and take its screenshot; ``idle=False`` for a page that fetches nothing
+        after it loads (its scripts have run by ``load``), saving the wait for a quiet network."""
+        response = self.page.goto(url, wait_until="networkidle" if idle else "load")
         assert response is not None and response.status == 200, url
         if wait_for:
             self.page.wait_for_selector(wait_for, timeout=15_000)
@@ -74,7 +77,7 @@ def keep_shots(folder: Path) -> None:
         shutil.copy(png, kept / png.name)
 
 
-def test_every_page_loads_without_console_errors(site: Site, tab: Pages) -> None:
+def test_every_page_loads_without_console_errors(site: Site, served: str, tab: Pages) -> None:
     run_id = site.trained[0]
     a, b = site.recorded["sweep-0"], site.recorded["sweep-4"]
     tab.open(f"{site.url}/runs", "runs")
@@ -86,6 +89,14 @@ def test_every_page_loads_without_console_errors(site: Site, tab: Pages) -> None
     tab.open(f"{site.url}/models/iris/diff?a=1&b=2", "diff")
     tab.open(f"{site.url}/models/iris/story", "story")
     tab.open(f"{site.url}/reports", "reports")
+    # server-rendered pages whose plots are drawn from data in the page: no fetch to wait for
+    tab.open(f"{site.url}/monitoring", "monitoring", idle=False)
+    tab.open(
+        f"{site.url}/monitoring/{served}", "monitoring-model", "#ood-plot .main-svg", idle=False
+    )
+    tab.open(f"{site.url}/loop", "loop", idle=False)
+    tab.open(f"{site.url}/deployments", "deployments", ".deployment .main-svg", idle=False)
+    tab.open(f"{site.url}/models/{served}", "model-lineage", idle=False)
     card = site.project.store.registry.get("iris@1").files["card.html"]
     tab.open(f"{site.url}/artifacts/{card}", "card")
 

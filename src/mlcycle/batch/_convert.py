@@ -9,7 +9,6 @@ and a bad row never aborts the job.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from mlcycle.errors import DataError
+from mlcycle.registry import model_inputs
 
 __all__ = ["Checked", "Reject", "check_chunk", "model_inputs"]
 
@@ -48,30 +47,6 @@ class Checked:
     rows: np.ndarray[Any, Any] | None
     feeds: Feeds
     rejects: list[Reject]
-
-
-def _is_text(type_: pa.DataType) -> bool:
-    return bool(pa.types.is_string(type_) or pa.types.is_large_string(type_))
-
-
-def model_inputs(table: pa.Table, signature: Mapping[str, Any]) -> pa.Table:
-    """The model's input columns of ``table``, numbers read from text where every value parses.
-
-    Text (from CSV) that Arrow parses as numbers in one vectorised pass is cast
-    here; text it cannot parse (``'abc'``, ``'true'``, ``' 2'``) goes on as
-    text, for :func:`~mlcycle.registry.to_feeds` to read value by value and to
-    name the value it rejects.
-    """
-    columns: list[Any] = []
-    names: list[str] = []
-    for spec in signature["inputs"]:
-        column = table.column(spec["name"])
-        if spec["kind"] in ("numeric", "boolean") and _is_text(column.type):
-            with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                column = pc.cast(column, pa.float64())
-        columns.append(column)
-        names.append(spec["name"])
-    return pa.Table.from_arrays(columns, names=names)
 
 
 def check_chunk(

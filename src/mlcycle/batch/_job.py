@@ -34,6 +34,7 @@ DEFAULT_CHUNK_ROWS = 65_536
 # 50,000-100,000 rows of model time, a few percent of a million rows' job.
 CALIBRATE_MIN_ROWS = 1_000_000
 CALIBRATE_MIN_CSV_BYTES = 64 << 20  # a CSV's row count is unknown until read: go by its size
+LOG_INPUTS = ("reference", "copy")
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ def score_file(
     restart: bool = False,
     log: bool = True,
     log_sample: float = 1.0,
+    log_inputs: str = "reference",
     slice_rows: int | None = None,
     progress: Progress | None = None,
 ) -> ScoreSummary:
@@ -174,6 +176,11 @@ def score_file(
             same ones; a sample is enough for drift and is much cheaper on a large
             file (see ``bench/RESULTS.md``), but feedback can only be joined to
             the rows logged.
+        log_inputs: how the log keeps a scored row's inputs: ``"reference"`` (the
+            input file is recorded once and each row points at its row number in it;
+            monitoring reads the inputs through the reference, and says so when the
+            file is gone or changed) or ``"copy"`` (a second copy of every input row in
+            the log: for inputs that will not be kept). Outputs are logged either way.
         slice_rows: rows per ONNX Runtime call (default: measured on the first
             chunk of an input of a million rows or more, else 4,096). The
             predictions do not depend on it.
@@ -196,6 +203,8 @@ def score_file(
     started = time.perf_counter()
     if chunk_rows < 1:
         raise DataError(f"chunk_rows: {chunk_rows} is not >= 1")
+    if log_inputs not in LOG_INPUTS:
+        raise DataError(f"log_inputs: {log_inputs!r} is not one of {', '.join(LOG_INPUTS)}")
     if slice_rows is not None and (isinstance(slice_rows, bool) or slice_rows < 1):
         raise DataError(f"slice_rows: {slice_rows} is not >= 1 (rows per ONNX Runtime call)")
     if not 0.0 < log_sample <= 1.0:
@@ -244,6 +253,9 @@ def score_file(
     )
     try:
         done = work.done()
+        input_ref = (
+            source.record(log_root) if log_root is not None and log_inputs == "reference" else None
+        )
         scorer = ChunkScorer(
             predictor,
             work,
@@ -252,6 +264,7 @@ def score_file(
             batch_log,
             log_sample,
             context,
+            input_ref,
             slice_rows=slice_rows,
             calibrate=slice_rows is None and _worth_calibrating(source),
         )

@@ -141,7 +141,16 @@ class BatchLog:
         feeds: Mapping[str, np.ndarray[Any, Any]],
         prediction: Prediction,
         latency_ms: float,
+        *,
+        input_ref: str | None = None,
+        input_rows: np.ndarray[Any, Any] | None = None,
     ) -> None:
+        """Log one chunk's scored rows: their inputs (``feeds``), or a reference to them.
+
+        With ``input_ref`` (the id :meth:`Source.record` gave the input) and
+        ``input_rows`` (each row's number in the input), ``feeds`` is ``{}``:
+        the log points at the input instead of holding a second copy of it.
+        """
         log: PredictionLog | None = getattr(self._local, "log", None)
         if log is None:
             # flushed by hand after every chunk, so the writer thread and the buffer cap stay idle
@@ -162,6 +171,8 @@ class BatchLog:
                 labels=prediction.labels,
                 probabilities=prediction.probabilities,
                 values=prediction.values,
+                input_ref=input_ref,
+                input_rows=input_rows,
             )
         )
         try:

@@ -70,6 +70,7 @@ class ChunkScorer:
         log: BatchLog | None,
         log_sample: float = 1.0,
         context: list[str] | None = None,
+        input_ref: str | None = None,
         slice_rows: int | None = None,
         calibrate: bool = False,
     ) -> None:
@@ -84,6 +85,7 @@ class ChunkScorer:
         self.log = log
         self.log_sample = log_sample
         self.context = context or []
+        self.input_ref = input_ref  # log rows by reference to this recorded input
 
     def __call__(self, index: int, first_row: int, table: pa.Table) -> Done:
         started = time.perf_counter()
@@ -97,7 +99,9 @@ class ChunkScorer:
         if self.log is not None and scored is not None:
             latency_ms = (time.perf_counter() - started) * 1000.0
             feeds, prediction, logged = checked.feeds, scored.prediction, rows
-            if self.context:  # logged as text beside the inputs, as served (never fed)
+            if self.input_ref is not None:  # the input is on disk: the log points at it
+                feeds = {}
+            elif self.context:  # logged as text beside the inputs, as served (never fed)
                 feeds = {**feeds}
                 for name in self.context:
                     column = table.column(name).cast(pa.string()).take(pa.array(rows))
@@ -109,7 +113,14 @@ class ChunkScorer:
                 logged = rows[keep]
             if len(logged):
                 request = request_ids(ids, logged, self.job_id, first_row)
-                self.log.write(request, feeds, prediction, latency_ms)
+                self.log.write(
+                    request,
+                    feeds,
+                    prediction,
+                    latency_ms,
+                    input_ref=self.input_ref,
+                    input_rows=None if self.input_ref is None else logged + first_row,
+                )
         if checked.rows is not None:
             ids = ids.take(pa.array(rows))
         out = output_table(

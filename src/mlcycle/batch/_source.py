@@ -13,7 +13,6 @@ field is read as missing, so that a category called ``NA`` stays itself.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,24 +24,13 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from mlcycle.errors import DataError, NotFoundError
+from mlcycle.predictions import csv_read_options, edges_sha256, record_input
 
 __all__ = ["Source", "open_source"]
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _CSV_BLOCK_BYTES = 4 << 20
-_PROBE_BYTES = 64 << 10
 _WHOLE_GROUP_BYTES = 64 << 20  # a row group up to this size (columns read) is read whole
-
-
-def _probe(path: Path, size: int) -> str:
-    """sha256 of a file's first and last 64 KiB: catches rewrites that keep size and mtime."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        digest.update(f.read(_PROBE_BYTES))
-        if size > _PROBE_BYTES:
-            f.seek(max(_PROBE_BYTES, size - _PROBE_BYTES))
-            digest.update(f.read(_PROBE_BYTES))
-    return digest.hexdigest()
 
 
 def _parquet_files(folder: Path) -> list[Path]:
@@ -107,10 +95,17 @@ class Source:
                     "file": str(f.resolve()),
                     "size": stat.st_size,
                     "mtime_ns": stat.st_mtime_ns,
-                    "edges_sha256": _probe(f, stat.st_size),
+                    "edges_sha256": edges_sha256(f, stat.st_size),
                 }
             )
         return {"path": str(self.path.resolve()), "kind": self.kind, "files": entries}
+
+    def record(self, root: Path) -> str:
+        """Record this input for the prediction log's references (:func:`record_input`); its id."""
+        files = self.fingerprint()["files"]
+        for entry, path in zip(files, self.files, strict=True):
+            entry["rows"] = None if self.kind == "csv" else pq.read_metadata(path).num_rows
+        return record_input(root, self.kind, files)
 
     def chunks(self, columns: list[str], chunk_rows: int, *, start: int = 0) -> Iterator[pa.Table]:
         """Tables of ``chunk_rows`` rows holding ``columns``, from chunk number ``start`` on."""
@@ -120,17 +115,8 @@ class Source:
         return _rechunk(self._parquet_batches(columns, chunk_rows, skip), chunk_rows)
 
     def _csv_batches(self, columns: list[str], skip: int) -> Iterator[pa.RecordBatch]:
-        reader = pcsv.open_csv(
-            self.files[0],
-            read_options=pcsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
-            convert_options=pcsv.ConvertOptions(
-                include_columns=columns,
-                column_types=dict.fromkeys(columns, pa.string()),
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-            ),
-        )
+        read, convert = csv_read_options(columns)
+        reader = pcsv.open_csv(self.files[0], read_options=read, convert_options=convert)
         try:
             for batch in reader:
                 if skip >= batch.num_rows:

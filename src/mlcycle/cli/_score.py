@@ -140,6 +140,15 @@ def score(
             "of a large input, else 4,096).",
         ),
     ] = None,
+    log_inputs: Annotated[
+        str,
+        typer.Option(
+            "--log-inputs",
+            help="reference: the log records INPUT once and points each row at it (monitoring "
+            "reads the inputs from it); copy: a second copy of every input row in the log, "
+            "for an input that will not be kept.",
+        ),
+    ] = "reference",
     executor: Annotated[
         str,
         typer.Option(
@@ -177,6 +186,7 @@ def score(
                 log=not no_log,
                 log_sample=log_sample,
                 slice_rows=slice_rows,
+                log_inputs=log_inputs,
                 progress=bar,
             )
         except ConflictError as exc:

@@ -35,7 +35,8 @@ def ui(
         ),
     ] = None,
 ) -> None:
-    """Browse runs, models and reports: a web app over the project's store."""
+    """Browse runs, studies, models, deployments, monitoring, the loop and reports: a web app
+    over the project's store."""
     import uvicorn
 
     from mlcycle import _settings

@@ -51,6 +51,8 @@ class DataQuality:
         unusable_labels: labelled rows whose label is not a class (or not a
             finite number), left out of target drift and performance.
         label_examples: a few of those labels.
+        unreadable: why rows were left out of the window before it got here
+            (batch-scored rows whose input file is gone or changed).
     """
 
     rows: int
@@ -61,6 +63,7 @@ class DataQuality:
     excluded_rows: int = 0
     unusable_labels: int = 0
     label_examples: tuple[str, ...] = ()
+    unreadable: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +75,7 @@ class DataQuality:
             "excluded_rows": self.excluded_rows,
             "unusable_labels": self.unusable_labels,
             "label_examples": list(self.label_examples),
+            "unreadable": list(self.unreadable),
         }
 
     def alerts(self) -> list[Alert]:
@@ -93,7 +97,7 @@ class DataQuality:
 
     def findings(self) -> list[str]:
         """One line per finding, for the report's notes and the terminal."""
-        lines = []
+        lines = [f"data quality: {note}; those rows are left out" for note in self.unreadable]
         if self.non_finite_rows:
             columns = ", ".join(f"{k}: {v}" for k, v in self.non_finite.items())
             line = (
@@ -195,6 +199,7 @@ def check_quality(
         window.feeds,
         window.ood_logged,
         list(window.absent),
+        list(window.notes),
     )
     scored = cleaned.take(np.flatnonzero(~bad_outputs)) if bad_outputs.any() else cleaned
     quality = DataQuality(
@@ -206,5 +211,6 @@ def check_quality(
         excluded_rows=int(bad_outputs.sum()),
         unusable_labels=int(wrong_labels.sum()),
         label_examples=tuple(examples),
+        unreadable=tuple(window.notes),
     )
     return cleaned, scored, quality

@@ -34,8 +34,8 @@ import pyarrow.compute as pc
 
 from mlcycle.errors import DataError, NotFoundError
 from mlcycle.monitor._performance import class_names, join_feedback
-from mlcycle.predictions import INPUT_PREFIX, PredictionLog
-from mlcycle.registry import OODDetector
+from mlcycle.predictions import INPUT_PREFIX, PredictionLog, resolve_references
+from mlcycle.registry import OODDetector, model_inputs
 
 if TYPE_CHECKING:
     from mlcycle.project import Project
@@ -79,6 +79,8 @@ class Window:
     feeds: dict[str, Array] | None = None  # the graph inputs (file windows), for the OOD score
     ood_logged: Array | None = None  # bool per row: the log holds its flag (batch rows have none)
     absent: list[str] = field(default_factory=list)  # inputs not in the data at all
+    # rows left out because their inputs could not be read (a batch input gone or changed)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -112,6 +114,7 @@ class Window:
             None if self.feeds is None else {k: v[index] for k, v in self.feeds.items()},
             pick(self.ood_logged),
             list(self.absent),
+            list(self.notes),
         )
 
 
@@ -297,6 +300,7 @@ def _read_log(
 def _log_window(
     project: Project,
     version: ModelVersionRecord,
+    predictor: Predictor,
     since: timedelta | None,
     last: int | None,
     extra_columns: list[str],
@@ -305,7 +309,8 @@ def _log_window(
     if source not in SOURCES:
         raise DataError(f"source {source!r}: expected one of {', '.join(SOURCES)}")
     cutoff = None if since is None else datetime.now(UTC) - since
-    log = PredictionLog(project.root / ".mlcycle" / "log")
+    root = project.root / ".mlcycle" / "log"
+    log = PredictionLog(root)
     try:
         # what this version answered in the window, read no further back than needed
         table = _read_log(log, version, SOURCES[source], cutoff, last)
@@ -319,6 +324,20 @@ def _log_window(
         what = "" if source == "all" else f" from {source}"
         raise NotFoundError(
             f"the prediction log of {version.name!r} has no rows{what} in this window"
+        )
+    # batch-scored rows point at their input file: read their inputs there, as the job fed them
+    resolved = resolve_references(
+        table,
+        root,
+        predictor.input_names,
+        lambda raw: predictor.feeds(model_inputs(raw, predictor.signature)),
+        text=[str(c["name"]) for c in version.signature.get("context") or ()],
+    )
+    table = resolved.table
+    if table.num_rows == 0:
+        raise NotFoundError(
+            f"the prediction log of {version.name!r} has no rows whose inputs can be read "
+            f"in this window: {'; '.join(resolved.notes)}"
         )
     types = _types(version)
     absent = [n for n in types if INPUT_PREFIX + n not in table.column_names]
@@ -334,6 +353,7 @@ def _log_window(
         values=values,
         times=table.column("time").cast(pa.timestamp("us")).to_numpy(zero_copy_only=False),
         absent=absent,
+        notes=list(resolved.notes),
     )
     for name in extra_columns:
         if INPUT_PREFIX + name in table.column_names:
@@ -377,7 +397,7 @@ def read_window(
     """The current window: a file (scored now) or the version's rows of the prediction log."""
     if current is not None:
         return _file_window(Path(current), version, predictor, extra_columns)
-    return _log_window(project, version, since, last, extra_columns, source)
+    return _log_window(project, version, predictor, since, last, extra_columns, source)
 
 
 def load_reference(

@@ -48,6 +48,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlcycle._system import write_atomic
+from mlcycle.predictions._refs import REF_INPUT, REF_ROW
+from mlcycle.predictions._refs import input_column as _input_column
 
 __all__ = ["LoggedBatch", "PredictionLog"]
 
@@ -77,6 +79,9 @@ class LoggedBatch:
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
     ood_score: np.ndarray[Any, Any] | None = None  # the OOD detector's score per row
     ood: np.ndarray[Any, Any] | None = None  # and its flag
+    # a batch job's rows by reference (no inputs): its input's record id, each row's number
+    input_ref: str | None = None
+    input_rows: np.ndarray[Any, Any] | None = None
 
     def __len__(self) -> int:
         return len(self.request_ids)
@@ -107,6 +112,9 @@ class LoggedBatch:
         if self.ood_score is not None and self.ood is not None:
             columns["ood_score"] = pa.array(np.asarray(self.ood_score, dtype=np.float32))
             columns["ood"] = pa.array(np.asarray(self.ood, dtype=bool))
+        if self.input_ref is not None and self.input_rows is not None:
+            columns[REF_INPUT] = constant(self.input_ref, pa.string())
+            columns[REF_ROW] = pa.array(np.asarray(self.input_rows, dtype=np.int64))
         for name, values in self.inputs.items():
             columns[INPUT_PREFIX + name] = _input_column(np.asarray(values), n)
         return pa.table(columns)
@@ -125,16 +133,6 @@ def _labels(labels: Any) -> pa.Array:
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all str: the general way below
             pass
     return pa.array(arr.astype(str).tolist(), pa.string())
-
-
-def _input_column(arr: np.ndarray[Any, Any], n: int) -> pa.Array:
-    """One input's values as a log column: images as fixed-size lists, text as strings."""
-    if arr.ndim > 1:
-        flat = pa.array(arr.reshape(n, -1).astype(np.float32).ravel())
-        return pa.FixedSizeListArray.from_arrays(flat, int(np.prod(arr.shape[1:])))
-    if arr.dtype == object:
-        return pa.array(arr.tolist(), type=pa.string())
-    return pa.array(arr)
 
 
 class _Buffered(NamedTuple):
@@ -160,6 +158,8 @@ class _Buffered(NamedTuple):
     at: datetime
     ood_score: np.ndarray[Any, Any] | None
     ood: np.ndarray[Any, Any] | None
+    input_ref: str | None
+    input_rows: np.ndarray[Any, Any] | None
 
     @classmethod
     def of(cls, b: LoggedBatch) -> _Buffered:
@@ -189,6 +189,8 @@ class _Buffered(NamedTuple):
             b.at,
             b.ood_score if b.ood is not None else None,
             b.ood if b.ood_score is not None else None,
+            b.input_ref if b.input_rows is not None else None,
+            b.input_rows if b.input_ref is not None else None,
         )
 
     def rows(self) -> int:
@@ -216,11 +218,20 @@ class _Buffered(NamedTuple):
             self.at,
             self.ood_score,
             self.ood,
+            self.input_ref,
+            self.input_rows,
         )
 
 
 def _layout(b: _Buffered) -> tuple[Any, ...]:
-    return (b.names, b.labels is None, b.probabilities is None, b.values is None, b.ood is None)
+    return (
+        b.names,
+        b.labels is None,
+        b.probabilities is None,
+        b.values is None,
+        b.ood is None,
+        b.input_ref is None,
+    )
 
 
 def _to_table(batches: list[_Buffered]) -> pa.Table:
@@ -274,6 +285,11 @@ def _columnar(batches: list[_Buffered]) -> pa.Table:
         scores = [np.asarray(b.ood_score, dtype=np.float32) for b in batches]
         columns["ood_score"] = pa.array(np.concatenate(scores))
         columns["ood"] = pa.array(np.concatenate([np.asarray(b.ood, dtype=bool) for b in batches]))
+    if first.input_ref is not None:
+        columns[REF_INPUT] = pa.array(repeat([b.input_ref for b in batches]), type=pa.string())
+        columns[REF_ROW] = pa.array(
+            np.concatenate([np.asarray(b.input_rows, dtype=np.int64) for b in batches])
+        )
     matrix = (
         np.concatenate([b.packed for b in batches], axis=1)
         if all(b.packed is not None for b in batches)

@@ -16,7 +16,7 @@ import importlib
 from typing import Any
 
 from mlcycle.registry._card import describe_parity
-from mlcycle.registry._inputs import Feeds, FeedsPlan, to_feeds
+from mlcycle.registry._inputs import Feeds, FeedsPlan, model_inputs, to_feeds
 from mlcycle.registry._load import load
 from mlcycle.registry._ood import OODDetector, OODScores
 from mlcycle.registry._predictor import Prediction, Predictor
@@ -36,6 +36,7 @@ __all__ = [
     "describe_parity",
     "load",
     "make_signature",
+    "model_inputs",
     "parse_model_ref",
     "register",
     "to_feeds",

@@ -13,6 +13,7 @@ probabilities, and one such row would stop monitoring. A missing value
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -21,7 +22,7 @@ import numpy as np
 
 from mlcycle.errors import DataError
 
-__all__ = ["Feeds", "FeedsPlan", "block_feeds", "to_feeds"]
+__all__ = ["Feeds", "FeedsPlan", "block_feeds", "model_inputs", "to_feeds"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _TRUE = {"true", "1", "yes", "t", "y"}
@@ -434,3 +435,29 @@ def _context(values: Any, n: int) -> np.ndarray[Any, Any]:
         missing = value is None or (isinstance(value, float) and math.isnan(value))
         out[i] = None if missing else str(value)
     return out
+
+
+def model_inputs(table: Any, signature: Mapping[str, Any]) -> Any:
+    """The model's input columns of ``table``, numbers read from text where every value parses.
+
+    Text (from CSV) that Arrow parses as numbers in one vectorised pass is cast
+    here; text it cannot parse (``'abc'``, ``'true'``, ``' 2'``) goes on as
+    text, for :func:`~mlcycle.registry.to_feeds` to read value by value and to
+    name the value it rejects. ``table`` is an Arrow table (batch scoring, the
+    prediction log's references).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns: list[Any] = []
+    names: list[str] = []
+    for spec in signature["inputs"]:
+        column = table.column(spec["name"])
+        if spec["kind"] in ("numeric", "boolean") and (
+            pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+        ):
+            with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                column = pc.cast(column, pa.float64())
+        columns.append(column)
+        names.append(spec["name"])
+    return pa.Table.from_arrays(columns, names=names)

@@ -38,10 +38,13 @@ class EventLog(Transactions):
         *,
         entity_type: str | None = None,
         entity_id: str | None = None,
+        action: str | None = None,
         limit: int = 100,
     ) -> list[EventRecord]:
-        """Newest first."""
+        """Newest first; ``action`` keeps one kind (``monitor.report``)."""
         query = select(t.Event).order_by(t.Event.id.desc()).limit(limit)
+        if action is not None:
+            query = query.where(t.Event.action == action)
         if entity_type is not None:
             query = query.where(t.Event.entity_type == entity_type)
         if entity_id is not None:

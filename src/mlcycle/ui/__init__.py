@@ -1,4 +1,5 @@
-"""The dashboard (``mlcycle ui``): runs, models and reports of a project in the browser.
+"""The dashboard (``mlcycle ui``): a project's runs, studies, models, deployments, monitoring,
+loop and reports in the browser.
 
 A Starlette app over the project's store, read-only unless given the admin
 token: ``mlcycle ui`` serves it alone; :func:`create_app` makes it to mount in

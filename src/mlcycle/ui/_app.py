@@ -44,7 +44,7 @@ from mlcycle import _html
 from mlcycle.errors import ConflictError, MlcycleError, NotFoundError
 from mlcycle.store import history as loop_history
 from mlcycle.store import read_state, read_traffic
-from mlcycle.ui import _runs
+from mlcycle.ui import _deployments, _lineage, _loop, _monitoring, _runs
 from mlcycle.ui._guard import ACTION_HEADER, HostGuard, allowed_names, check_action
 
 if TYPE_CHECKING:
@@ -204,9 +204,14 @@ def create_app(
             aliases=aliases,
             history=history,
             audits=audits,
+            lineage=_lineage.lineage_tree(versions),
             loop=read_state(project.store, name),
             traffic=read_traffic(project.store, name),
-            decisions=loop_history(project.store, name),
+            decisions=[
+                e
+                for e in loop_history(project.store, name, limit=_loop.SCANNED)
+                if e.action != _loop.CHECKED
+            ][: _loop.SHOWN],
             monitoring=[e for e in events if e.action == "monitor.report"],
         )
 
@@ -242,6 +247,47 @@ def create_app(
         for report in found:
             report["monitor"] = monitored.get(report["sha256"])
         return page("reports.html", request, title="reports", reports=found)
+
+    def monitoring(request: Request) -> HTMLResponse:
+        return page("monitoring.html", request, title="monitoring", **_monitoring.overview(project))
+
+    def model_monitoring(request: Request) -> HTMLResponse:
+        name = request.path_params["name"]
+        last = _runs.positive(request.query_params.get("last"), _monitoring.DEFAULT_REPORTS)
+        try:
+            found = _monitoring.model_monitoring(project, name, last)
+        except MlcycleError as exc:
+            return failed(request, exc)
+        return page(
+            "model_monitoring.html",
+            request,
+            title=f"monitoring {name}",
+            name=name,
+            m=found,
+            last=last,
+            max_reports=_monitoring.MAX_REPORTS,
+        )
+
+    def loop(request: Request) -> HTMLResponse:
+        return page("loop.html", request, title="the loop", **_loop.loop_overview(project))
+
+    def deployments(request: Request) -> HTMLResponse:
+        window = request.query_params.get("window", _deployments.DEFAULT_WINDOW)
+        if window not in _deployments.WINDOWS:
+            message = f"window {window!r}: expected one of {', '.join(_deployments.WINDOWS)}"
+            return page("error.html", request, 400, title="bad request", message=message)
+        found, recent = _deployments.deployments(project, window)
+        return page(
+            "deployments.html",
+            request,
+            title="deployments",
+            models=found,
+            recent=recent,
+            window=window,
+            windows=list(_deployments.WINDOWS),
+            live=request.query_params.get("live") == "1",
+            live_s=_deployments.LIVE_S,
+        )
 
     def artifact(request: Request) -> Response:
         sha = request.path_params["sha256"]
@@ -332,6 +378,10 @@ def create_app(
         Route("/models/{name}/diff", model_diff),
         Route("/models/{name}/story", story),
         Route("/reports", reports),
+        Route("/monitoring", monitoring),
+        Route("/monitoring/{name}", model_monitoring),
+        Route("/loop", loop),
+        Route("/deployments", deployments),
         Route("/artifacts/{sha256}", artifact),
         Route("/static/plotly.min.js", plotly),
         Route("/favicon.ico", favicon),

@@ -21,6 +21,7 @@ __all__ = [
     "curves",
     "flatten",
     "headline_metrics",
+    "positive",
     "query_runs",
     "run_lineage",
 ]
@@ -59,8 +60,8 @@ class RunFilters:
             sort=params.get("sort", "").strip() or "started",
             order="asc" if params.get("order") == "asc" else "desc",
         )
-        f.page = _positive(params.get("page"), 1)
-        f.size = min(_positive(params.get("size"), PAGE_SIZE), MAX_PAGE_SIZE)
+        f.page = positive(params.get("page"), 1)
+        f.size = min(positive(params.get("size"), PAGE_SIZE), MAX_PAGE_SIZE)
         if f.status and f.status not in STATUSES:
             f.errors.append(f"status {f.status!r}: expected one of {', '.join(STATUSES)}")
             f.status = ""
@@ -219,7 +220,8 @@ def _metric_name(name: str) -> bool:
     return bool(name) and all(c.isalnum() or c in "._-/" for c in name)
 
 
-def _positive(raw: str | None, default: int) -> int:
+def positive(raw: str | None, default: int) -> int:
+    """A query string's whole number of at least 1 (``default`` when absent or not one)."""
     try:
         value = int(raw) if raw else default
     except ValueError:

@@ -68,6 +68,18 @@ function compareCurves(div) {
   if (traces.length) plot(div, traces, wanted.slice(0, 2).join(", ")); else div.textContent = "no curves";
 }
 
+// A plot the server prepared: {title, y, traces, range?, barmode?} in the JSON script the
+// div names, time on x (over `range` when given: the window the figures are of).
+function drawSeries(div) {
+  const spec = JSON.parse(document.getElementById(div.dataset.series).textContent);
+  const xaxis = {type: "date"};
+  if (spec.range) xaxis.range = spec.range;
+  Plotly.newPlot(div, spec.traces, {
+    title: {text: spec.title}, margin: {t: 40, r: 20, b: 40, l: 60}, barmode: spec.barmode,
+    xaxis: xaxis, yaxis: {title: {text: spec.y}}, legend: {orientation: "h", y: -0.22},
+  }, {displaylogo: false, responsive: true});
+}
+
 function showLogin() {
   const loggedIn = sessionStorage.getItem(TOKEN_KEY) !== null;
   const form = document.getElementById("login-form");
@@ -140,4 +152,5 @@ document.addEventListener("DOMContentLoaded", () => {
   if (curves) followRun(curves);
   const compared = document.getElementById("compare-curves");
   if (compared) compareCurves(compared);
+  for (const div of document.querySelectorAll("div[data-series]")) drawSeries(div);
 });
