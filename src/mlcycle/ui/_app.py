@@ -43,7 +43,7 @@ from starlette.staticfiles import StaticFiles
 from mlcycle import _html
 from mlcycle.errors import ConflictError, MlcycleError, NotFoundError
 from mlcycle.store import history as loop_history
-from mlcycle.store import read_state, read_traffic
+from mlcycle.store import hold_promotion, promotion_hold, read_state, read_traffic
 from mlcycle.ui import _deployments, _lineage, _loop, _monitoring, _runs
 from mlcycle.ui._guard import ACTION_HEADER, HostGuard, allowed_names, check_action
 
@@ -206,6 +206,7 @@ def create_app(
             audits=audits,
             lineage=_lineage.lineage_tree(versions),
             loop=read_state(project.store, name),
+            hold=promotion_hold(project.store, name),
             traffic=read_traffic(project.store, name),
             decisions=[
                 e
@@ -340,6 +341,26 @@ def create_app(
             return JSONResponse({"error": str(exc)}, _status(exc))
         return JSONResponse({"model": name, "alias": alias, "to": version, "from": previous})
 
+    async def promotions(request: Request) -> Response:
+        """Hold or release the loop's promotions of a model (``{held: bool, reason: str}``)."""
+        refused = check_action(request, admin_token, names)
+        if refused is not None:
+            return refused
+        name = request.path_params["name"]
+        body = await _json(request)
+        if isinstance(body, Response):
+            return body
+        held, reason = body.get("held"), body.get("reason")
+        if not isinstance(held, bool) or not isinstance(reason, str) or not reason.strip():
+            return JSONResponse({"error": "expected {held: true|false, reason: str}"}, 400)
+        try:
+            if not project.store.registry.list_versions(name):
+                raise NotFoundError(f"model {name!r} has no versions")
+            hold_promotion(project.store, name, held=held, actor=project.actor, reason=reason)
+        except MlcycleError as exc:
+            return JSONResponse({"error": str(exc)}, _status(exc))
+        return JSONResponse({"model": name, "held": held, "reason": reason})
+
     async def rollback(request: Request) -> Response:
         refused = check_action(request, admin_token, names)
         if refused is not None:
@@ -389,6 +410,7 @@ def create_app(
         Route("/api/login", login, methods=["POST"]),
         Route("/api/models/{name}/alias", move_alias, methods=["POST"]),
         Route("/api/models/{name}/rollback", rollback, methods=["POST"]),
+        Route("/api/models/{name}/promotions", promotions, methods=["POST"]),
     ]
     return Starlette(routes=routes, middleware=[Middleware(HostGuard, names=names)])
 
