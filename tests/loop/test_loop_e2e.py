@@ -11,6 +11,7 @@ change must cause no promotion.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from mlcycle import Project
 from mlcycle.demo import ReplayClient, replaying
 from mlcycle.loop import read_state, read_traffic, tick
 from mlcycle.registry import load, register
+from mlcycle.store import promotion_hold
 from mlcycle.train import train
+from tests.e2e.test_cli import mlcycle
 from tests.loop._stream import CANARY, FEATURES, chunks, make_project, rows, wait_logged
 
 pytestmark = pytest.mark.slow
@@ -84,11 +87,28 @@ def test_a_concept_change_is_caught_retrained_gated_canaried_and_promoted(tmp_pa
         decisions += tick(project).steps
         assert read_state(project.store, "stream").phase == "idle", decisions
 
-        for frame in chunks(6000, 300, changed=True, seed=10_000):
+        # An operator holds the loop's promotions (a release freeze) before the change:
+        # the challenger it trains waits before the gate until the hold is released.
+        held = mlcycle("loop", "hold", "--model", "stream", "--reason", "freeze", cwd=project.root)
+        assert held.returncode == 0, held.stderr
+        waited = 0
+        for frame in chunks(6600, 300, changed=True, seed=10_000):
             client.replay(frame, FEATURES, "y")
             served += len(frame)
             wait_logged(project, "stream", served)
             decisions += tick(project).steps
+            state = read_state(project.store, "stream")
+            if state.held is not None and promotion_hold(project.store, "stream") is not None:
+                assert (
+                    state.phase == "gating" and read_traffic(project.store, "stream").mode == "off"
+                )
+                waited += 1
+                if waited == 2:  # two ticks held, then released
+                    status = json.loads(
+                        mlcycle("loop", "status", "--json", cwd=project.root).stdout
+                    )
+                    assert status["promotions_held"]["reason"] == "freeze"
+                    mlcycle("loop", "release", "--reason", "freeze over", cwd=project.root)
             if project.store.registry.get("stream@champion").version != 1:
                 break
         _swapped(client, project.store.registry.get("stream@champion").version)
@@ -98,6 +118,8 @@ def test_a_concept_change_is_caught_retrained_gated_canaried_and_promoted(tmp_pa
     text = "\n".join(decisions)
     assert "triggered: dataset drift" in text, text
     assert "waiting for labels" in text, text
+    assert "held: stream@2 waits before the gate: promotions held by" in text, text
+    assert waited == 2, text
     assert "rollout_step: step 1/1" in text and "answers 50% of traffic" in text, text
     assert "promoted: stream@2 is @champion (was 1)" in text, text
     assert project.store.registry.get("stream@champion").version == 2

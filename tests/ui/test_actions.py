@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from mlcycle.store import promotion_hold
 from tests.ui.conftest import TOKEN, Site
 
 
@@ -64,3 +65,23 @@ def test_an_unknown_version_is_a_clear_error(site: Site) -> None:
 def test_login_checks_the_token(site: Site) -> None:
     assert post(site, "/api/login", {}, **GOOD).status_code == 200
     assert post(site, "/api/login", {}, **{"X-Mlcycle-Action": "1"}).status_code == 401
+
+
+def test_the_loops_promotions_are_held_and_released_with_the_token(site: Site) -> None:
+    store = site.project.store
+    path = "/api/models/iris/promotions"
+    body = {"held": True, "reason": "release freeze"}
+    assert post(site, path, body, **{"X-Mlcycle-Action": "1"}).status_code == 401
+    assert promotion_hold(store, "iris") is None
+    assert post(site, path, {"held": "yes", "reason": "x"}, **GOOD).status_code == 400
+    assert post(site, path, {"held": True, "reason": " "}, **GOOD).status_code == 400
+    assert post(site, "/api/models/nope/promotions", body, **GOOD).status_code == 404
+
+    held = post(site, path, body, **GOOD)
+    assert held.status_code == 200, held.text
+    hold = promotion_hold(store, "iris")
+    assert hold is not None and hold.reason == "release freeze"  # what the loop reads
+    assert "promotions held</b> by" in httpx.get(f"{site.url}/models/iris", timeout=30).text
+    released = post(site, path, {"held": False, "reason": "freeze over"}, **GOOD)
+    assert released.status_code == 200 and promotion_hold(store, "iris") is None
+    assert "promotions held" not in httpx.get(f"{site.url}/models/iris", timeout=30).text

@@ -99,6 +99,8 @@ def test_every_page_loads_without_console_errors(site: Site, served: str, tab: P
     tab.open(f"{site.url}/models/{served}", "model-lineage", idle=False)
     card = site.project.store.registry.get("iris@1").files["card.html"]
     tab.open(f"{site.url}/artifacts/{card}", "card")
+    report = site.project.runs.get(run_id).artifacts["report.html"]  # drawn by the shared plotly
+    tab.open(f"{site.url}/artifacts/{report}", "run-report", wait_for=".main-svg", idle=False)
 
 
 def test_filter_and_compare_in_the_browser(site: Site, tab: Pages) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from mlcycle.store import hold_promotion
 from tests.ui.conftest import WATCHED, Site
 
 
@@ -24,3 +25,16 @@ def test_loop_page_lists_models_with_a_loop_and_their_latest_events(
     assert "@champion: - → 1" in section  # its registration's alias
     recent = page.text.split('id="recent"')[1].split("</table>")[0]
     assert "feature drift in petal_length_cm" in recent
+
+
+def test_a_hold_on_the_loops_promotions_shows_on_its_section(site: Site, looped: str) -> None:
+    store = site.project.store
+    hold_promotion(store, looped, held=True, actor="ops", reason="release freeze")
+    try:
+        page = httpx.get(f"{site.url}/loop", timeout=30).text
+        section = page.split(f'data-model="{looped}"')[1].split("</section>")[0]
+        assert "<b>promotions held</b> by ops" in section and "release freeze" in section
+    finally:
+        hold_promotion(store, looped, held=False, actor="ops", reason="freeze over")
+    page = httpx.get(f"{site.url}/loop", timeout=30).text
+    assert "promotions held" not in page.split(f'data-model="{looped}"')[1].split("</section>")[0]

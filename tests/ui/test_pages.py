@@ -204,3 +204,16 @@ def test_the_app_mounted_under_a_prefix_links_within_it(site: Site) -> None:
     hrefs = re.findall(r'href="([^"]+)"', page.text)
     assert hrefs and all(h.startswith(("/dashboard/", "data:")) for h in hrefs), hrefs
     assert refused.status_code == 421
+
+
+def test_a_stored_report_is_served_with_the_shared_plotly(site: Site) -> None:
+    sha = site.project.runs.get(site.trained[0]).artifacts["report.html"]
+    stored = site.project.artifacts.read_bytes(sha)
+    assert b"* plotly.js v" in stored  # self-contained in the store: it opens offline alone
+    served = get(site, f"/artifacts/{sha}")
+    assert served.status_code == 200
+    assert (
+        "* plotly.js v" not in served.text and '<script src="/static/plotly.min.js">' in served.text
+    )
+    assert len(served.content) < len(stored) - 1_000_000
+    assert "Plotly.newPlot" in served.text  # the figures themselves are still there

@@ -82,6 +82,7 @@ def status(
 ) -> None:
     """The loop's current state, the champion and challenger, and the last decisions."""
     from mlcycle.loop import history, loop_model, read_state, read_traffic, render_story
+    from mlcycle.store import promotion_hold
 
     with state(ctx).open() as project:
         name = loop_model(project, model)
@@ -101,6 +102,7 @@ def status(
             for alias in v.aliases
         }
         story = render_story(project, name, html) if html is not None else None
+        hold = promotion_hold(project.store, name)
     if as_json:
         print_json(
             {
@@ -110,6 +112,9 @@ def status(
                 "traffic": traffic.__dict__,
                 "story": None if story is None else str(story),
                 "errors": {"in_a_row": current.errors, "last": current.last_error},
+                "promotions_held": None
+                if hold is None
+                else {"by": hold.actor, "at": hold.at.isoformat(), "reason": hold.reason},
                 "decisions": [
                     {"at": e.at.isoformat(), "action": e.action, "reason": e.reason} for e in events
                 ],
@@ -133,6 +138,12 @@ def status(
         out.print(
             f"last study (cycle {retuned.details.get('cycle')}): {study}, "
             f"`mlcycle tune show {study}` for its trials and report"
+        )
+    if hold is not None:
+        out.print(
+            f"[yellow]promotions held[/] by {hold.actor} since {hold.at:%Y-%m-%d %H:%M:%S}: "
+            f"{hold.reason} (`mlcycle loop release` lets them go on)",
+            soft_wrap=True,
         )
     if current.improving:
         out.print("keeping improving: retrains as labels accumulate while challengers win")
@@ -158,3 +169,31 @@ def status(
     out.print(table)
     if story is not None:
         out.print(f"story: {story}")
+
+
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
+
+
+@loop_app.command("hold")
+def hold(ctx: typer.Context, reason: ReasonOption, model: ModelOption = None) -> None:
+    """Hold the loop's promotions: a challenger waits before the gate, a rollout at its step."""
+    _hold(ctx, model, reason, held=True)
+
+
+@loop_app.command("release")
+def release(ctx: typer.Context, reason: ReasonOption, model: ModelOption = None) -> None:
+    """Let the loop's promotions go on after ``mlcycle loop hold``."""
+    _hold(ctx, model, reason, held=False)
+
+
+def _hold(ctx: typer.Context, model: str | None, reason: str, *, held: bool) -> None:
+    from mlcycle.loop import loop_model
+    from mlcycle.store import hold_promotion
+
+    with state(ctx).open() as project:
+        name = loop_model(project, model)
+        hold_promotion(project.store, name, held=held, actor=project.actor, reason=reason)
+    if held:
+        out.print(f"promotions of [bold]{name}[/] held: {reason}")
+    else:
+        out.print(f"promotions of [bold]{name}[/] go on: {reason}")

@@ -17,16 +17,41 @@ from mlcycle.loop._judge import audited
 from mlcycle.loop._rollout import Traffic, judge_step, live_figures, set_traffic
 from mlcycle.loop._state import LoopState
 from mlcycle.loop._work import CHALLENGER, CHAMPION, Work, iso, now
+from mlcycle.store import promotion_hold
 
 __all__ = ["bake", "finished", "judge", "promote"]
 
 MAX_MISSES = 2  # challengers in a row no better than the champion end "keep improving"
 
 
+def held(work: Work, state: LoopState, what: str) -> LoopState | None:
+    """The state to wait in while a person holds the loop's promotions, else ``None``.
+
+    The hold is recorded as a decision once (the state remembers which hold
+    it noted); later ticks wait without a word until it is released.
+    """
+    hold = promotion_hold(work.project.store, work.model)
+    if hold is None:
+        return None
+    stamp = hold.at.isoformat()
+    if state.held == stamp:
+        work.steps.append(f"promotions held by {hold.actor}: waiting")
+        return state
+    return work.record(
+        state.next(held=stamp),
+        "held",
+        f"{work.model}@{state.challenger} {what}: promotions held by {hold.actor} "
+        f"({hold.reason}); `mlcycle loop release` lets it go on",
+    )
+
+
 def judge(work: Work, state: LoopState) -> LoopState:
     from mlcycle.registry import load
 
     assert state.data is not None and state.challenger is not None
+    waiting = held(work, state, "waits before the gate")
+    if waiting is not None:
+        return waiting
     champion = work.champion()
     holdout = work.project.datasets.load(state.data["holdout_ref"])
     monitor_spec = work.project.spec.monitor
@@ -103,6 +128,9 @@ def start_step(work: Work, state: LoopState, step: int, why: str) -> LoopState:
 
 def bake(work: Work, state: LoopState) -> LoopState:
     assert state.challenger is not None and state.step_started is not None
+    waiting = held(work, state, f"stays at rollout step {state.step + 1}")
+    if waiting is not None:
+        return waiting
     started = datetime.fromisoformat(state.step_started)
     steps = plan(work)
     mode = steps[state.step].mode

@@ -11,6 +11,12 @@ event:
 * :class:`LoopState`, where one model's loop stands (entity ``loop``, action
   ``loop.<what happened>``): the loop writes it (:func:`write_state`) and reads
   it back (:func:`read_state`); :func:`history` lists the decisions.
+* A hold on the loop's promotions (entity ``loop_promotion``, actions
+  ``loop.promotion_held`` / ``loop.promotion_released``): a person writes it
+  (:func:`hold_promotion`, from the CLI or the dashboard), the loop reads it
+  (:func:`promotion_hold`) and, while held, takes no challenger further than
+  the gate nor a rollout to its next step. It is apart from the state, so a
+  loop writing its state in the same moment can never undo it.
 
 They live in the store, not in :mod:`mlcycle.loop`, so that a server can read
 the traffic split without importing the loop, its gate and monitoring.
@@ -31,6 +37,8 @@ __all__ = [
     "Traffic",
     "TrafficMode",
     "history",
+    "hold_promotion",
+    "promotion_hold",
     "read_state",
     "read_traffic",
     "set_traffic",
@@ -130,6 +138,7 @@ class LoopState:
     misses: int = 0  # challengers in a row, while improving, that did not beat the champion
     errors: int = 0  # ticks in a row that ended in an error (0 once a tick succeeds)
     last_error: dict[str, Any] | None = None  # the latest: at, phase, step, message, retry_in_s
+    held: str | None = None  # the promotion hold (its time) this cycle noted and waits on
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,3 +172,26 @@ def write_state(
 def history(store: MetadataStore, model: str, limit: int = 50) -> list[EventRecord]:
     """The loop's decisions, newest first."""
     return store.list_events(entity_type=_LOOP, entity_id=model, limit=limit)
+
+
+_HOLD = "loop_promotion"
+
+
+def hold_promotion(
+    store: MetadataStore, model: str, *, held: bool, actor: str, reason: str
+) -> None:
+    """Hold (``held``) or release the promotions of ``model``'s loop, with who and why."""
+    store.record_event(
+        "loop.promotion_held" if held else "loop.promotion_released",
+        _HOLD,
+        model,
+        actor=actor,
+        reason=reason,
+        details={"held": held},
+    )
+
+
+def promotion_hold(store: MetadataStore, model: str) -> EventRecord | None:
+    """The event holding ``model``'s promotions (who, when, why), or ``None``: they go ahead."""
+    events = store.list_events(entity_type=_HOLD, entity_id=model, limit=1)
+    return events[0] if events and events[0].details.get("held") else None

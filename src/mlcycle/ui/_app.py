@@ -18,7 +18,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import tempfile
 from collections.abc import Iterable
 from datetime import datetime
@@ -43,7 +45,7 @@ from starlette.staticfiles import StaticFiles
 from mlcycle import _html
 from mlcycle.errors import ConflictError, MlcycleError, NotFoundError
 from mlcycle.store import history as loop_history
-from mlcycle.store import read_state, read_traffic
+from mlcycle.store import hold_promotion, promotion_hold, read_state, read_traffic
 from mlcycle.ui import _deployments, _lineage, _loop, _monitoring, _runs
 from mlcycle.ui._guard import ACTION_HEADER, HostGuard, allowed_names, check_action
 
@@ -206,6 +208,7 @@ def create_app(
             audits=audits,
             lineage=_lineage.lineage_tree(versions),
             loop=read_state(project.store, name),
+            hold=promotion_hold(project.store, name),
             traffic=read_traffic(project.store, name),
             decisions=[
                 e
@@ -301,7 +304,8 @@ def create_app(
             # A stored report runs its own scripts, but in an opaque origin: it cannot read
             # the dashboard's session (the admin token) nor act with it.
             headers["Content-Security-Policy"] = _SANDBOX
-            data = _with_way_back(data, request.scope.get("root_path", ""))
+            root = request.scope.get("root_path", "")
+            data = _with_way_back(_shared_plotly(data, root), root)
         else:
             headers["Content-Disposition"] = f'attachment; filename="{sha[:12]}"'
         return Response(data, media_type=record.media_type, headers=headers)
@@ -339,6 +343,26 @@ def create_app(
         except MlcycleError as exc:
             return JSONResponse({"error": str(exc)}, _status(exc))
         return JSONResponse({"model": name, "alias": alias, "to": version, "from": previous})
+
+    async def promotions(request: Request) -> Response:
+        """Hold or release the loop's promotions of a model (``{held: bool, reason: str}``)."""
+        refused = check_action(request, admin_token, names)
+        if refused is not None:
+            return refused
+        name = request.path_params["name"]
+        body = await _json(request)
+        if isinstance(body, Response):
+            return body
+        held, reason = body.get("held"), body.get("reason")
+        if not isinstance(held, bool) or not isinstance(reason, str) or not reason.strip():
+            return JSONResponse({"error": "expected {held: true|false, reason: str}"}, 400)
+        try:
+            if not project.store.registry.list_versions(name):
+                raise NotFoundError(f"model {name!r} has no versions")
+            hold_promotion(project.store, name, held=held, actor=project.actor, reason=reason)
+        except MlcycleError as exc:
+            return JSONResponse({"error": str(exc)}, _status(exc))
+        return JSONResponse({"model": name, "held": held, "reason": reason})
 
     async def rollback(request: Request) -> Response:
         refused = check_action(request, admin_token, names)
@@ -389,6 +413,7 @@ def create_app(
         Route("/api/login", login, methods=["POST"]),
         Route("/api/models/{name}/alias", move_alias, methods=["POST"]),
         Route("/api/models/{name}/rollback", rollback, methods=["POST"]),
+        Route("/api/models/{name}/promotions", promotions, methods=["POST"]),
     ]
     return Starlette(routes=routes, middleware=[Middleware(HostGuard, names=names)])
 
@@ -448,6 +473,32 @@ _WAY_BACK = (
     '<nav style="font:14px system-ui,sans-serif;background:#1f2933;padding:8px 24px">'
     '<a href="{base}/reports" style="color:#fff">&larr; mlcycle dashboard: every report</a></nav>'
 )
+
+
+# The copy of plotly.js a self-contained report embeds (its first figure's <script>)
+_EMBEDDED_PLOTLY = re.compile(rb"<script[^>]*>/\*\*\n\* plotly\.js v([^\n]+)\n.*?</script>", re.S)
+
+
+@functools.cache
+def _plotly_version() -> bytes:
+    """The version of the shared ``plotly.min.js`` (from its header comment)."""
+    with plotly_js().open("rb") as f:
+        found = re.search(rb"plotly\.js v([^\n]+)\n", f.read(200))
+    return found.group(1).strip() if found else b""
+
+
+def _shared_plotly(page: bytes, base: str) -> bytes:
+    """A stored report with its embedded plotly.js swapped for the dashboard's shared copy.
+
+    Reports stay self-contained in the store (they open offline, alone); served here,
+    the browser fetches plotly.js once for every report and page instead of a 4.8 MB
+    copy per report. Only the same version is swapped.
+    """
+    found = _EMBEDDED_PLOTLY.search(page)
+    if found is None or found.group(1).strip() != _plotly_version():
+        return page
+    tag = f'<script src="{_html.esc(base)}/static/plotly.min.js"></script>'.encode()
+    return page[: found.start()] + tag + page[found.end() :]
 
 
 def _with_way_back(page: bytes, base: str) -> bytes:

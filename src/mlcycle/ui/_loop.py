@@ -13,7 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mlcycle.store import LoopState, Traffic, history, read_state, read_traffic
+from mlcycle.store import (
+    LoopState,
+    Traffic,
+    history,
+    promotion_hold,
+    read_state,
+    read_traffic,
+)
 
 if TYPE_CHECKING:
     from mlcycle.project import Project
@@ -44,6 +51,7 @@ class LoopRow:
     decisions: list[EventRecord] = field(default_factory=list)
     gate: EventRecord | None = None
     champion_moves: list[EventRecord] = field(default_factory=list)
+    hold: EventRecord | None = None  # a person holds the loop's promotions
 
 
 def loop_overview(project: Project) -> dict[str, Any]:
@@ -74,6 +82,7 @@ def loop_overview(project: Project) -> dict[str, Any]:
                 decisions=[e for e in events if e.action != CHECKED][:DECISIONS],
                 gate=max(gates, key=lambda e: e.id) if gates else None,
                 champion_moves=[e for e in moves if e.details.get("alias") == "champion"][:3],
+                hold=promotion_hold(store, model.name),
             )
         )
     recent = [

@@ -126,7 +126,7 @@ function setupLogin() {
 
 function setupActions() {
   const result = document.getElementById("action-result");
-  const forms = {"alias-form": "alias", "rollback-form": "rollback"};
+  const forms = {"alias-form": "alias", "rollback-form": "rollback", "promotions-form": "promotions"};
   for (const [id, route] of Object.entries(forms)) {
     const form = document.getElementById(id);
     if (!form) continue;
@@ -134,6 +134,7 @@ function setupActions() {
       event.preventDefault();
       const data = Object.fromEntries(new FormData(form));
       if (data.version !== undefined) data.version = Number(data.version);
+      if (data.held !== undefined) data.held = data.held === "true";
       const path = `${BASE}/api/models/${encodeURIComponent(form.dataset.model)}/${route}`;
       const answer = await act(path, data, sessionStorage.getItem(TOKEN_KEY) || "");
       if (answer.ok) {
