@@ -322,12 +322,18 @@ def _write_segment(table: pa.Table, folder: Path, *, sync: bool = False) -> Path
     # Names sort in write order (microseconds, then this process's sequence number),
     # so a window reads its newest segments first; the random part keeps processes apart.
     final = folder / f"{now:%H%M%S%f}-{next(_SEQUENCE):08d}-{uuid.uuid4().hex[:8]}.parquet"
-    # Dictionary-encode only text (ids, labels, categories): floats do not repeat.
-    text = [f.name for f in table.schema if pa.types.is_string(f.type)]
+    # Dictionary-encode only text that repeats (names, labels, categories, input ids):
+    # floats do not repeat, and request ids are unique. Statistics only on the time: no
+    # reader filters on the others, and min/max of every string column cost a sixth of
+    # a batch segment's write (bench/RESULTS.md, issue 22).
+    text = [
+        f.name for f in table.schema if pa.types.is_string(f.type) and f.name != "request_id"
+    ]
     options: dict[str, Any] = {
         "compression": "zstd",
         "compression_level": 1,
         "use_dictionary": text or False,
+        "write_statistics": ["time"] if "time" in table.column_names else False,
     }
 
     def write(tmp: Path) -> None:
