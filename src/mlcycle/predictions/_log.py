@@ -125,9 +125,12 @@ def _ids(ids: Sequence[str] | pa.Array) -> pa.Array:
 
 
 def _labels(labels: Any) -> pa.Array:
-    """Labels as strings: ONNX Runtime's are already ``str`` objects, taken without a copy to lists."""
+    """Labels as strings: an Arrow string array as it is (a batch job takes its classes
+    by index), ONNX Runtime's ``str`` objects and numpy text without a copy to lists."""
+    if isinstance(labels, pa.Array) and pa.types.is_string(labels.type):
+        return labels
     arr = np.asarray(labels)
-    if arr.dtype == object:
+    if arr.dtype == object or arr.dtype.kind == "U":
         try:
             return pa.array(arr, type=pa.string())
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all str: the general way below
@@ -271,7 +274,10 @@ def _columnar(batches: list[_Buffered]) -> pa.Table:
     }
     first = batches[0]
     if first.labels is not None:
-        columns["label"] = _labels(np.concatenate([np.asarray(b.labels) for b in batches]))
+        if all(isinstance(b.labels, pa.Array) for b in batches):  # batch jobs' chunks
+            columns["label"] = pa.concat_arrays([_labels(b.labels) for b in batches])
+        else:  # many small requests: one conversion for all of them
+            columns["label"] = _labels(np.concatenate([np.asarray(b.labels) for b in batches]))
     if first.probabilities is not None:
         p = np.concatenate([np.asarray(b.probabilities, dtype=np.float32) for b in batches])
         columns["probabilities"] = pa.FixedSizeListArray.from_arrays(
@@ -322,12 +328,16 @@ def _write_segment(table: pa.Table, folder: Path, *, sync: bool = False) -> Path
     # Names sort in write order (microseconds, then this process's sequence number),
     # so a window reads its newest segments first; the random part keeps processes apart.
     final = folder / f"{now:%H%M%S%f}-{next(_SEQUENCE):08d}-{uuid.uuid4().hex[:8]}.parquet"
-    # Dictionary-encode only text (ids, labels, categories): floats do not repeat.
-    text = [f.name for f in table.schema if pa.types.is_string(f.type)]
+    # Dictionary-encode only text that repeats (names, labels, categories, input ids):
+    # floats do not repeat, and request ids are unique. Statistics only on the time: no
+    # reader filters on the others, and min/max of every string column cost a sixth of
+    # a batch segment's write (bench/RESULTS.md, issue 22).
+    text = [f.name for f in table.schema if pa.types.is_string(f.type) and f.name != "request_id"]
     options: dict[str, Any] = {
         "compression": "zstd",
         "compression_level": 1,
         "use_dictionary": text or False,
+        "write_statistics": ["time"] if "time" in table.column_names else False,
     }
 
     def write(tmp: Path) -> None:

@@ -324,14 +324,21 @@ def create_app(
         refused = check_action(request, admin_token, names)
         return refused or JSONResponse({"ok": True})  # type: ignore[return-value]
 
-    async def move_alias(request: Request) -> Response:
+    async def action(request: Request) -> tuple[str, dict[str, Any]] | Response:
+        """The model an action names in its path and its JSON body, or the refusal."""
         refused = check_action(request, admin_token, names)
         if refused is not None:
             return refused
-        name = request.path_params["name"]
         body = await _json(request)
         if isinstance(body, Response):
             return body
+        return request.path_params["name"], body
+
+    async def move_alias(request: Request) -> Response:
+        asked = await action(request)
+        if isinstance(asked, Response):
+            return asked
+        name, body = asked
         alias, version, reason = body.get("alias"), body.get("version"), body.get("reason")
         if not isinstance(alias, str) or not isinstance(version, int) or isinstance(version, bool):
             return JSONResponse({"error": "expected {alias: str, version: int, reason}"}, 400)
@@ -346,13 +353,10 @@ def create_app(
 
     async def promotions(request: Request) -> Response:
         """Hold or release the loop's promotions of a model (``{held: bool, reason: str}``)."""
-        refused = check_action(request, admin_token, names)
-        if refused is not None:
-            return refused
-        name = request.path_params["name"]
-        body = await _json(request)
-        if isinstance(body, Response):
-            return body
+        asked = await action(request)
+        if isinstance(asked, Response):
+            return asked
+        name, body = asked
         held, reason = body.get("held"), body.get("reason")
         if not isinstance(held, bool) or not isinstance(reason, str) or not reason.strip():
             return JSONResponse({"error": "expected {held: true|false, reason: str}"}, 400)
@@ -365,13 +369,10 @@ def create_app(
         return JSONResponse({"model": name, "held": held, "reason": reason})
 
     async def rollback(request: Request) -> Response:
-        refused = check_action(request, admin_token, names)
-        if refused is not None:
-            return refused
-        name = request.path_params["name"]
-        body = await _json(request)
-        if isinstance(body, Response):
-            return body
+        asked = await action(request)
+        if isinstance(asked, Response):
+            return asked
+        name, body = asked
         alias, reason = body.get("alias"), body.get("reason")
         if not isinstance(alias, str):
             return JSONResponse({"error": "expected {alias: str, reason}"}, 400)
