@@ -144,12 +144,15 @@ class BatchLog:
         *,
         input_ref: str | None = None,
         input_rows: np.ndarray[Any, Any] | None = None,
+        labels: pa.Array | None = None,
     ) -> None:
         """Log one chunk's scored rows: their inputs (``feeds``), or a reference to them.
 
         With ``input_ref`` (the id :meth:`Source.record` gave the input) and
         ``input_rows`` (each row's number in the input), ``feeds`` is ``{}``:
         the log points at the input instead of holding a second copy of it.
+        ``labels``, when given, are the prediction's labels as Arrow text (taken by
+        class number: cheaper than converting each label string).
         """
         log: PredictionLog | None = getattr(self._local, "log", None)
         if log is None:
@@ -168,7 +171,7 @@ class BatchLog:
                 ids,
                 feeds,
                 latency_ms,
-                labels=prediction.labels,
+                labels=prediction.labels if labels is None else labels,
                 probabilities=prediction.probabilities,
                 values=prediction.values,
                 input_ref=input_ref,

@@ -86,6 +86,8 @@ class ChunkScorer:
         self.log_sample = log_sample
         self.context = context or []
         self.input_ref = input_ref  # log rows by reference to this recorded input
+        # the classes as Arrow text: a chunk's labels for the log are taken by class number
+        self.classes = pa.array([str(c) for c in predictor.classes or []], pa.string())
 
     def __call__(self, index: int, first_row: int, table: pa.Table) -> Done:
         started = time.perf_counter()
@@ -99,6 +101,7 @@ class ChunkScorer:
         if self.log is not None and scored is not None:
             latency_ms = (time.perf_counter() - started) * 1000.0
             feeds, prediction, logged = checked.feeds, scored.prediction, rows
+            label_index = scored.label_index
             if self.input_ref is not None:  # the input is on disk: the log points at it
                 feeds = {}
             elif self.context:  # logged as text beside the inputs, as served (never fed)
@@ -111,6 +114,7 @@ class ChunkScorer:
                 feeds = {k: v[keep] for k, v in feeds.items()}
                 prediction = prediction.take(keep)
                 logged = rows[keep]
+                label_index = None if label_index is None else label_index[keep]
             if len(logged):
                 request = request_ids(ids, logged, self.job_id, first_row)
                 self.log.write(
@@ -120,6 +124,9 @@ class ChunkScorer:
                     latency_ms,
                     input_ref=self.input_ref,
                     input_rows=None if self.input_ref is None else logged + first_row,
+                    labels=None
+                    if label_index is None
+                    else self.classes.take(pa.array(label_index)),
                 )
         if checked.rows is not None:
             ids = ids.take(pa.array(rows))

@@ -73,7 +73,7 @@ class LoggedBatch:
     request_ids: Sequence[str] | pa.Array  # an Arrow string array is taken as it is
     inputs: Mapping[str, np.ndarray[Any, Any]]
     latency_ms: float
-    labels: np.ndarray[Any, Any] | None = None
+    labels: np.ndarray[Any, Any] | pa.Array | None = None  # Arrow text taken as it is
     probabilities: np.ndarray[Any, Any] | None = None
     values: np.ndarray[Any, Any] | None = None
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -155,7 +155,7 @@ class _Buffered(NamedTuple):
     packed: np.ndarray[Any, Any] | None
     inputs: Mapping[str, np.ndarray[Any, Any]] | None  # when not packed
     latency_ms: float
-    labels: np.ndarray[Any, Any] | None
+    labels: np.ndarray[Any, Any] | pa.Array | None
     probabilities: np.ndarray[Any, Any] | None
     values: np.ndarray[Any, Any] | None
     at: datetime
