@@ -71,38 +71,12 @@ def test_the_local_executor_refuses_several_workers(project: Project) -> None:
 
 
 @pytest.mark.slow
-def test_ddp_replicas_train_as_one_process_does_and_the_run_registers(project: Project) -> None:
-    alone = train(project, data="digits", overrides=SHORT, quiet=True)
-    events: list[object] = []
-    started: list[str] = []
-    ddp = train(
-        project,
-        data="digits",
-        overrides={**SHORT, "workers": 2},
-        executor="ray",
-        on_start=started.append,
-        on_progress=events.append,
-    )
-    run = project.runs.get(ddp.run_id)
-    assert run.status == "finished" and run.params["train"]["workers"] == 2
-    assert started == [ddp.run_id]  # the callbacks ran here, relayed from replica 0
-    assert [e.epoch for e in events if isinstance(e, EpochProgress)] == [1, 2, 3, 4, 5]
-    assert [p.step for p in project.runs.metrics(run.id, "train_loss")] == [0, 1, 2, 3, 4]
-    # Each replica takes half of every batch and DDP averages their gradients: the
-    # steps are one process's, up to float rounding. Replica 0 alone, not averaged,
-    # would end far away (it would have seen half the rows).
-    assert (
-        _largest_difference(_weights(project, ddp.run_id), _weights(project, alone.run_id)) < 1e-4
-    )
-    assert abs(ddp.test["accuracy"] - alone.test["accuracy"]) <= 0.005
-    assert ddp.test["accuracy"] > 0.8
-    assert ddp.report is not None and ddp.report.is_file()  # copied from the artifact store
-    version = register(project, ddp.run_id, "digits-ddp")
-    assert version.version == 1
+def test_ddp_replicas_interrupted_resume_on_ray_as_one_process_trains(project: Project) -> None:
+    """DDP replicas stopped mid-training continue on Ray and end as one process does.
 
+    (One test for both: each Ray Train worker group costs ~10 s to start.)
+    """
 
-@pytest.mark.slow
-def test_a_ddp_run_interrupted_mid_training_resumes_on_ray(project: Project) -> None:
     def interrupt(report: object) -> None:
         if getattr(report, "epoch", 0) == 1:
             raise KeyboardInterrupt  # as a kill would stop it, after two epochs were stored
@@ -112,13 +86,24 @@ def test_a_ddp_run_interrupted_mid_training_resumes_on_ray(project: Project) -> 
     [killed] = [r for r in project.runs.list() if r.status == "killed"]
     assert [p.step for p in project.runs.metrics(killed.id, "train_loss")] == [0, 1]
 
-    outcome = resume(project, killed.id, executor="ray")
+    events: list[object] = []
+    outcome = resume(project, killed.id, executor="ray", on_progress=events.append)
     run = project.runs.get(killed.id)
     assert outcome.run_id == killed.id and run.status == "finished"
+    assert run.params["train"]["workers"] == 2
+    assert [e.epoch for e in events if isinstance(e, EpochProgress)] == [3, 4, 5]  # relayed here
     assert [p.step for p in project.runs.metrics(run.id, "train_loss")] == [0, 1, 2, 3, 4]
-    uninterrupted = train(project, data="digits", overrides=SHORT, quiet=True)
-    resumed, straight = _weights(project, run.id), _weights(project, uninterrupted.run_id)
+    # Each replica takes half of every batch and DDP averages their gradients: the
+    # steps are one process's, up to float rounding. Replica 0 alone, not averaged,
+    # would end far away (it would have seen half the rows).
+    alone = train(project, data="digits", overrides=SHORT, quiet=True)
+    resumed, straight = _weights(project, run.id), _weights(project, alone.run_id)
     assert _largest_difference(resumed, straight) < 1e-4
+    assert abs(outcome.test["accuracy"] - alone.test["accuracy"]) <= 0.005
+    assert outcome.test["accuracy"] > 0.8
+    assert outcome.report is not None and outcome.report.is_file()  # from the artifact store
+    version = register(project, run.id, "digits-ddp")
+    assert version.version == 1
 
 
 @pytest.mark.slow
