@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.calibration import calibration_curve
-from sklearn.metrics import precision_recall_curve, roc_curve
 
 from mlcycle.evaluate._ranking import Ranking
 
@@ -38,6 +36,8 @@ def thin(*arrays: FloatArray, max_points: int = MAX_POINTS) -> list[list[float]]
 
 
 def ranking_curves(y: IntArray, p: FloatArray, names: Sequence[str]) -> list[dict[str, Any]]:
+    from sklearn.metrics import precision_recall_curve, roc_curve  # 1 s to import: when drawn
+
     """One-vs-rest ROC and precision-recall curves per class (binary: the positive class only).
 
     Classes absent from ``y``, or making up all of it, have no ROC curve and
@@ -77,6 +77,8 @@ def reliability(
     that class; multiclass problems show the top-label confidence against
     how often the argmax is right (the quantity the ECE summarises).
     """
+    from sklearn.calibration import calibration_curve
+
     if len(names) == 2:
         outcome = (y == 1).astype(np.intp)
         prob = p[:, 1]
