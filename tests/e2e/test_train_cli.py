@@ -14,6 +14,7 @@ import pytest
 
 from mlcycle import Project
 from mlcycle.store import MetadataStore
+from mlcycle.train import train
 from tests.e2e.test_cli import MLCYCLE, mlcycle
 
 SLOW_DIGITS = [
@@ -239,14 +240,11 @@ def test_a_killed_training_process_resumes_to_the_same_weights(project: Path) ->
 
 
 def test_evaluate_cuts_a_numeric_slice_into_quantile_bins(tmp_path: Path) -> None:
-    assert mlcycle("init", "proj", cwd=tmp_path).returncode == 0
-    root = tmp_path / "proj"
-    assert mlcycle("data", "add", "sklearn:wine", cwd=root).returncode == 0
-    done = mlcycle(
-        "train", "--set", "max_epochs=3", "--set", "evaluate.bootstrap=0", "--json", cwd=root
-    )
-    assert done.returncode == 0, done.stderr
-    run_id = json.loads(done.stdout)["run_id"]
+    root = tmp_path / "proj"  # the run is made in this process: `evaluate` is the subject
+    with Project.init(root, name="proj") as made:
+        made.datasets.add("sklearn:wine")
+        overrides = {"max_epochs": 3, "evaluate.bootstrap": 0}
+        run_id = train(made, data="wine", overrides=overrides, quiet=True).run_id
 
     shown = mlcycle("evaluate", run_id, "--slice", "alcohol", "--bins", "3", "--json", cwd=root)
     assert shown.returncode == 0, shown.stderr
