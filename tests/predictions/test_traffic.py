@@ -42,3 +42,20 @@ def test_only_the_window_is_read(tmp_path: Path) -> None:
     start = datetime.now(UTC) - timedelta(minutes=1)
     capped = recent_traffic(tmp_path, start, max_rows=1)
     assert capped.truncated and sum(v.rows for v in capped.versions) < 4
+
+
+def test_a_segment_is_chosen_by_when_it_was_written_not_by_its_name(tmp_path: Path) -> None:
+    # A row's day folder is the row's day and a segment's name its writer's clock: a row
+    # logged before midnight and written after (or written late, after a full disk) has a
+    # name that reads as earlier than the window though it was written inside it.
+    now = datetime.now(UTC)
+    since = now - timedelta(hours=6)
+    log = PredictionLog(tmp_path)
+    log.append(LoggedBatch("m", 1, "serve", ["late"], {"x": np.zeros(1, np.float32)}, 1.0,
+                           at=now - timedelta(hours=2)))  # fmt: skip
+    log.close()
+    [segment] = (tmp_path / "predictions").rglob("*.parquet")
+    early = since - timedelta(hours=2 if (since - timedelta(hours=1)).hour == 0 else 1)
+    segment.rename(segment.with_name(f"{early:%H%M%S%f}" + segment.name[12:]))
+    found = recent_traffic(tmp_path, since, now=now)
+    assert [(v.version, v.requests) for v in found.versions] == [(1, 1)]

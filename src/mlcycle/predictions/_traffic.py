@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ __all__ = ["MAX_ROWS", "RecentTraffic", "VersionTraffic", "recent_traffic"]
 
 MAX_ROWS = 2_000_000
 _COLUMNS = ["time", "version", "source", "latency_ms"]
-_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -66,39 +65,37 @@ class RecentTraffic:
         return counts.get("error", 0) / total if total else None
 
 
-def _written(path: Path) -> datetime | None:
-    """When a segment was written, from its folder (``date=…``) and name (``HHMMSSffffff-…``)."""
-    try:
-        day = path.parent.name.removeprefix("date=")
-        return datetime.strptime(f"{day} {path.name[:12]}", "%Y-%m-%d %H%M%S%f").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
 def _segments(root: Path, since: datetime) -> list[tuple[str, Path]]:
     """``(model, segment)`` written at or after ``since``, newest first.
 
     A segment holds rows logged before it was written, so one written before
-    ``since`` holds none of the window's. Its folder is the day of its rows, so one
-    named just after midnight may have been written the next day: it is kept.
+    ``since`` holds none of the window's; when it was written is its file's
+    modification time (it is renamed into place once written). Not its name:
+    the name is the writer's clock and its folder the rows' day, so a row
+    logged before midnight and written after, or written late after a full
+    disk, has a name that reads as earlier than it was written. A day folder
+    before ``since``'s day holds only rows before the window.
     """
     folder = root / "predictions"
     if not folder.is_dir():
         return []
     day = f"date={since.astimezone(UTC):%Y-%m-%d}"
-    found: list[tuple[datetime, str, Path]] = []
+    cutoff = since.timestamp()
+    found: list[tuple[float, str, Path]] = []
     for model in os.scandir(folder):
         for version in os.scandir(model.path) if model.is_dir() else ():
             for date in os.scandir(version.path) if version.is_dir() else ():
                 if not date.is_dir() or date.name < day:
                     continue
                 for entry in os.scandir(date.path):
-                    path = Path(entry.path)
-                    written = _written(path) if entry.name.endswith(".parquet") else None
-                    if written is not None and (
-                        written >= since or (written.hour == 0 and written + _DAY >= since)
-                    ):
-                        found.append((written, model.name, path))
+                    if not entry.name.endswith(".parquet"):
+                        continue
+                    try:
+                        written = entry.stat().st_mtime
+                    except FileNotFoundError:  # removed while listed
+                        continue
+                    if written >= cutoff:
+                        found.append((written, model.name, Path(entry.path)))
     found.sort(key=lambda f: f[0], reverse=True)
     return [(model, path) for _, model, path in found]
 
