@@ -234,12 +234,13 @@ def score_file(
     rejects_path = (
         Path(rejects) if rejects is not None else out_path.with_name(out_path.name + ".rejects.csv")
     )
+    fingerprint = source.fingerprint()
     job = {
         "format": JOB_FORMAT,
         "job_id": uuid.uuid4().hex[:12],
         "model": predictor.ref,
         "ref": model if isinstance(model, str) else predictor.ref,
-        "input": source.fingerprint(),
+        "input": fingerprint,
         "chunk_rows": chunk_rows,
         "id_columns": ids,
         "inputs": predictor.input_names,
@@ -254,7 +255,9 @@ def score_file(
     try:
         done = work.done()
         input_ref = (
-            source.record(log_root) if log_root is not None and log_inputs == "reference" else None
+            source.record(log_root, fingerprint)
+            if log_root is not None and log_inputs == "reference"
+            else None
         )
         scorer = ChunkScorer(
             predictor,

@@ -24,12 +24,11 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from mlcycle.errors import DataError, NotFoundError
-from mlcycle.predictions import csv_read_options, edges_sha256, record_input
+from mlcycle.predictions import csv_columns, csv_read_options, edges_sha256, record_input
 
 __all__ = ["Source", "open_source"]
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
-_CSV_BLOCK_BYTES = 4 << 20
 _WHOLE_GROUP_BYTES = 64 << 20  # a row group up to this size (columns read) is read whole
 
 
@@ -100,9 +99,12 @@ class Source:
             )
         return {"path": str(self.path.resolve()), "kind": self.kind, "files": entries}
 
-    def record(self, root: Path) -> str:
-        """Record this input for the prediction log's references (:func:`record_input`); its id."""
-        files = self.fingerprint()["files"]
+    def record(self, root: Path, fingerprint: dict[str, Any]) -> str:
+        """Record this input for the prediction log's references (:func:`record_input`); its id.
+
+        ``fingerprint`` is the job's :meth:`fingerprint` of it (not hashed again).
+        """
+        files = [dict(entry) for entry in fingerprint["files"]]
         for entry, path in zip(files, self.files, strict=True):
             entry["rows"] = None if self.kind == "csv" else pq.read_metadata(path).num_rows
         return record_input(root, self.kind, files)
@@ -204,13 +206,9 @@ def _conform(batch: pa.RecordBatch, target: pa.Schema, path: Path) -> pa.RecordB
 
 def _csv_columns(path: Path) -> list[str]:
     try:
-        reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=_CSV_BLOCK_BYTES))
+        return csv_columns(path)
     except pa.ArrowInvalid as exc:
         raise DataError(f"input {str(path)!r} is not a readable CSV file: {exc}") from None
-    try:
-        return list(reader.schema.names)
-    finally:
-        reader.close()
 
 
 def open_source(path: str | os.PathLike[str]) -> Source:

@@ -38,6 +38,7 @@ __all__ = [
     "REF_INPUT",
     "REF_ROW",
     "Resolved",
+    "csv_columns",
     "csv_read_options",
     "edges_sha256",
     "input_column",
@@ -145,15 +146,20 @@ def _unreadable(root: Path, input_id: str) -> tuple[dict[str, Any] | None, str |
     return record, None
 
 
-def _column_names(record: Mapping[str, Any]) -> list[str]:
-    first = record["files"][0]["file"]
-    if record["kind"] != "csv":
-        return list(pq.read_schema(first).names)
-    reader = pcsv.open_csv(first, read_options=pcsv.ReadOptions(block_size=_CSV_BLOCK_BYTES))
+def csv_columns(path: str | Path) -> list[str]:
+    """The column names of a CSV file's header (raises ``pa.ArrowInvalid`` if unreadable)."""
+    reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=_CSV_BLOCK_BYTES))
     try:
         return list(reader.schema.names)
     finally:
         reader.close()
+
+
+def _column_names(record: Mapping[str, Any]) -> list[str]:
+    first = record["files"][0]["file"]
+    if record["kind"] == "csv":
+        return csv_columns(first)
+    return list(pq.read_schema(first).names)
 
 
 def _read_rows(
